@@ -1,0 +1,1 @@
+"""Validation checks, one module per concern; `validator.CHECKS` lists them in order."""

@@ -1,0 +1,45 @@
+"""What every check receives: the spec view, the graph facts and the validator's settings."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from agentflow_grpc.spec.codes import Violation
+from agentflow_grpc.spec.graph import GraphFacts
+from agentflow_grpc.spec.plugins import PluginCatalog
+from agentflow_grpc.spec.view import SpecView
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size limits that keep one spec from exhausting the server."""
+
+    max_nodes: int = 2000
+    max_edges: int = 5000
+    max_prompt_chars: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class CheckContext:
+    view: SpecView
+    facts: GraphFacts
+    input_ids: tuple[str, ...]
+    sources: Mapping[str, str] | None  # source name -> source type; None: not checked
+    plugins: PluginCatalog
+    limits: Limits
+
+
+Check = Callable[[CheckContext], Iterator[Violation]]
+
+
+def suggestion(name: str, candidates: Iterable[str]) -> str:
+    """`; did you mean 'x'?` for a near miss, else an empty string."""
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def listing(names: Iterable[str], empty: str = "none") -> str:
+    ordered = sorted(names)
+    return ", ".join(ordered) if ordered else empty

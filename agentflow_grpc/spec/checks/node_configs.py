@@ -1,0 +1,194 @@
+"""Per node type checks beyond the schema: SQL, input defaults, structured output, HTTP."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+
+import jsonpath
+import jsonschema
+from sqlparse import lexer
+from sqlparse import tokens as sql_tokens
+
+from agentflow_grpc.spec.checks.context import CheckContext
+from agentflow_grpc.spec.codes import Violation, ViolationCode, pointer
+from agentflow_grpc.spec.models import InputParam
+from agentflow_grpc.spec.nodes import AggregatorNode, DatabaseNode, HttpNode, LlmNode
+
+_SQL_WRITES = frozenset(
+    {"INSERT", "UPDATE", "DELETE", "MERGE", "UPSERT", "REPLACE", "CREATE", "DROP", "ALTER",
+     "TRUNCATE", "GRANT", "REVOKE", "COPY", "CALL", "DO", "VACUUM", "REINDEX", "LOCK"}
+)  # fmt: skip
+
+
+def check_inputs(ctx: CheckContext) -> Iterator[Violation]:
+    for name, param in ctx.view.inputs.items():
+        yield from _check_input_param(param, ("inputs", name))
+
+
+def _check_input_param(param: InputParam, location: tuple[str | int, ...]) -> Iterator[Violation]:
+    schema = param.to_json_schema()
+    type_only = jsonschema.Draft202012Validator({"type": param.type})
+    for position, value in enumerate(param.enum or ()):
+        if not type_only.is_valid(value):
+            yield Violation(
+                pointer(*location, "enum", position),
+                ViolationCode.INPUT_INVALID_ENUM,
+                f"enum value {value!r} is not of type {param.type}",
+            )
+    if param.has_default:
+        error = jsonschema.exceptions.best_match(
+            jsonschema.Draft202012Validator(schema).iter_errors(param.default)
+        )
+        if error is not None:
+            yield Violation(
+                pointer(*location, "default"),
+                ViolationCode.INPUT_INVALID_DEFAULT,
+                f"default {param.default!r} does not fit the input's own schema: {error.message}",
+            )
+    if param.items is not None:
+        yield from _check_input_param(param.items, (*location, "items"))
+    for key, child in (param.properties or {}).items():
+        yield from _check_input_param(child, (*location, "properties", key))
+
+
+def check_llm_output_schemas(ctx: CheckContext) -> Iterator[Violation]:
+    for entry in ctx.view.nodes:
+        if not isinstance(entry.model, LlmNode) or entry.model.config.output_schema is None:
+            continue
+        try:
+            jsonschema.Draft202012Validator.check_schema(entry.model.config.output_schema)
+        except jsonschema.SchemaError as exc:
+            location = "/".join(str(part) for part in exc.path)
+            yield Violation(
+                pointer("nodes", entry.index, "config", "output_schema"),
+                ViolationCode.LLM_INVALID_OUTPUT_SCHEMA,
+                f"output_schema is not a valid JSON Schema (at '{location}'): {exc.message}",
+            )
+
+
+def check_http_nodes(ctx: CheckContext) -> Iterator[Violation]:
+    for entry in ctx.view.nodes:
+        node = entry.model
+        if not isinstance(node, HttpNode):
+            continue
+        for name, path in (node.config.extract or {}).items():
+            try:
+                jsonpath.compile(path)
+            except jsonpath.JSONPathError as exc:
+                reason = str(exc).splitlines()[0]
+                yield Violation(
+                    pointer("nodes", entry.index, "config", "extract", name),
+                    ViolationCode.HTTP_INVALID_JSON_PATH,
+                    f"'{path}' is not a valid JSONPath: {reason}",
+                )
+        url = node.config.url
+        if node.source is None and not _may_be_absolute(url):
+            yield Violation(
+                pointer("nodes", entry.index, "config", "url"),
+                ViolationCode.HTTP_URL_WITHOUT_BASE,
+                f"url '{url}' is relative but the node has no `source` to give a base URL; use "
+                "an absolute http(s) URL or set `source`",
+            )
+
+
+def _may_be_absolute(url: str) -> bool:
+    lowered = url.lstrip().lower()
+    return lowered.startswith(("http://", "https://")) or lowered.startswith(("{{", "{%"))
+
+
+def check_aggregators_sources(ctx: CheckContext) -> Iterator[Violation]:
+    for entry in ctx.view.nodes:
+        node = entry.model
+        summarizes = isinstance(node, AggregatorNode) and node.config.strategy == "summarize"
+        if summarizes and getattr(node, "source", None) is None:
+            yield Violation(
+                pointer("nodes", entry.index, "source"),
+                ViolationCode.AGGREGATOR_MISSING_SOURCE,
+                f"aggregator '{entry.id}' summarizes with an LLM; set `source` to an LLM source",
+            )
+
+
+def check_sql(ctx: CheckContext) -> Iterator[Violation]:
+    for entry in ctx.view.nodes:
+        node = entry.model
+        if not isinstance(node, DatabaseNode):
+            continue
+        base = ("nodes", entry.index, "config")
+        for code, location, message in _sql_problems(
+            node.config.query, len(node.config.params), node.config.read_only
+        ):
+            yield Violation(pointer(*base, *location), code, message)
+
+
+@functools.lru_cache(maxsize=4096)
+def _sql_problems(
+    query: str, param_count: int, read_only: bool
+) -> tuple[tuple[ViolationCode, tuple[str, ...], str], ...]:
+    problems: list[tuple[ViolationCode, tuple[str, ...], str]] = []
+    query_at = ("query",)
+    if any(marker in query for marker in ("{{", "{%", "{#")):
+        problems.append(
+            (
+                ViolationCode.SQL_TEMPLATED,
+                query_at,
+                "SQL text is never a template; write $1, $2 … placeholders in `query` and put "
+                "the templated values in `params`",
+            )
+        )
+    statements = 0
+    expects_statement = True
+    numbers: set[int] = set()
+    statement_types: list[str] = []
+    for token_type, value in lexer.tokenize(query):  # type: ignore[no-untyped-call]
+        if token_type in sql_tokens.Comment or token_type in sql_tokens.Whitespace:
+            continue
+        if token_type is sql_tokens.Punctuation and value == ";":
+            expects_statement = True
+            continue
+        if expects_statement:
+            statements += 1
+            expects_statement = False
+            statement_types.append(value.upper())
+        if token_type in sql_tokens.Name.Placeholder:
+            if value.startswith("$") and value[1:].isdigit():
+                numbers.add(int(value[1:]))
+            else:
+                problems.append(
+                    (
+                        ViolationCode.SQL_UNSUPPORTED_PLACEHOLDER,
+                        query_at,
+                        f"placeholder '{value}' is not supported; use $1, $2 … in the order of "
+                        "`params`",
+                    )
+                )
+    if statements > 1:
+        problems.append(
+            (
+                ViolationCode.SQL_MULTIPLE_STATEMENTS,
+                query_at,
+                f"`query` holds {statements} statements; a database node runs exactly one",
+            )
+        )
+    expected = set(range(1, param_count + 1))
+    if numbers != expected:
+        used = ", ".join(f"${n}" for n in sorted(numbers)) or "no placeholders"
+        problems.append(
+            (
+                ViolationCode.SQL_PARAMETER_MISMATCH,
+                ("params",),
+                f"`query` uses {used} but `params` has {param_count} value(s); placeholders "
+                "must be $1 … $N for N params, each used",
+            )
+        )
+    writes = [kind for kind in statement_types if kind in _SQL_WRITES]
+    if read_only and writes:
+        problems.append(
+            (
+                ViolationCode.SQL_WRITE_IN_READ_ONLY,
+                query_at,
+                f"{writes[0]} cannot run in a read-only transaction; set `read_only: false` "
+                "if the node is meant to write",
+            )
+        )
+    return tuple(problems)

@@ -1,0 +1,92 @@
+"""Pydantic's validation errors, as violations with JSON Pointer paths and stable codes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from agentflow_grpc.spec.codes import Violation, ViolationCode, pointer
+
+_CODES: dict[str, ViolationCode] = {
+    "missing": ViolationCode.SCHEMA_REQUIRED,
+    "extra_forbidden": ViolationCode.SCHEMA_UNKNOWN_FIELD,
+    "union_tag_invalid": ViolationCode.NODE_UNKNOWN_TYPE,
+    "union_tag_not_found": ViolationCode.SCHEMA_REQUIRED,
+    "literal_error": ViolationCode.SCHEMA_INVALID_CHOICE,
+    "enum": ViolationCode.SCHEMA_INVALID_CHOICE,
+    "string_pattern_mismatch": ViolationCode.SCHEMA_PATTERN,
+    "value_error": ViolationCode.SCHEMA_INVALID_VALUE,
+    "assertion_error": ViolationCode.SCHEMA_INVALID_VALUE,
+}
+_RANGE_ERRORS = frozenset(
+    {
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "too_short",
+        "too_long",
+        "string_too_short",
+        "string_too_long",
+        "finite_number",
+        "multiple_of",
+    }
+)
+
+
+def schema_violations(error: ValidationError, document: Any) -> Iterator[Violation]:
+    for detail in error.errors(include_url=False):
+        path = _document_path(detail["loc"], document)
+        yield Violation(pointer(*path), _code(detail["type"]), _message(detail, path))
+
+
+def _code(error_type: str) -> ViolationCode:
+    if error_type in _CODES:
+        return _CODES[error_type]
+    if error_type in _RANGE_ERRORS:
+        return ViolationCode.SCHEMA_OUT_OF_RANGE
+    if error_type.endswith(("_type", "_parsing")) or error_type == "model_attributes_type":
+        return ViolationCode.SCHEMA_WRONG_TYPE
+    return ViolationCode.SCHEMA_INVALID
+
+
+def _document_path(loc: Sequence[str | int], document: Any) -> list[str | int]:
+    """Follow pydantic's `loc` through the document, dropping the parts that are not in it
+    (discriminator tags such as `llm`, `[key]` markers, union member names)."""
+    path: list[str | int] = []
+    current: Any = document
+    for position, segment in enumerate(loc):
+        is_last = position == len(loc) - 1
+        if isinstance(current, dict) and segment in current:
+            current = current[segment]
+            path.append(segment)
+        elif isinstance(current, list) and isinstance(segment, int) and 0 <= segment < len(current):
+            current = current[segment]  # noqa: SIM114 - narrowing differs per branch
+            path.append(segment)
+        elif is_last and isinstance(current, dict) and isinstance(segment, str):
+            path.append(segment)  # a missing field: the pointer names where it belongs
+    return path
+
+
+def _message(detail: ErrorDetails, path: list[str | int]) -> str:
+    error_type = detail["type"]
+    field = str(path[-1]) if path else "document"
+    if error_type == "missing":
+        return f"required field '{field}' is missing"
+    if error_type == "extra_forbidden":
+        return f"unknown field '{field}'; remove it or check its spelling"
+    if error_type == "union_tag_invalid":
+        context = detail.get("ctx") or {}
+        return (
+            f"unknown node type {context.get('tag')!r}; expected one of "
+            f"{context.get('expected_tags')} (custom types use type 'plugin')"
+        )
+    if error_type == "union_tag_not_found":
+        return "required field 'type' is missing; every node needs a type"
+    message = detail["msg"]
+    if error_type == "value_error":
+        message = message.removeprefix("Value error, ")
+    return f"{field}: {message}"

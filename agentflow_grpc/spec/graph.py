@@ -1,0 +1,94 @@
+"""Graph facts the validator needs, computed once per spec with networkx.
+
+`is_upstream` answers "can node A have run before node B?" in O(1): ancestors are kept as bit sets
+over the condensation (the DAG of strongly connected components), built in one topological pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import networkx as nx
+
+
+@dataclass(frozen=True, slots=True)
+class GraphFacts:
+    reachable_from_input: frozenset[str]
+    reaches_output: frozenset[str]
+    unbounded_cycles: tuple[tuple[tuple[str, str], ...], ...]  # each cycle as its edges
+    predecessors: dict[str, frozenset[str]]
+    _component: dict[str, int]
+    _ancestors: dict[int, int]  # component -> bit set of ancestor components
+
+    def is_upstream(self, ancestor: str, node: str) -> bool:
+        """True when `ancestor` can run before `node` in some execution (loops count)."""
+        ancestor_component = self._component.get(ancestor)
+        node_component = self._component.get(node)
+        if ancestor_component is None or node_component is None:
+            return False
+        return bool(self._ancestors[node_component] >> ancestor_component & 1)
+
+
+def analyze_graph(
+    node_ids: Iterable[str],
+    edges: Iterable[tuple[str, str]],
+    *,
+    input_id: str | None,
+    output_node_ids: Iterable[str],
+    bounded_routers: Iterable[str],
+) -> GraphFacts:
+    graph: nx.DiGraph[str] = nx.DiGraph()
+    graph.add_nodes_from(node_ids)
+    graph.add_edges_from(edges)
+
+    reachable: set[str] = set()
+    if input_id is not None and input_id in graph:
+        reachable = nx.descendants(graph, input_id) | {input_id}
+
+    reaches_output: set[str] = set()
+    reversed_graph = graph.reverse(copy=False)
+    for node in output_node_ids:
+        if node in graph and node not in reaches_output:  # a seen node's ancestors are seen too
+            reaches_output |= nx.descendants(reversed_graph, node) | {node}
+
+    component, ancestors = _ancestor_bitsets(graph)
+    return GraphFacts(
+        reachable_from_input=frozenset(reachable),
+        reaches_output=frozenset(reaches_output),
+        unbounded_cycles=_unbounded_cycles(graph, set(bounded_routers)),
+        predecessors={node: frozenset(graph.predecessors(node)) for node in graph},
+        _component=component,
+        _ancestors=ancestors,
+    )
+
+
+def _ancestor_bitsets(graph: nx.DiGraph[str]) -> tuple[dict[str, int], dict[int, int]]:
+    condensed = nx.condensation(graph)
+    component: dict[str, int] = condensed.graph["mapping"]
+    ancestors: dict[int, int] = {}
+    for scc in nx.topological_sort(condensed):
+        members = condensed.nodes[scc]["members"]
+        bits = 0
+        for parent in condensed.predecessors(scc):
+            bits |= ancestors[parent] | (1 << parent)
+        cyclic = len(members) > 1 or any(graph.has_edge(m, m) for m in members)
+        if cyclic:
+            bits |= 1 << scc
+        ancestors[scc] = bits
+    return component, ancestors
+
+
+def _unbounded_cycles(
+    graph: nx.DiGraph[str], bounded_routers: set[str]
+) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """One cycle per strongly connected component that no bounded router breaks."""
+    unbounded = graph.subgraph(node for node in graph if node not in bounded_routers)
+    cycles: list[tuple[tuple[str, str], ...]] = []
+    for members in nx.strongly_connected_components(unbounded):
+        first = next(iter(members))
+        if len(members) == 1 and not unbounded.has_edge(first, first):
+            continue
+        cycle = nx.find_cycle(unbounded.subgraph(members), source=min(members))
+        cycles.append(tuple((u, v) for u, v, *_ in cycle))
+    return tuple(sorted(cycles))

@@ -60,11 +60,8 @@ def _document_path(loc: Sequence[str | int], document: Any) -> list[str | int]:
     current: Any = document
     for position, segment in enumerate(loc):
         is_last = position == len(loc) - 1
-        if isinstance(current, dict) and segment in current:
+        if (isinstance(current, dict) and segment in current) or (isinstance(current, list) and isinstance(segment, int) and 0 <= segment < len(current)):
             current = current[segment]
-            path.append(segment)
-        elif isinstance(current, list) and isinstance(segment, int) and 0 <= segment < len(current):
-            current = current[segment]  # noqa: SIM114 - narrowing differs per branch
             path.append(segment)
         elif is_last and isinstance(current, dict) and isinstance(segment, str):
             path.append(segment)  # a missing field: the pointer names where it belongs

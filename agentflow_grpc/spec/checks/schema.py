@@ -60,7 +60,10 @@ def _document_path(loc: Sequence[str | int], document: Any) -> list[str | int]:
     current: Any = document
     for position, segment in enumerate(loc):
         is_last = position == len(loc) - 1
-        if (isinstance(current, dict) and segment in current) or (isinstance(current, list) and isinstance(segment, int) and 0 <= segment < len(current)):
+        present = (isinstance(current, dict) and segment in current) or (
+            isinstance(current, list) and isinstance(segment, int) and 0 <= segment < len(current)
+        )
+        if present:
             current = current[segment]
             path.append(segment)
         elif is_last and isinstance(current, dict) and isinstance(segment, str):

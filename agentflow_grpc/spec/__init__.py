@@ -6,6 +6,7 @@ in the tests keeps it so).
 
 from agentflow_grpc.spec.checks.context import Limits
 from agentflow_grpc.spec.codes import Violation, ViolationCode
+from agentflow_grpc.spec.loading import load_document, parse_spec
 from agentflow_grpc.spec.models import (
     API_VERSION,
     Edge,
@@ -54,6 +55,8 @@ __all__ = [
     "Violation",
     "ViolationCode",
     "WorkflowSpec",
+    "load_document",
+    "parse_spec",
     "sandbox_environment",
     "validate_spec",
     "workflow_json_schema",

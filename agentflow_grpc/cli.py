@@ -1,0 +1,176 @@
+"""The `agentflow` command.
+
+Exit codes: 0 success; 1 a spec is invalid; 2 bad usage, unreadable or non-JSON input, or bad
+configuration. Errors are one clear line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agentflow_grpc import __version__
+from agentflow_grpc.config import Settings, load_settings
+from agentflow_grpc.errors import AgentFlowError, SpecReadError
+from agentflow_grpc.observability.logging import configure_logging, get_logger
+from agentflow_grpc.spec import PluginCatalog, PluginError, load_document, validate_spec
+from agentflow_grpc.spec.schema import workflow_json_schema_text
+
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+
+log = get_logger("agentflow.cli")
+
+
+@dataclass
+class _Context:
+    settings: Settings
+    plugins: PluginCatalog | None = field(default=None)
+
+    def plugin_catalog(self) -> PluginCatalog:
+        if self.plugins is None:
+            self.plugins = PluginCatalog.from_entry_points()
+        return self.plugins
+
+
+def _fail(message: str) -> click.exceptions.Exit:
+    click.echo(f"error: {message}", err=True)
+    return click.exceptions.Exit(EXIT_USAGE)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="agentflow")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """AgentFlow: define LLM workflows as JSON, validate them, and run them."""
+    try:
+        settings = load_settings()
+    except AgentFlowError as exc:
+        raise _fail(exc.message) from None
+    configure_logging(settings.log_level, settings.log_format)
+    ctx.obj = _Context(settings)
+
+
+@cli.command()
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE."
+)
+def schema(output: Path | None) -> None:
+    """Print the JSON Schema of a WorkflowSpec (generated from the models)."""
+    text = workflow_json_schema_text()
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON report on stdout, for machines.")
+@click.option(
+    "--sources",
+    "sources_file",
+    type=click.Path(path_type=Path),
+    help='JSON list of the sources that exist: [{"name": …, "type": …}, …].',
+)
+@click.pass_obj
+def validate(
+    obj: _Context, files: tuple[Path, ...], as_json: bool, sources_file: Path | None
+) -> None:
+    """Validate workflow spec FILES; report every violation with its JSON path and code."""
+    try:
+        sources = _read_sources(sources_file) if sources_file is not None else None
+        plugins = obj.plugin_catalog()
+    except (AgentFlowError, PluginError) as exc:
+        raise _fail(str(exc)) from None
+    limits = obj.settings.spec_limits()
+    reports: list[dict[str, Any]] = []
+    for path in files:
+        started = time.perf_counter()
+        try:
+            document = load_document(path)
+        except SpecReadError as exc:
+            reports.append({"file": str(path), "valid": False, "error": _error(exc)})
+            log.debug("spec.unreadable", file=str(path), reason=exc.message)
+            continue
+        result = validate_spec(document, sources=sources, plugins=plugins, limits=limits)
+        report = {
+            "file": str(path),
+            "valid": result.ok,
+            "violations": [v.to_dict() for v in result.violations],
+        }
+        if result.spec is not None:
+            report["summary"] = {"nodes": len(result.spec.nodes), "edges": len(result.spec.edges)}
+        reports.append(report)
+        log.debug(
+            "spec.validated",
+            file=str(path),
+            valid=result.ok,
+            violations=len(result.violations),
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+    unreadable = any("error" in report for report in reports)
+    valid = all(report["valid"] for report in reports)
+    if as_json:
+        click.echo(json.dumps({"valid": valid, "files": reports}, indent=2))
+    else:
+        _print_reports(reports)
+    if unreadable:
+        raise click.exceptions.Exit(EXIT_USAGE)
+    if not valid:
+        raise click.exceptions.Exit(EXIT_INVALID)
+
+
+def _error(exc: AgentFlowError) -> dict[str, str]:
+    return {"code": exc.code, "message": exc.message}
+
+
+def _read_sources(path: Path) -> dict[str, str]:
+    document = load_document(path)
+    if isinstance(document, dict) and "sources" in document:
+        document = document["sources"]
+    if not isinstance(document, list):
+        raise SpecReadError(f"{path}: expected a JSON list of sources")
+    sources: dict[str, str] = {}
+    for index, item in enumerate(document):
+        name = item.get("name") if isinstance(item, dict) else None
+        kind = item.get("type") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not isinstance(kind, str):
+            raise SpecReadError(f"{path}: source #{index} needs string fields 'name' and 'type'")
+        sources[name] = kind
+    return sources
+
+
+def _print_reports(reports: list[dict[str, Any]]) -> None:
+    for report in reports:
+        name = click.style(report["file"], bold=True)
+        if "error" in report:
+            click.echo(click.style(report["error"]["message"], fg="red"))
+        elif report["valid"]:
+            summary = report["summary"]
+            counts = f"{summary['nodes']} nodes, {summary['edges']} edges"
+            click.echo(f"{name}: {click.style('valid', fg='green')} ({counts})")
+        else:
+            count = len(report["violations"])
+            noun = "violation" if count == 1 else "violations"
+            click.echo(f"{name}: {click.style(f'{count} {noun}', fg='red')}")
+            for violation in report["violations"]:
+                click.echo(_format_violation(violation))
+    if len(reports) > 1:
+        valid = sum(1 for report in reports if report["valid"])
+        click.echo(f"{len(reports)} files: {valid} valid, {len(reports) - valid} not valid")
+
+
+def _format_violation(violation: dict[str, str]) -> str:
+    path = violation["path"] or "/"
+    code = click.style(violation["code"], fg="yellow")
+    return f"  {path}  {code}\n      {violation['message']}"
+
+
+def main() -> None:
+    cli(prog_name="agentflow")

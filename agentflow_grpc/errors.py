@@ -1,0 +1,46 @@
+"""The one error root. Every error AgentFlow raises on purpose has a stable code.
+
+The API layer maps these codes to gRPC statuses in one table; the CLI maps them to exit codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from agentflow_grpc.spec.codes import Violation
+
+
+class AgentFlowError(Exception):
+    """Base of all deliberate AgentFlow errors."""
+
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigurationError(AgentFlowError):
+    """The environment holds an invalid setting."""
+
+    code = "configuration"
+
+
+class SpecReadError(AgentFlowError):
+    """A spec (or sources) file cannot be read, or is not JSON."""
+
+    code = "unreadable"
+
+
+class InvalidSpecError(AgentFlowError):
+    """A spec has violations; they travel with the error."""
+
+    code = "invalid_spec"
+
+    def __init__(self, violations: Sequence[Violation]) -> None:
+        count = len(violations)
+        first = f": {violations[0].path or '/'} {violations[0].message}" if violations else ""
+        super().__init__(f"the spec has {count} violation{'s' if count != 1 else ''}{first}")
+        self.violations = tuple(violations)

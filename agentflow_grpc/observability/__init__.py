@@ -1,0 +1,1 @@
+"""Logging (structlog), and later metrics and tracing."""

@@ -52,19 +52,30 @@ def analyze_graph(
         if node in graph and node not in reaches_output:  # a seen node's ancestors are seen too
             reaches_output |= nx.descendants(reversed_graph, node) | {node}
 
-    component, ancestors = _ancestor_bitsets(graph)
+    components = list(nx.strongly_connected_components(graph))
+    cyclic = [members for members in components if _is_cyclic(graph, members)]
+    component, ancestors = _ancestor_bitsets(graph, components)
     return GraphFacts(
         reachable_from_input=frozenset(reachable),
         reaches_output=frozenset(reaches_output),
-        unbounded_cycles=_unbounded_cycles(graph, set(bounded_routers)),
+        unbounded_cycles=_unbounded_cycles(graph, cyclic, set(bounded_routers)),
         predecessors={node: frozenset(graph.predecessors(node)) for node in graph},
         _component=component,
         _ancestors=ancestors,
     )
 
 
-def _ancestor_bitsets(graph: nx.DiGraph[str]) -> tuple[dict[str, int], dict[int, int]]:
-    condensed = nx.condensation(graph)
+def _is_cyclic(graph: nx.DiGraph[str], members: set[str]) -> bool:
+    if len(members) > 1:
+        return True
+    (only,) = members
+    return bool(graph.has_edge(only, only))
+
+
+def _ancestor_bitsets(
+    graph: nx.DiGraph[str], components: list[set[str]]
+) -> tuple[dict[str, int], dict[int, int]]:
+    condensed = nx.condensation(graph, scc=components)
     component: dict[str, int] = condensed.graph["mapping"]
     ancestors: dict[int, int] = {}
     for scc in nx.topological_sort(condensed):
@@ -72,23 +83,22 @@ def _ancestor_bitsets(graph: nx.DiGraph[str]) -> tuple[dict[str, int], dict[int,
         bits = 0
         for parent in condensed.predecessors(scc):
             bits |= ancestors[parent] | (1 << parent)
-        cyclic = len(members) > 1 or any(graph.has_edge(m, m) for m in members)
-        if cyclic:
+        if _is_cyclic(graph, members):
             bits |= 1 << scc
         ancestors[scc] = bits
     return component, ancestors
 
 
 def _unbounded_cycles(
-    graph: nx.DiGraph[str], bounded_routers: set[str]
+    graph: nx.DiGraph[str], cyclic_components: list[set[str]], bounded_routers: set[str]
 ) -> tuple[tuple[tuple[str, str], ...], ...]:
-    """One cycle per strongly connected component that no bounded router breaks."""
-    unbounded = graph.subgraph(node for node in graph if node not in bounded_routers)
+    """One cycle per strongly connected component left when bounded routers are removed."""
     cycles: list[tuple[tuple[str, str], ...]] = []
-    for members in nx.strongly_connected_components(unbounded):
-        first = next(iter(members))
-        if len(members) == 1 and not unbounded.has_edge(first, first):
-            continue
-        cycle = nx.find_cycle(unbounded.subgraph(members), source=min(members))
-        cycles.append(tuple((u, v) for u, v, *_ in cycle))
+    for component in cyclic_components:
+        unbounded = graph.subgraph(component - bounded_routers)
+        for members in nx.strongly_connected_components(unbounded):
+            if not _is_cyclic(unbounded, members):
+                continue
+            cycle = nx.find_cycle(unbounded.subgraph(members), source=min(members))
+            cycles.append(tuple((u, v) for u, v, *_ in cycle))
     return tuple(sorted(cycles))

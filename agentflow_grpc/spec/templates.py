@@ -4,16 +4,16 @@ Templates are rendered at run time by Jinja2's sandbox (`sandbox_environment`). 
 parsed: syntax errors, unknown variables, filters and tests, unsafe attribute access, and every
 reference to `inputs.*` and `nodes.<id>.*` are found before anything runs.
 
-Most templates are plain text with `{{ a.b.c }}` holes. Those take a fast path that reads the holes
-with one regular expression instead of Jinja's lexer and parser (about 20x faster, which matters for
-1,000-node specs); anything else goes to Jinja. The two paths are tested to agree.
+Most templates are text with `{{ a.b.c }}` holes, simple conditions and `{% if %}` blocks. Those
+take a fast path (`template_fastpath`) instead of Jinja's lexer and parser, which matters for
+1,000-node specs; anything else, and anything with a problem to report, goes to Jinja. The two
+paths are tested to agree.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
-import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,6 +22,7 @@ from jinja2 import nodes as jnodes
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from agentflow_grpc.spec import template_fastpath
 from agentflow_grpc.spec.codes import ViolationCode
 
 ROOTS = frozenset({"inputs", "nodes"})
@@ -61,49 +62,24 @@ class TemplateAnalysis:
     problems: tuple[TemplateProblem, ...]
 
 
-_JINJA_LITERAL_NAMES = frozenset({"true", "false", "none", "True", "False", "None"})
-_NAME = r"[A-Za-z][A-Za-z0-9_]*"
-_DOTTED = rf"\s*({_NAME}(?:\.{_NAME})*)\s*"
-_SIMPLE_HOLE = re.compile(r"\{\{" + _DOTTED + r"\}\}")
-_SIMPLE_EXPRESSION = re.compile(r"^" + _DOTTED + r"$")
-_JINJA_MARKERS = ("{{", "{%", "{#")
+@functools.cache
+def _fast_path_names() -> template_fastpath.Names:
+    environment = sandbox_environment()
+    return template_fastpath.Names(
+        roots=ROOTS,
+        globals=frozenset(environment.globals),
+        filters=frozenset(environment.filters),
+        tests=frozenset(environment.tests),
+    )
 
 
 @functools.lru_cache(maxsize=16384)
 def analyze(text: str, kind: TemplateKind) -> TemplateAnalysis:
     """Parse one template or expression and report its references and problems."""
-    dotted = _simple_dotted_names(text, kind)
-    if dotted is None:
+    found = template_fastpath.references(text, kind, _fast_path_names())
+    if found is None:
         return analyze_with_jinja(text, kind)
-    references: list[Reference] = []
-    problems: list[TemplateProblem] = []
-    environment = sandbox_environment()
-    for name in dotted:
-        root, *path = name.split(".")
-        if root in ROOTS:
-            references.append(Reference(root, tuple(path)))
-        elif root not in environment.globals:
-            problems.append(_unknown_variable(root))
-    return TemplateAnalysis(tuple(references), tuple(problems))
-
-
-def _simple_dotted_names(text: str, kind: TemplateKind) -> list[str] | None:
-    """The dotted names of a template made only of text and `{{ a.b }}` holes, else None."""
-    if kind == "expression":
-        match = _SIMPLE_EXPRESSION.match(text)
-        names = [match.group(1)] if match else None
-    else:
-        if "{" not in text:
-            return []
-        if "{{{" in text or "}}}" in text:
-            return None
-        names = _SIMPLE_HOLE.findall(text)
-        remainder = _SIMPLE_HOLE.sub("", text)
-        if any(marker in remainder for marker in _JINJA_MARKERS):
-            return None
-    if names is None or any(name.split(".", 1)[0] in _JINJA_LITERAL_NAMES for name in names):
-        return None
-    return names
+    return TemplateAnalysis(tuple(Reference(root, path) for root, path in found), ())
 
 
 def analyze_with_jinja(text: str, kind: TemplateKind) -> TemplateAnalysis:
@@ -119,15 +95,18 @@ def analyze_with_jinja(text: str, kind: TemplateKind) -> TemplateAnalysis:
         )
     walker = _ReferenceWalker(environment)
     walker.visit(tree)
-    try:
-        undeclared = meta.find_undeclared_variables(tree)
-    except TemplateSyntaxError:
-        # Jinja's scope tracking stops at an unknown filter or test (reported by the walker);
-        # fall back to names read but never assigned.
-        undeclared = walker.loaded_names - walker.stored_names - {"loop"}
-    problems = [
-        _unknown_variable(name) for name in sorted(undeclared - ROOTS - environment.globals.keys())
-    ]
+    known = ROOTS | environment.globals.keys()
+    undeclared: set[str] = set()
+    if not walker.loaded_names <= known:
+        # Some name is neither a root nor a global: ask Jinja's scope tracking (costly, so only
+        # here) whether it is a local (`for x in`, `set y =`) or unknown.
+        try:
+            undeclared = meta.find_undeclared_variables(tree)
+        except TemplateSyntaxError:
+            # The tracking stops at an unknown filter or test (reported by the walker); fall
+            # back to names read but never assigned.
+            undeclared = walker.loaded_names - walker.stored_names - {"loop"}
+    problems = [_unknown_variable(name) for name in sorted(undeclared - known)]
     problems.extend(walker.problems)
     return TemplateAnalysis(tuple(walker.references), tuple(problems))
 

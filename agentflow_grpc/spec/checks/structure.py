@@ -53,7 +53,7 @@ def check_edges(ctx: CheckContext) -> Iterator[Violation]:
 
 
 def check_input_node(ctx: CheckContext) -> Iterator[Violation]:
-    if not ctx.input_ids:
+    if not ctx.input_ids and ctx.view.node_count > 0:  # no nodes at all: a schema violation
         yield Violation(
             "/nodes",
             ViolationCode.GRAPH_MISSING_INPUT,

@@ -1,0 +1,48 @@
+# One entry point for development tasks. `make run` and `make test` are the README's two commands.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck unit schema bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "AgentFlow needs Python 3.11 or newer, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## Create .venv and install AgentFlow with its development tools
+
+run: install ## Install, then show what exists so far: the CLI validating the examples
+	$(BIN)/agentflow validate examples/*.json
+	@echo
+	@echo "AgentFlow CLI ready: $(BIN)/agentflow --help  (schema, validate)"
+
+test: install lint typecheck unit ## Install, lint, type-check and run every test
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest
+
+schema: install ## Regenerate schemas/workflow.schema.json from the models
+	$(BIN)/agentflow schema --output schemas/workflow.schema.json
+
+bench: install ## Run the benchmarks
+	$(BIN)/python bench/validate.py
+
+lock: ## Re-pin constraints.txt to the newest versions pyproject.toml allows
+	rm -rf /tmp/agentflow-lock && $(PYTHON) -m venv /tmp/agentflow-lock
+	/tmp/agentflow-lock/bin/pip install --quiet '.[dev]'
+	/tmp/agentflow-lock/bin/pip freeze --exclude-editable | grep -v '^agentflow-grpc' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

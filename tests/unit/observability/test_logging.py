@@ -1,0 +1,91 @@
+"""Logging is configured in one place; our events and stdlib records come out the same way."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+import structlog
+
+from agentflow_grpc.observability.logging import configure_logging, get_logger
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+def test_json_events_carry_level_timestamp_and_fields() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    get_logger("test").info("spec.validated", file="a.json", violations=2)
+    event = json.loads(stream.getvalue())
+    assert event["event"] == "spec.validated"
+    assert event["level"] == "info"
+    assert event["file"] == "a.json"
+    assert event["violations"] == 2
+    assert event["timestamp"].endswith("Z")
+
+
+def test_level_filters_events() -> None:
+    stream = io.StringIO()
+    configure_logging("WARNING", "json", stream=stream)
+    get_logger("test").info("quiet")
+    get_logger("test").warning("loud")
+    assert [json.loads(line)["event"] for line in stream.getvalue().splitlines()] == ["loud"]
+
+
+def test_context_variables_are_merged() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    with structlog.contextvars.bound_contextvars(request_id="r-1"):
+        get_logger("test").info("handled")
+    assert json.loads(stream.getvalue())["request_id"] == "r-1"
+
+
+def test_stdlib_records_are_rendered_as_json_too() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    logging.getLogger("some.library").warning("disk %s", "full")
+    event = json.loads(stream.getvalue())
+    assert event["event"] == "disk full"
+    assert event["level"] == "warning"
+    assert event["logger"] == "some.library"
+
+
+def test_exceptions_are_structured_not_multiline() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        get_logger("test").exception("failed")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    event = json.loads(lines[0])
+    assert event["exception"][0]["exc_type"] == "RuntimeError"
+    assert event["exception"][0]["exc_value"] == "boom"
+
+
+def test_console_format_is_human_readable() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "console", stream=stream)
+    get_logger("test").info("started", port=1234)
+    output = stream.getvalue()
+    assert "started" in output
+    assert "port=1234" in output
+    assert not output.startswith("{")
+
+
+def test_auto_format_is_json_when_not_a_terminal() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "auto", stream=stream)
+    get_logger("test").info("piped")
+    assert json.loads(stream.getvalue())["event"] == "piped"

@@ -23,6 +23,8 @@ def load_document(path: str | Path) -> Any:
         raise SpecReadError(f"{path}: cannot read: {reason}") from None
     try:
         return json.loads(text)
+    except RecursionError:
+        raise SpecReadError(f"{path}: JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise SpecReadError(
             f"{path}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"

@@ -99,6 +99,8 @@ class PluginCatalog:
     def config_errors(
         self, name: str, config: Mapping[str, Any]
     ) -> list[jsonschema.ValidationError]:
-        return sorted(
-            self._validators[name].iter_errors(config), key=lambda e: [str(part) for part in e.path]
-        )
+        try:
+            errors = list(self._validators[name].iter_errors(config))
+        except RecursionError:
+            return [jsonschema.ValidationError("config is nested too deeply to check")]
+        return sorted(errors, key=lambda error: [str(part) for part in error.path])

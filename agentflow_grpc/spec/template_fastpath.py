@@ -55,7 +55,7 @@ def references(text: str, kind: str, names: Names) -> list[tuple[str, tuple[str,
         if kind == "expression":
             return _Expression(_tokens(text), names).parse_all()
         return _template(text, names)
-    except _NotInSubset:
+    except (_NotInSubset, RecursionError):
         return None
 
 

@@ -86,13 +86,23 @@ def analyze_with_jinja(text: str, kind: TemplateKind) -> TemplateAnalysis:
     """The general path: Jinja2's own parser, then a walk over its syntax tree."""
     environment = sandbox_environment()
     try:
-        tree = _parse(environment, text, kind)
+        return _analyze_tree(environment, _parse(environment, text, kind))
+    except RecursionError:
+        problem = TemplateProblem(
+            ViolationCode.TEMPLATE_SYNTAX_ERROR, "nested too deeply to analyse; simplify it"
+        )
+        return TemplateAnalysis((), (problem,))
     except TemplateSyntaxError as exc:
         where = f"line {exc.lineno}: " if kind == "template" else ""
         return TemplateAnalysis(
             (),
             (TemplateProblem(ViolationCode.TEMPLATE_SYNTAX_ERROR, f"{where}{exc.message}"),),
         )
+
+
+def _analyze_tree(
+    environment: ImmutableSandboxedEnvironment, tree: jnodes.Template
+) -> TemplateAnalysis:
     walker = _ReferenceWalker(environment)
     walker.visit(tree)
     known = ROOTS | environment.globals.keys()

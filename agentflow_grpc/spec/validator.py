@@ -69,6 +69,21 @@ def validate_spec(
     `sources` maps the names of the tenant's sources to their types; when given, references to
     other sources are violations. `plugins` lists the custom node types that may be used.
     """
+    try:
+        return _validate(document, sources=sources, plugins=plugins, limits=limits)
+    except RecursionError:
+        # Checks guard their own recursion; this is the net for a document no check foresaw.
+        message = "the document is nested too deeply to validate"
+        return ValidationResult((Violation("", ViolationCode.SCHEMA_INVALID, message),), None)
+
+
+def _validate(
+    document: Any,
+    *,
+    sources: Mapping[str, str] | None,
+    plugins: PluginCatalog,
+    limits: Limits,
+) -> ValidationResult:
     if not isinstance(document, dict):
         kind = type(document).__name__
         return ValidationResult(

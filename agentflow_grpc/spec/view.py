@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter, ValidationError
 
 from agentflow_grpc.spec.models import Edge, InputParam, OutputSpec, WorkflowSpec
-from agentflow_grpc.spec.nodes import AnyNode, Node, TemplateField
+from agentflow_grpc.spec.nodes import NODE_TYPES, AnyNode, Node, TemplateField
 
 _NODE_ADAPTER: TypeAdapter[AnyNode] = TypeAdapter(Node)
 _M = TypeVar("_M", Edge, InputParam, OutputSpec)
@@ -24,7 +24,7 @@ _M = TypeVar("_M", Edge, InputParam, OutputSpec)
 class NodeEntry:
     index: int  # position in the document's `nodes` list
     id: str
-    type: str | None
+    type: str | None  # None when the node's type is missing or unknown
     model: AnyNode | None  # None when the node itself has schema errors
 
     def template_fields(self) -> Iterator[TemplateField]:
@@ -130,7 +130,8 @@ def _node_entry(index: int, raw: object) -> NodeEntry | None:
         node_id, node_type = raw.get("id"), raw.get("type")
         if not isinstance(node_id, str) or not node_id:
             return None
-        return NodeEntry(index, node_id, node_type if isinstance(node_type, str) else None, None)
+        known_type = node_type if node_type in NODE_TYPES else None
+        return NodeEntry(index, node_id, known_type, None)
     return NodeEntry(index, model.id, model.type, model)
 
 

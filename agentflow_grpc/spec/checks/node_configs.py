@@ -15,10 +15,11 @@ from agentflow_grpc.spec.codes import Violation, ViolationCode, pointer
 from agentflow_grpc.spec.models import InputParam
 from agentflow_grpc.spec.nodes import AggregatorNode, DatabaseNode, HttpNode, LlmNode
 
-_SQL_WRITES = frozenset(
-    {"INSERT", "UPDATE", "DELETE", "MERGE", "UPSERT", "REPLACE", "CREATE", "DROP", "ALTER",
-     "TRUNCATE", "GRANT", "REVOKE", "COPY", "CALL", "DO", "VACUUM", "REINDEX", "LOCK"}
+_SQL_WRITING_STATEMENTS = frozenset(
+    {"REPLACE", "UPSERT", "TRUNCATE", "GRANT", "REVOKE", "COPY", "CALL", "DO", "VACUUM",
+     "REINDEX", "LOCK", "REFRESH", "CLUSTER", "COMMENT", "SECURITY"}
 )  # fmt: skip
+"""Statements that write, recognised by their first word (sqlparse has no token type for them)."""
 
 
 def check_inputs(ctx: CheckContext) -> Iterator[Violation]:
@@ -64,6 +65,12 @@ def check_llm_output_schemas(ctx: CheckContext) -> Iterator[Violation]:
                 pointer("nodes", entry.index, "config", "output_schema"),
                 ViolationCode.LLM_INVALID_OUTPUT_SCHEMA,
                 f"output_schema is not a valid JSON Schema (at '{location}'): {exc.message}",
+            )
+        except RecursionError:
+            yield Violation(
+                pointer("nodes", entry.index, "config", "output_schema"),
+                ViolationCode.LLM_INVALID_OUTPUT_SCHEMA,
+                "output_schema is nested too deeply to check",
             )
 
 
@@ -139,7 +146,7 @@ def _sql_problems(
     statements = 0
     expects_statement = True
     numbers: set[int] = set()
-    statement_types: list[str] = []
+    writes: list[str] = []
     for token_type, value in lexer.tokenize(query):  # type: ignore[no-untyped-call]
         if token_type in sql_tokens.Comment or token_type in sql_tokens.Whitespace:
             continue
@@ -149,7 +156,10 @@ def _sql_problems(
         if expects_statement:
             statements += 1
             expects_statement = False
-            statement_types.append(value.upper())
+            if value.upper() in _SQL_WRITING_STATEMENTS:
+                writes.append(value.upper())
+        if _is_write_keyword(token_type, value):
+            writes.append(value.upper())
         if token_type in sql_tokens.Name.Placeholder:
             if value.startswith("$") and value[1:].isdigit():
                 numbers.add(int(value[1:]))
@@ -181,14 +191,22 @@ def _sql_problems(
                 "must be $1 … $N for N params, each used",
             )
         )
-    writes = [kind for kind in statement_types if kind in _SQL_WRITES]
     if read_only and writes:
         problems.append(
             (
                 ViolationCode.SQL_WRITE_IN_READ_ONLY,
                 query_at,
-                f"{writes[0]} cannot run in a read-only transaction; set `read_only: false` "
-                "if the node is meant to write",
+                f"{writes[0]} writes, and cannot run in a read-only transaction; set "
+                "`read_only: false` if the node is meant to write",
             )
         )
     return tuple(problems)
+
+
+def _is_write_keyword(token_type: object, value: str) -> bool:
+    """INSERT/UPDATE/DELETE/MERGE anywhere (CTEs, EXPLAIN ANALYZE, FOR UPDATE), DDL, SELECT INTO."""
+    if token_type in sql_tokens.Keyword.DML:
+        return value.upper() != "SELECT"
+    if token_type in sql_tokens.Keyword.DDL:
+        return True
+    return token_type in sql_tokens.Keyword and value.upper() == "INTO"

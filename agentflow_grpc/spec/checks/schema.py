@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from agentflow_grpc.spec.codes import Violation, ViolationCode, pointer
+from agentflow_grpc.spec.nodes import NODE_TYPES
 
 _CODES: dict[str, ViolationCode] = {
     "missing": ViolationCode.SCHEMA_REQUIRED,
@@ -21,6 +22,8 @@ _CODES: dict[str, ViolationCode] = {
     "value_error": ViolationCode.SCHEMA_INVALID_VALUE,
     "assertion_error": ViolationCode.SCHEMA_INVALID_VALUE,
 }
+_TAG_ERRORS = frozenset({"union_tag_invalid", "union_tag_not_found"})
+_KEY_MARKER = "[key]"
 _RANGE_ERRORS = frozenset(
     {
         "greater_than",
@@ -40,6 +43,8 @@ _RANGE_ERRORS = frozenset(
 def schema_violations(error: ValidationError, document: Any) -> Iterator[Violation]:
     for detail in error.errors(include_url=False):
         path = _document_path(detail["loc"], document)
+        if detail["type"] in _TAG_ERRORS:
+            path.append("type")
         yield Violation(pointer(*path), _code(detail["type"]), _message(detail, path))
 
 
@@ -54,12 +59,20 @@ def _code(error_type: str) -> ViolationCode:
 
 
 def _document_path(loc: Sequence[str | int], document: Any) -> list[str | int]:
-    """Follow pydantic's `loc` through the document, dropping the parts that are not in it
-    (discriminator tags such as `llm`, `[key]` markers, union member names)."""
+    """Follow pydantic's `loc` through the document, dropping what is not in it: the node type
+    that the discriminated union inserts (`nodes, 3, "llm", config`), `[key]` markers, and union
+    member names."""
+    segments = list(loc)
+    if len(segments) >= 3 and segments[0] == "nodes" and segments[2] in NODE_TYPES:
+        node = _item(document, "nodes", segments[1])
+        if isinstance(node, dict) and node.get("type") == segments[2]:
+            del segments[2]
     path: list[str | int] = []
     current: Any = document
-    for position, segment in enumerate(loc):
-        is_last = position == len(loc) - 1
+    for position, segment in enumerate(segments):
+        if segment == _KEY_MARKER:
+            continue
+        is_last = position == len(segments) - 1
         present = (isinstance(current, dict) and segment in current) or (
             isinstance(current, list) and isinstance(segment, int) and 0 <= segment < len(current)
         )
@@ -69,6 +82,13 @@ def _document_path(loc: Sequence[str | int], document: Any) -> list[str | int]:
         elif is_last and isinstance(current, dict) and isinstance(segment, str):
             path.append(segment)  # a missing field: the pointer names where it belongs
     return path
+
+
+def _item(document: Any, key: str, index: str | int) -> Any:
+    items = document.get(key) if isinstance(document, dict) else None
+    if isinstance(items, list) and isinstance(index, int) and 0 <= index < len(items):
+        return items[index]
+    return None
 
 
 def _message(detail: ErrorDetails, path: list[str | int]) -> str:
@@ -87,6 +107,8 @@ def _message(detail: ErrorDetails, path: list[str | int]) -> str:
     if error_type == "union_tag_not_found":
         return "required field 'type' is missing; every node needs a type"
     message = detail["msg"]
+    if detail["loc"] and detail["loc"][-1] == _KEY_MARKER:
+        return f"name '{field}' is not allowed: {message}"
     if error_type == "value_error":
         message = message.removeprefix("Value error, ")
     return f"{field}: {message}"

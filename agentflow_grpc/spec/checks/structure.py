@@ -43,7 +43,7 @@ def check_edges(ctx: CheckContext) -> Iterator[Violation]:
         else:
             seen[key] = item.index
         source = by_id.get(edge.from_)
-        if edge.route is not None and source is not None and source.type != "router":
+        if edge.route is not None and source is not None and source.type not in (None, "router"):
             yield Violation(
                 pointer("edges", item.index, "route"),
                 ViolationCode.EDGE_ROUTE_ON_NON_ROUTER,

@@ -18,6 +18,10 @@ from agentflow_grpc.spec.checks import node_configs
 from agentflow_grpc.spec.templates import analyze
 
 
+def hole(expression: str) -> str:
+    return "{{ " + expression + " }}"
+
+
 def generate_spec(target_nodes: int) -> dict[str, Any]:
     """A realistic large workflow: fan-outs joined by aggregators, routers whose branches
     (llm, http, database) converge again, and plain llm chains, repeated until the size is met."""
@@ -47,7 +51,11 @@ def generate_spec(target_nodes: int) -> dict[str, Any]:
             branch_ids = [f"s{stage}_branch{i}" for i in range(3)]
             for i, branch in enumerate(branch_ids):
                 nodes.append(
-                    llm(branch, f"Angle {i} on {{{{ inputs.topic }}}}: {{{{ nodes.{previous}.output.text }}}}")
+                    llm(
+                        branch,
+                        f"Angle {i} on {hole('inputs.topic')}: "
+                        + hole(f"nodes.{previous}.output.text"),
+                    )
                 )
                 connect(previous, branch)
             join = f"s{stage}_join"
@@ -70,7 +78,9 @@ def generate_spec(target_nodes: int) -> dict[str, Any]:
                     },
                 }
             )
-            nodes.append(llm(a, f"Answer {{{{ inputs.question }}}} using {{{{ nodes.{previous}.output }}}}"))
+            nodes.append(
+                llm(a, f"Answer {hole('inputs.question')} using {hole(f'nodes.{previous}.output')}")
+            )
             nodes.append(
                 {
                     "id": b,
@@ -78,7 +88,7 @@ def generate_spec(target_nodes: int) -> dict[str, Any]:
                     "source": "crm-api",
                     "config": {
                         "method": "POST",
-                        "url": f"/records/{{{{ nodes.{previous}.output.id }}}}",
+                        "url": "/records/" + hole(f"nodes.{previous}.output.id"),
                         "headers": {"x-trace": "{{ inputs.topic }}"},
                         "body": {"query": "{{ inputs.question }}", "stage": stage},
                         "extract": {"name": "$.record.name", "tags": "$.record.tags[*]"},
@@ -91,17 +101,21 @@ def generate_spec(target_nodes: int) -> dict[str, Any]:
                     "type": "database",
                     "source": "warehouse-db",
                     "config": {
-                        "query": "select name, total from orders where customer = $1 and total > $2",
-                        "params": ["{{ inputs.customer }}", f"{{{{ nodes.{previous}.output.score }}}}"],
+                        "query": "select name, total from orders "
+                        "where customer = $1 and total > $2",
+                        "params": [
+                            "{{ inputs.customer }}",
+                            hole(f"nodes.{previous}.output.score"),
+                        ],
                     },
                 }
             )
             nodes.append(
                 llm(
                     merge,
-                    f"{{% if nodes.{a} is defined %}}{{{{ nodes.{a}.output.text }}}}"
-                    f"{{% elif nodes.{b} is defined %}}{{{{ nodes.{b}.output | tojson }}}}"
-                    f"{{% else %}}{{{{ nodes.{c}.output | tojson }}}}{{% endif %}}",
+                    f"{{% if nodes.{a} is defined %}}{hole(f'nodes.{a}.output.text')}"
+                    f"{{% elif nodes.{b} is defined %}}{hole(f'nodes.{b}.output | tojson')}"
+                    f"{{% else %}}{hole(f'nodes.{c}.output | tojson')}{{% endif %}}",
                 )
             )
             connect(previous, router)
@@ -114,7 +128,7 @@ def generate_spec(target_nodes: int) -> dict[str, Any]:
         else:  # a short chain
             for step in range(min(2, room)):
                 node_id = f"s{stage}_step{step}"
-                nodes.append(llm(node_id, f"Refine: {{{{ nodes.{previous}.output.text }}}}"))
+                nodes.append(llm(node_id, "Refine: " + hole(f"nodes.{previous}.output.text")))
                 connect(previous, node_id)
                 previous = node_id
     return {

@@ -136,9 +136,7 @@ def test_schema_prints_the_committed_schema(repo_root: Path) -> None:
 
 
 def test_bad_configuration_exits_2_naming_the_variable(examples_dir: Path) -> None:
-    result = agentflow(
-        "validate", str(examples_dir / VALID), env={"AGENTFLOW_MAX_NODES": "many"}
-    )
+    result = agentflow("validate", str(examples_dir / VALID), env={"AGENTFLOW_MAX_NODES": "many"})
     assert result.returncode == 2
     assert result.stderr.startswith("error: invalid configuration: AGENTFLOW_MAX_NODES:")
     assert "Traceback" not in result.stderr
@@ -154,9 +152,7 @@ def test_limits_from_the_environment_apply(examples_dir: Path) -> None:
 
 
 def test_debug_logging_writes_one_json_event_per_file_to_stderr(examples_dir: Path) -> None:
-    result = agentflow(
-        "validate", str(examples_dir / VALID), env={"AGENTFLOW_LOG_LEVEL": "DEBUG"}
-    )
+    result = agentflow("validate", str(examples_dir / VALID), env={"AGENTFLOW_LOG_LEVEL": "DEBUG"})
     assert result.returncode == 0
     events = [json.loads(line) for line in result.stderr.splitlines()]
     assert len(events) == 1

@@ -1,4 +1,4 @@
-"""Properties of the validator over randomly mutated specs: it never raises, and its answers hold."""
+"""Properties of the validator over randomly mutated specs: it never raises; its answers hold."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ DOCUMENTS = [json.loads(path.read_text()) for path in EXAMPLES]
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 # Strings a spec cares about: ids, template fragments, SQL, JSONPath, type names.

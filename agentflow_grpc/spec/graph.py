@@ -6,8 +6,9 @@ over the condensation (the DAG of strongly connected components), built in one t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 
@@ -54,7 +55,7 @@ def analyze_graph(
 
     components = list(nx.strongly_connected_components(graph))
     cyclic = [members for members in components if _is_cyclic(graph, members)]
-    component, ancestors = _ancestor_bitsets(graph, components)
+    component, ancestors = _ancestor_bitsets(graph, components, has_cycles=bool(cyclic))
     return GraphFacts(
         reachable_from_input=frozenset(reachable),
         reaches_output=frozenset(reaches_output),
@@ -73,20 +74,32 @@ def _is_cyclic(graph: nx.DiGraph[str], members: set[str]) -> bool:
 
 
 def _ancestor_bitsets(
-    graph: nx.DiGraph[str], components: list[set[str]]
+    graph: nx.DiGraph[str], components: list[set[str]], has_cycles: bool
 ) -> tuple[dict[str, int], dict[int, int]]:
-    condensed = nx.condensation(graph, scc=components)
-    component: dict[str, int] = condensed.graph["mapping"]
+    """Each node's component number, and each component's ancestors as a bit set."""
+    if not has_cycles:  # every component is one node: the graph is its own condensation
+        number = {node: index for index, node in enumerate(graph)}
+        return number, _propagate(graph, number.__getitem__, cyclic=set())
+    dag = nx.condensation(graph, scc=components)
+    cyclic = {scc for scc in dag if _is_cyclic(graph, dag.nodes[scc]["members"])}
+    return dag.graph["mapping"], _propagate(dag, int, cyclic)
+
+
+def _propagate(
+    dag: nx.DiGraph[Any], number_of: Callable[[Any], int], cyclic: set[int]
+) -> dict[int, int]:
+    """One pass in topological order: a component's ancestors are its parents and theirs."""
     ancestors: dict[int, int] = {}
-    for scc in nx.topological_sort(condensed):
-        members = condensed.nodes[scc]["members"]
+    for vertex in nx.topological_sort(dag):
         bits = 0
-        for parent in condensed.predecessors(scc):
-            bits |= ancestors[parent] | (1 << parent)
-        if _is_cyclic(graph, members):
-            bits |= 1 << scc
-        ancestors[scc] = bits
-    return component, ancestors
+        for parent in dag.predecessors(vertex):
+            parent_number = number_of(parent)
+            bits |= ancestors[parent_number] | (1 << parent_number)
+        own = number_of(vertex)
+        if own in cyclic:  # inside a loop a component precedes itself
+            bits |= 1 << own
+        ancestors[own] = bits
+    return ancestors
 
 
 def _unbounded_cycles(

@@ -22,7 +22,7 @@ _TOKEN = re.compile(
     r"""\s*(?:
         (?P<name>[A-Za-z][A-Za-z0-9_]*)
       | (?P<string>'[^'\\{}%#]*'|"[^"\\{}%#]*")
-      | (?P<number>[0-9]+(?:\.[0-9]+)?(?![A-Za-z0-9_.]))
+      | (?P<number>(?:[1-9][0-9]*|0)(?:\.[0-9]+)?(?![A-Za-z0-9_.]))
       | (?P<op>==|!=|<=|>=|<|>|\.|\||\(|\))
     )""",
     re.VERBOSE,
@@ -89,7 +89,9 @@ def _template(text: str, names: Names) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def _check_text(data: str) -> None:
-    if any(marker in data for marker in _JINJA_MARKERS):
+    # Text ending in "{" would join the next "{{" or "{%" into "{{{" or "{{%", which Jinja reads
+    # differently; a lone "{" at the very end is harmless but rare enough to leave to Jinja.
+    if any(marker in data for marker in _JINJA_MARKERS) or data.endswith("{"):
         raise _NotInSubset
 
 

@@ -112,9 +112,10 @@ def _analyze_tree(
         # here) whether it is a local (`for x in`, `set y =`) or unknown.
         try:
             undeclared = meta.find_undeclared_variables(tree)
-        except TemplateSyntaxError:
-            # The tracking stops at an unknown filter or test (reported by the walker); fall
-            # back to names read but never assigned.
+        except Exception:
+            # Jinja's tracking runs its compiler, which stops at an unknown filter or test
+            # (reported by the walker) and can even fail while constant-folding (`none.x or a`
+            # raises UndefinedError); fall back to the names read but never assigned.
             undeclared = walker.loaded_names - walker.stored_names - {"loop"}
     problems = [_unknown_variable(name) for name in sorted(undeclared - known)]
     problems.extend(walker.problems)

@@ -90,4 +90,7 @@ def pointer(*parts: str | int) -> str:
 
 def pointer_sort_key(path: str) -> tuple[tuple[int, int | str], ...]:
     """Order pointers the way a reader walks the document: /nodes/2 before /nodes/10."""
-    return tuple((0, int(seg)) if seg.isdigit() else (1, seg) for seg in path.split("/")[1:])
+    return tuple(
+        (0, int(seg)) if seg.isascii() and seg.isdigit() else (1, seg)
+        for seg in path.split("/")[1:]
+    )

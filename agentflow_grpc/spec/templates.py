@@ -110,16 +110,36 @@ def _analyze_tree(
     if not walker.loaded_names <= known:
         # Some name is neither a root nor a global: ask Jinja's scope tracking (costly, so only
         # here) whether it is a local (`for x in`, `set y =`) or unknown.
-        try:
-            undeclared = meta.find_undeclared_variables(tree)
-        except Exception:
-            # Jinja's tracking runs its compiler, which stops at an unknown filter or test
-            # (reported by the walker) and can even fail while constant-folding (`none.x or a`
-            # raises UndefinedError); fall back to the names read but never assigned.
-            undeclared = walker.loaded_names - walker.stored_names - {"loop"}
+        undeclared = _undeclared_variables(environment, tree, walker)
     problems = [_unknown_variable(name) for name in sorted(undeclared - known)]
     problems.extend(walker.problems)
     return TemplateAnalysis(tuple(walker.references), tuple(problems))
+
+
+def _stand_in(value: object, *args: object, **kwargs: object) -> bool:
+    return bool(value)
+
+
+def _undeclared_variables(
+    environment: ImmutableSandboxedEnvironment, tree: jnodes.Template, walker: _ReferenceWalker
+) -> set[str]:
+    """Names a template reads that neither it (`for`, `set`) nor the environment defines."""
+    if walker.unknown_filters or walker.unknown_tests:
+        # Jinja's scope tracking runs its compiler, which stops at an unknown filter or test
+        # (already reported): track with stand-ins for them.
+        environment = environment.overlay()
+        environment.filters = {
+            **environment.filters,
+            **dict.fromkeys(walker.unknown_filters, _stand_in),
+        }
+        environment.tests = {**environment.tests, **dict.fromkeys(walker.unknown_tests, _stand_in)}
+        tree.set_environment(environment)
+    try:
+        return meta.find_undeclared_variables(tree)
+    except Exception:
+        # The compiler can also fail while constant-folding (`none.x or a` raises
+        # UndefinedError): fall back to the names read but never assigned.
+        return walker.loaded_names - walker.stored_names - {"loop"}
 
 
 def _parse(
@@ -154,6 +174,8 @@ class _ReferenceWalker:
         self.problems: list[TemplateProblem] = []
         self.loaded_names: set[str] = set()
         self.stored_names: set[str] = set()
+        self.unknown_filters: set[str] = set()
+        self.unknown_tests: set[str] = set()
 
     def visit(self, node: jnodes.Node) -> None:
         if isinstance(node, jnodes.Getattr | jnodes.Getitem) and self._visit_chain(node):
@@ -163,8 +185,10 @@ class _ReferenceWalker:
         if isinstance(node, jnodes.Name) and node.ctx == "load" and node.name in ROOTS:
             self.references.append(Reference(node.name, ()))
         elif isinstance(node, jnodes.Filter) and node.name not in self._environment.filters:
+            self.unknown_filters.add(node.name)
             self._unknown_filter("filter", node.name, sorted(self._environment.filters))
         elif isinstance(node, jnodes.Test) and node.name not in self._environment.tests:
+            self.unknown_tests.add(node.name)
             self._unknown_filter("test", node.name, sorted(self._environment.tests))
         elif isinstance(node, jnodes.Getattr) and node.attr.startswith("_"):
             self._unsafe(node.attr)

@@ -93,7 +93,12 @@ def _item(document: Any, key: str, index: str | int) -> Any:
 
 def _message(detail: ErrorDetails, path: list[str | int]) -> str:
     error_type = detail["type"]
-    field = str(path[-1]) if path else "document"
+    if not path:
+        field = "document"
+    elif isinstance(path[-1], int):
+        field = f"{path[-2]}[{path[-1]}]" if len(path) > 1 else f"item {path[-1]}"
+    else:
+        field = str(path[-1])
     if error_type == "missing":
         return f"required field '{field}' is missing"
     if error_type == "extra_forbidden":

@@ -166,3 +166,32 @@ def test_valid_spec_has_no_partial_view_leaks(triage: dict[str, Any]) -> None:
     assert result.ok
     assert result.spec is not None
     assert result.spec.to_document() == triage
+
+
+def test_non_ascii_digit_keys_sort_without_crashing() -> None:
+    codes = _codes({"²": None, "api_version": "agentflow/v1"})
+    assert ("/²", "schema.unknown_field") in codes
+
+
+def test_a_node_that_is_not_an_object_is_named_by_position(triage: dict[str, Any]) -> None:
+    triage["nodes"].append(5)
+    [violation] = validate_spec(triage).violations
+    assert violation.path == "/nodes/6"
+    assert violation.message.startswith("nodes[6]: ")
+
+
+@pytest.mark.parametrize(
+    ("template", "unknown"),
+    [
+        ("{% for x in inputs.xs %}{% endfor %}{{ x | bogus }}", "x"),
+        ("{{ loop | bogus }}", "loop"),
+        ("{% for x in inputs.xs %}{{ x is bogus }}{% endfor %}{{ y }}", "y"),
+    ],
+)
+def test_unknown_filters_do_not_hide_unknown_variables(
+    triage: dict[str, Any], template: str, unknown: str
+) -> None:
+    triage["nodes"][1]["config"]["prompt"] = template
+    messages = {(v.code.value, v.message.split(";")[0]) for v in validate_spec(triage).violations}
+    assert ("template.unknown_variable", f"unknown variable '{unknown}'") in messages
+    assert any(code == "template.unknown_filter" for code, _ in messages)

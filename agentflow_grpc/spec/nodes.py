@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, get_args
 
 from pydantic import Field, JsonValue, StringConstraints, model_validator
 
@@ -287,17 +287,6 @@ class PluginNode(NodeBase):
             yield from _json_templates(self.config[key], ("config", key))
 
 
-Node = Annotated[
-    InputNode
-    | RouterNode
-    | LlmNode
-    | ImageNode
-    | DatabaseNode
-    | AggregatorNode
-    | HttpNode
-    | PluginNode,
-    Field(discriminator="type"),
-]
 AnyNode = (
     InputNode
     | RouterNode
@@ -308,13 +297,9 @@ AnyNode = (
     | HttpNode
     | PluginNode
 )
-NODE_TYPES: tuple[str, ...] = (
-    "input",
-    "router",
-    "llm",
-    "image",
-    "database",
-    "aggregator",
-    "http",
-    "plugin",
+Node = Annotated[AnyNode, Field(discriminator="type")]
+"""A node of any type; pydantic picks the class by `type`."""
+
+NODE_TYPES: tuple[str, ...] = tuple(
+    get_args(node_class.model_fields["type"].annotation)[0] for node_class in get_args(AnyNode)
 )

@@ -291,36 +291,26 @@ def test_entry_point_that_fails_to_import_names_itself(
 
 
 @pytest.mark.usefixtures("forget_modules")
-def test_entry_point_naming_a_missing_module(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("name", "target", "message"),
+    [
+        ("ghost", "acme_no_such_module:PLUGIN", "'ghost'"),
+        ("bogus", "acme_plugins:NOT_A_PLUGIN", "is not a plugin definition"),
+    ],
+)
+def test_entry_point_to_something_that_is_not_a_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, target: str, message: str
 ) -> None:
     install_distribution(
         tmp_path,
         dist="acme_plugins",
         module="acme_plugins",
         source=ACME_SOURCE,
-        entry_points={"ghost": "acme_no_such_module:PLUGIN"},
+        entry_points={name: target},
     )
     monkeypatch.syspath_prepend(str(tmp_path))
 
-    with pytest.raises(PluginError, match="'ghost'"):
-        PluginCatalog.from_entry_points()
-
-
-@pytest.mark.usefixtures("forget_modules")
-def test_entry_point_to_a_non_plugin_object(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    install_distribution(
-        tmp_path,
-        dist="acme_plugins",
-        module="acme_plugins",
-        source=ACME_SOURCE,
-        entry_points={"bogus": "acme_plugins:NOT_A_PLUGIN"},
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-
-    with pytest.raises(PluginError, match="is not a plugin definition"):
+    with pytest.raises(PluginError, match=message):
         PluginCatalog.from_entry_points()
 
 

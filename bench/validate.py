@@ -149,6 +149,7 @@ def generate_spec(target_nodes: int) -> dict[str, Any]:
 def _clear_caches() -> None:
     analyze.cache_clear()
     node_configs._sql_problems.cache_clear()
+    node_configs._json_path_error.cache_clear()
 
 
 def _measure(spec: dict[str, Any], runs: int, cold: bool) -> list[float]:

@@ -24,6 +24,7 @@ _TOKEN = re.compile(
       | (?P<string>'[^'\\{}%#]*'|"[^"\\{}%#]*")
       | (?P<number>(?:[1-9][0-9]*|0)(?:\.[0-9]+)?(?![A-Za-z0-9_.]))
       | (?P<op>==|!=|<=|>=|<|>|\.|\||\(|\))
+      | (?P<other>\S)
     )""",
     re.VERBOSE,
 )
@@ -97,17 +98,11 @@ def _check_text(data: str) -> None:
 
 def _tokens(source: str) -> list[tuple[str, str]]:
     tokens: list[tuple[str, str]] = []
-    position, end = 0, len(source)
-    while position < end:
-        match = _TOKEN.match(source, position)
-        if match is None or match.end() == position:
-            if source[position:].strip():
-                raise _NotInSubset
-            break
+    for match in _TOKEN.finditer(source):  # contiguous: any non-space character matches
         kind = match.lastgroup
-        assert kind is not None
-        tokens.append((kind, match.group(kind)))
-        position = match.end()
+        if kind is None or kind == "other":
+            raise _NotInSubset
+        tokens.append((kind, match[kind]))
     return tokens
 
 

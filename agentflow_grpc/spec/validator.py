@@ -142,4 +142,7 @@ def _context(
         sources=sources,
         plugins=plugins,
         limits=limits,
+        template_fields={
+            entry.id: templates.node_template_fields(plugins, entry) for entry in view.nodes
+        },
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from agentflow_grpc.spec.codes import Violation
 from agentflow_grpc.spec.graph import GraphFacts
+from agentflow_grpc.spec.nodes import TemplateField
 from agentflow_grpc.spec.plugins import PluginCatalog
 from agentflow_grpc.spec.view import SpecView
 
@@ -29,6 +30,7 @@ class CheckContext:
     sources: Mapping[str, str] | None  # source name -> source type; None: not checked
     plugins: PluginCatalog
     limits: Limits
+    template_fields: Mapping[str, tuple[TemplateField, ...]]  # node id -> its templates
 
 
 Check = Callable[[CheckContext], Iterator[Violation]]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from agentflow_grpc.spec.checks.context import CheckContext
-from agentflow_grpc.spec.checks.templates import node_template_fields
 from agentflow_grpc.spec.codes import Violation, ViolationCode, pointer
 
 
@@ -24,7 +23,7 @@ def check_limits(ctx: CheckContext) -> Iterator[Violation]:
             f"{ctx.view.edge_count} edges exceed the limit of {limits.max_edges}",
         )
     for entry in ctx.view.nodes:
-        for field in node_template_fields(ctx, entry):
+        for field in ctx.template_fields[entry.id]:
             if field.is_prompt and len(field.text) > limits.max_prompt_chars:
                 yield Violation(
                     pointer("nodes", entry.index, *field.location),

@@ -80,10 +80,8 @@ def check_http_nodes(ctx: CheckContext) -> Iterator[Violation]:
         if not isinstance(node, HttpNode):
             continue
         for name, path in (node.config.extract or {}).items():
-            try:
-                jsonpath.compile(path)
-            except jsonpath.JSONPathError as exc:
-                reason = str(exc).splitlines()[0]
+            reason = _json_path_error(path)
+            if reason is not None:
                 yield Violation(
                     pointer("nodes", entry.index, "config", "extract", name),
                     ViolationCode.HTTP_INVALID_JSON_PATH,
@@ -97,6 +95,15 @@ def check_http_nodes(ctx: CheckContext) -> Iterator[Violation]:
                 f"url '{url}' is relative but the node has no `source` to give a base URL; use "
                 "an absolute http(s) URL or set `source`",
             )
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_path_error(path: str) -> str | None:
+    try:
+        jsonpath.compile(path)
+    except jsonpath.JSONPathError as exc:
+        return str(exc).splitlines()[0]
+    return None
 
 
 def _may_be_absolute(url: str) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +26,6 @@ EXIT_USAGE = 2
 log = get_logger("agentflow.cli")
 
 
-@dataclass
-class _Context:
-    settings: Settings
-    plugins: PluginCatalog | None = field(default=None)
-
-    def plugin_catalog(self) -> PluginCatalog:
-        if self.plugins is None:
-            self.plugins = PluginCatalog.from_entry_points()
-        return self.plugins
-
-
 def _fail(message: str) -> click.exceptions.Exit:
     click.echo(f"error: {message}", err=True)
     return click.exceptions.Exit(EXIT_USAGE)
@@ -53,7 +41,7 @@ def cli(ctx: click.Context) -> None:
     except AgentFlowError as exc:
         raise _fail(exc.message) from None
     configure_logging(settings.log_level, settings.log_format)
-    ctx.obj = _Context(settings)
+    ctx.obj = settings
 
 
 @cli.command()
@@ -80,15 +68,15 @@ def schema(output: Path | None) -> None:
 )
 @click.pass_obj
 def validate(
-    obj: _Context, files: tuple[Path, ...], as_json: bool, sources_file: Path | None
+    settings: Settings, files: tuple[Path, ...], as_json: bool, sources_file: Path | None
 ) -> None:
     """Validate workflow spec FILES; report every violation with its JSON path and code."""
     try:
         sources = _read_sources(sources_file) if sources_file is not None else None
-        plugins = obj.plugin_catalog()
+        plugins = PluginCatalog.from_entry_points()
     except (AgentFlowError, PluginError) as exc:
         raise _fail(str(exc)) from None
-    limits = obj.settings.spec_limits()
+    limits = settings.spec_limits()
     reports: list[dict[str, Any]] = []
     for path in files:
         started = time.perf_counter()

@@ -39,12 +39,7 @@ def parse_spec(
     limits: Limits | None = None,
 ) -> WorkflowSpec:
     """A WorkflowSpec with no violations, or InvalidSpecError carrying all of them."""
-    result = validate_spec(
-        document,
-        sources=sources,
-        plugins=plugins if plugins is not None else PluginCatalog(),
-        limits=limits if limits is not None else Limits(),
-    )
+    result = validate_spec(document, sources=sources, plugins=plugins, limits=limits)
     if result.spec is None:
         raise InvalidSpecError(result.violations)
     return result.spec

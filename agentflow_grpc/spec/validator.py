@@ -54,23 +54,26 @@ class ValidationResult:
         return not self.violations
 
 
-_EMPTY_CATALOG = PluginCatalog()
-
-
 def validate_spec(
     document: Any,
     *,
     sources: Mapping[str, str] | None = None,
-    plugins: PluginCatalog = _EMPTY_CATALOG,
-    limits: Limits = Limits(),  # noqa: B008 - frozen dataclass, safe as a default
+    plugins: PluginCatalog | None = None,
+    limits: Limits | None = None,
 ) -> ValidationResult:
     """Validate a parsed JSON document. Never raises for any JSON value.
 
     `sources` maps the names of the tenant's sources to their types; when given, references to
-    other sources are violations. `plugins` lists the custom node types that may be used.
+    other sources are violations. `plugins` lists the custom node types that may be used (none
+    when not given); `limits` defaults to `Limits()`.
     """
     try:
-        return _validate(document, sources=sources, plugins=plugins, limits=limits)
+        return _validate(
+            document,
+            sources=sources,
+            plugins=plugins if plugins is not None else PluginCatalog(),
+            limits=limits if limits is not None else Limits(),
+        )
     except RecursionError:
         # Checks guard their own recursion; this is the net for a document no check foresaw.
         message = "the document is nested too deeply to validate"

@@ -53,8 +53,11 @@ def schema(output: Path | None) -> None:
     text = workflow_json_schema_text()
     if output is None:
         click.echo(text, nl=False)
-    else:
+        return
+    try:
         output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"{output}: cannot write: {exc.strerror or exc}") from None
 
 
 @cli.command()

@@ -135,6 +135,20 @@ def test_schema_prints_the_committed_schema(repo_root: Path) -> None:
     assert result.stdout == (repo_root / "schemas" / "workflow.schema.json").read_text()
 
 
+def test_schema_writes_to_a_file(tmp_path: Path, repo_root: Path) -> None:
+    target = tmp_path / "workflow.schema.json"
+    result = agentflow("schema", "--output", str(target))
+    assert result.returncode == 0
+    assert target.read_text() == (repo_root / "schemas" / "workflow.schema.json").read_text()
+
+
+def test_schema_to_an_unwritable_place_exits_2(tmp_path: Path) -> None:
+    result = agentflow("schema", "--output", str(tmp_path / "missing-dir" / "schema.json"))
+    assert result.returncode == 2
+    assert "cannot write: No such file or directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_bad_configuration_exits_2_naming_the_variable(examples_dir: Path) -> None:
     result = agentflow("validate", str(examples_dir / VALID), env={"AGENTFLOW_MAX_NODES": "many"})
     assert result.returncode == 2

@@ -90,7 +90,7 @@ def check_reachability(ctx: CheckContext) -> Iterator[Violation]:
                 f"node '{entry.id}' cannot be reached from input node '{ctx.input_ids[0]}'; "
                 "connect it with an edge or remove it",
             )
-    if not ctx.view.outputs:
+    if not facts.reaches_output:  # the outputs read no known node: reported on the outputs
         return
     for entry in ctx.view.nodes:
         if entry.id not in facts.reaches_output:

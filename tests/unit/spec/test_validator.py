@@ -195,3 +195,8 @@ def test_unknown_filters_do_not_hide_unknown_variables(
     messages = {(v.code.value, v.message.split(";")[0]) for v in validate_spec(triage).violations}
     assert ("template.unknown_variable", f"unknown variable '{unknown}'") in messages
     assert any(code == "template.unknown_filter" for code, _ in messages)
+
+
+def test_outputs_reading_no_known_node_do_not_flag_every_node(triage: dict[str, Any]) -> None:
+    triage["outputs"] = {"reply": {"from": "nodes.missing.output"}}
+    assert _codes(triage) == [("/outputs/reply/from", "template.unknown_node")]

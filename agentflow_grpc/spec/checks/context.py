@@ -45,3 +45,9 @@ def suggestion(name: str, candidates: Iterable[str]) -> str:
 def listing(names: Iterable[str], empty: str = "none") -> str:
     ordered = sorted(names)
     return ", ".join(ordered) if ordered else empty
+
+
+def article(word: str | None) -> str:
+    """`an input`, `a router`."""
+    word = word or "unknown"
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from agentflow_grpc.spec.checks.context import CheckContext, listing, suggestion
+from agentflow_grpc.spec.checks.context import CheckContext, article, listing, suggestion
 from agentflow_grpc.spec.codes import Violation, ViolationCode, pointer
 from agentflow_grpc.spec.nodes import PluginNode
 
@@ -41,8 +41,8 @@ def check_sources(ctx: CheckContext) -> Iterator[Violation]:
             yield Violation(
                 path,
                 ViolationCode.SOURCE_INCOMPATIBLE,
-                f"source '{source}' is of type {source_type}, which a {entry.type} node cannot "
-                f"use (it takes {listing(accepted)})",
+                f"source '{source}' is of type {source_type}, which {article(entry.type)} "
+                f"node cannot use (it takes {listing(accepted)})",
             )
 
 

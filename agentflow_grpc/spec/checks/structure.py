@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
-from agentflow_grpc.spec.checks.context import CheckContext, listing, suggestion
+from agentflow_grpc.spec.checks.context import CheckContext, article, listing, suggestion
 from agentflow_grpc.spec.codes import Violation, ViolationCode, pointer
 from agentflow_grpc.spec.nodes import RouterNode
 from agentflow_grpc.spec.view import EdgeEntry
@@ -47,8 +47,8 @@ def check_edges(ctx: CheckContext) -> Iterator[Violation]:
             yield Violation(
                 pointer("edges", item.index, "route"),
                 ViolationCode.EDGE_ROUTE_ON_NON_ROUTER,
-                f"edge from '{edge.from_}' names route '{edge.route}', but '{edge.from_}' is a "
-                f"{source.type} node; only edges leaving a router carry a route",
+                f"edge from '{edge.from_}' names route '{edge.route}', but '{edge.from_}' is "
+                f"{article(source.type)} node; only edges leaving a router carry a route",
             )
 
 

@@ -47,7 +47,10 @@ def listing(names: Iterable[str], empty: str = "none") -> str:
     return ", ".join(ordered) if ordered else empty
 
 
-def article(word: str | None) -> str:
-    """`an input`, `a router`."""
-    word = word or "unknown"
-    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+_SAID_WITH_AN = frozenset({"input", "image", "aggregator", "llm", "http", "unknown"})
+
+
+def article(node_type: str | None) -> str:
+    """`an input`, `an llm`, `a router`: node types as they are read aloud."""
+    word = node_type or "unknown"
+    return f"{'an' if word in _SAID_WITH_AN else 'a'} {word}"

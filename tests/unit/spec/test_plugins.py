@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,6 +196,25 @@ def install_distribution(
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+Installer = Callable[..., None]
+
+
+@pytest.fixture
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forget_modules: None) -> Installer:
+    """Install a plugin distribution into a fresh directory on sys.path."""
+
+    def _install(
+        entry_points: dict[str, str], *, dist: str = "acme_plugins", source: str | None = None
+    ) -> None:
+        code = ACME_SOURCE if source is None else source
+        install_distribution(
+            tmp_path, dist=dist, module=dist, source=code, entry_points=entry_points
+        )
+        monkeypatch.syspath_prepend(str(tmp_path))
+
+    return _install
+
+
 @pytest.fixture
 def forget_modules() -> Iterator[None]:
     """Import the test's plugin modules afresh, and drop them from sys.modules afterwards."""
@@ -227,18 +246,8 @@ ACME_SOURCE = """
 """
 
 
-@pytest.mark.usefixtures("forget_modules")
-def test_from_entry_points_finds_an_installed_plugin(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    install_distribution(
-        tmp_path,
-        dist="acme_plugins",
-        module="acme_plugins",
-        source=ACME_SOURCE,
-        entry_points={"sentiment": "acme_plugins:SENTIMENT"},
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_from_entry_points_finds_an_installed_plugin(install: Installer) -> None:
+    install({"sentiment": "acme_plugins:SENTIMENT"})
 
     catalog = PluginCatalog.from_entry_points()
 
@@ -253,34 +262,18 @@ def test_from_entry_points_without_the_distribution_does_not_see_it() -> None:
     assert PluginCatalog.from_entry_points().get("acme.sentiment") is None
 
 
-@pytest.mark.usefixtures("forget_modules")
-def test_from_entry_points_with_another_group(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    install_distribution(
-        tmp_path,
-        dist="acme_plugins",
-        module="acme_plugins",
-        source=ACME_SOURCE,
-        entry_points={"sentiment": "acme_plugins:SENTIMENT"},
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_from_entry_points_with_another_group(install: Installer) -> None:
+    install({"sentiment": "acme_plugins:SENTIMENT"})
 
     assert PluginCatalog.from_entry_points(group="agentflow.other").names() == []
 
 
-@pytest.mark.usefixtures("forget_modules")
-def test_entry_point_that_fails_to_import_names_itself(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    install_distribution(
-        tmp_path,
+def test_entry_point_that_fails_to_import_names_itself(install: Installer) -> None:
+    install(
+        {"broken": "acme_broken_plugins:PLUGIN"},
         dist="acme_broken_plugins",
-        module="acme_broken_plugins",
         source="raise RuntimeError('boom at import')\n",
-        entry_points={"broken": "acme_broken_plugins:PLUGIN"},
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
 
     with pytest.raises(PluginError, match="'broken'") as caught:
         PluginCatalog.from_entry_points()
@@ -290,7 +283,6 @@ def test_entry_point_that_fails_to_import_names_itself(
     assert isinstance(caught.value.__cause__, RuntimeError)
 
 
-@pytest.mark.usefixtures("forget_modules")
 @pytest.mark.parametrize(
     ("name", "target", "message"),
     [
@@ -299,16 +291,9 @@ def test_entry_point_that_fails_to_import_names_itself(
     ],
 )
 def test_entry_point_to_something_that_is_not_a_plugin(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, target: str, message: str
+    install: Installer, name: str, target: str, message: str
 ) -> None:
-    install_distribution(
-        tmp_path,
-        dist="acme_plugins",
-        module="acme_plugins",
-        source=ACME_SOURCE,
-        entry_points={name: target},
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
+    install({name: target})
 
     with pytest.raises(PluginError, match=message):
         PluginCatalog.from_entry_points()
@@ -332,17 +317,8 @@ def plugin_spec(config: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def installed_catalog(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forget_modules: None
-) -> PluginCatalog:
-    install_distribution(
-        tmp_path,
-        dist="acme_plugins",
-        module="acme_plugins",
-        source=ACME_SOURCE,
-        entry_points={"sentiment": "acme_plugins:SENTIMENT"},
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
+def installed_catalog(install: Installer) -> PluginCatalog:
+    install({"sentiment": "acme_plugins:SENTIMENT"})
     return PluginCatalog.from_entry_points()
 
 

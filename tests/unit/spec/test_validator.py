@@ -37,8 +37,12 @@ def _codes(document: Any, **kwargs: Any) -> list[tuple[str, str]]:
     return [(v.path, v.code.value) for v in validate_spec(document, **kwargs).violations]
 
 
-def _database_node(document: dict[str, Any]) -> dict[str, Any]:
-    return next(node for node in document["nodes"] if node["type"] == "database")
+def _with_one_param_query(document: dict[str, Any], query: str) -> dict[str, Any]:
+    """Give the document's database node `query` and one parameter; return the node."""
+    node = next(node for node in document["nodes"] if node["type"] == "database")
+    node["config"]["query"] = query
+    node["config"]["params"] = node["config"]["params"][:1]
+    return node
 
 
 def test_violations_are_sorted_by_path_and_unique(triage: dict[str, Any]) -> None:
@@ -83,9 +87,7 @@ def test_node_of_unknown_type_does_not_cause_route_noise(triage: dict[str, Any])
     ],
 )
 def test_writes_are_refused_in_read_only_nodes(sql_qa: dict[str, Any], query: str) -> None:
-    node = _database_node(sql_qa)
-    node["config"]["query"] = query
-    node["config"]["params"] = node["config"]["params"][:1]
+    node = _with_one_param_query(sql_qa, query)
     index = sql_qa["nodes"].index(node)
     codes = _codes(sql_qa)
     if query.startswith("TRUNCATE"):  # the placeholder is only in a comment
@@ -104,9 +106,7 @@ def test_writes_are_refused_in_read_only_nodes(sql_qa: dict[str, Any], query: st
     ],
 )
 def test_reads_that_look_like_writes_pass(sql_qa: dict[str, Any], query: str) -> None:
-    node = _database_node(sql_qa)
-    node["config"]["query"] = query
-    node["config"]["params"] = node["config"]["params"][:1]
+    _with_one_param_query(sql_qa, query)
     assert _codes(sql_qa) == []
 
 

@@ -17,7 +17,7 @@ from agentflow_grpc import __version__
 from agentflow_grpc.config import Settings, load_settings
 from agentflow_grpc.errors import AgentFlowError, SpecReadError
 from agentflow_grpc.observability.logging import configure_logging, get_logger
-from agentflow_grpc.spec import PluginCatalog, PluginError, load_document, validate_spec
+from agentflow_grpc.spec import PluginCatalog, load_document, validate_spec
 from agentflow_grpc.spec.schema import workflow_json_schema_text
 
 EXIT_INVALID = 1
@@ -77,8 +77,8 @@ def validate(
     try:
         sources = _read_sources(sources_file) if sources_file is not None else None
         plugins = PluginCatalog.from_entry_points()
-    except (AgentFlowError, PluginError) as exc:
-        raise _fail(str(exc)) from None
+    except AgentFlowError as exc:
+        raise _fail(exc.message) from None
     limits = settings.spec_limits()
     reports: list[dict[str, Any]] = []
     for path in files:

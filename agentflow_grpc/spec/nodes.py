@@ -21,6 +21,9 @@ from agentflow_grpc.spec.base import (
     Template,
 )
 
+TemplateKind = Literal["template", "expression"]
+"""A template renders text (`Hi {{ inputs.name }}`); an expression computes a value."""
+
 
 @dataclass(frozen=True, slots=True)
 class TemplateField:
@@ -28,7 +31,7 @@ class TemplateField:
 
     location: tuple[str | int, ...]  # relative to the node, e.g. ("config", "prompt")
     text: str
-    kind: Literal["template", "expression"]
+    kind: TemplateKind
     is_prompt: bool = False
 
 

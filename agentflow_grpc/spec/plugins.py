@@ -14,6 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import jsonschema
 
+from agentflow_grpc.errors import AgentFlowError
+
 ENTRY_POINT_GROUP = "agentflow.plugins"
 
 
@@ -46,8 +48,10 @@ class PluginType:
     source_types: frozenset[str] = frozenset()
 
 
-class PluginError(Exception):
+class PluginError(AgentFlowError):
     """A plugin that cannot be registered: bad schema, duplicate name, wrong object."""
+
+    code = "plugin"
 
 
 class PluginCatalog:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import difflib
 import functools
 from dataclasses import dataclass
-from typing import Literal
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
 from jinja2 import nodes as jnodes
@@ -24,11 +23,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from agentflow_grpc.spec import template_fastpath
 from agentflow_grpc.spec.codes import ViolationCode
+from agentflow_grpc.spec.nodes import TemplateKind
 
 ROOTS = frozenset({"inputs", "nodes"})
 """The only variables a template sees."""
-
-TemplateKind = Literal["template", "expression"]
 
 
 @functools.cache

@@ -123,6 +123,19 @@ def test_validate_rejects_a_malformed_sources_file(tmp_path: Path, examples_dir:
     assert "source #0 needs string fields 'name' and 'type'" in result.stderr
 
 
+def test_a_plugin_that_fails_to_load_is_a_clear_error(tmp_path: Path, examples_dir: Path) -> None:
+    (tmp_path / "broken_plugin.py").write_text("raise ImportError('missing dependency')\n")
+    info = tmp_path / "broken_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[agentflow.plugins]\nbroken = broken_plugin:PLUGIN\n")
+    result = agentflow("validate", str(examples_dir / VALID), env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: plugin entry point 'broken'")
+    assert "missing dependency" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_validate_without_files_is_a_usage_error() -> None:
     result = agentflow("validate")
     assert result.returncode == 2

@@ -42,9 +42,9 @@ def suggestion(name: str, candidates: Iterable[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def listing(names: Iterable[str], empty: str = "none") -> str:
-    ordered = sorted(names)
-    return ", ".join(ordered) if ordered else empty
+def listing(names: Iterable[str]) -> str:
+    """Names sorted and joined, or `none`."""
+    return ", ".join(sorted(names)) or "none"
 
 
 _SAID_WITH_AN = frozenset({"input", "image", "aggregator", "llm", "http", "unknown"})

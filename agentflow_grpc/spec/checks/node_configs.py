@@ -28,7 +28,6 @@ def check_inputs(ctx: CheckContext) -> Iterator[Violation]:
 
 
 def _check_input_param(param: InputParam, location: tuple[str | int, ...]) -> Iterator[Violation]:
-    schema = param.to_json_schema()
     type_only = jsonschema.Draft202012Validator({"type": param.type})
     for position, value in enumerate(param.enum or ()):
         if not type_only.is_valid(value):
@@ -39,7 +38,7 @@ def _check_input_param(param: InputParam, location: tuple[str | int, ...]) -> It
             )
     if param.has_default:
         error = jsonschema.exceptions.best_match(
-            jsonschema.Draft202012Validator(schema).iter_errors(param.default)
+            jsonschema.Draft202012Validator(param.to_json_schema()).iter_errors(param.default)
         )
         if error is not None:
             yield Violation(

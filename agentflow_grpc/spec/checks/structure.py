@@ -126,13 +126,8 @@ def check_routers(ctx: CheckContext) -> Iterator[Violation]:
         seen: set[str] = set()
         for position, name in enumerate(names):
             if name in seen:
-                location: tuple[str | int, ...] = (
-                    ("config", "default")
-                    if position == len(names) - 1
-                    else ("config", "routes", position, "name")
-                )
                 yield Violation(
-                    pointer("nodes", entry.index, *location),
+                    pointer("nodes", entry.index, *_route_location(names, position, "name")),
                     ViolationCode.ROUTER_DUPLICATE_ROUTE,
                     f"route name '{name}' is used twice in router '{entry.id}'",
                 )
@@ -152,17 +147,19 @@ def check_routers(ctx: CheckContext) -> Iterator[Violation]:
                 taken.add(route)
         for position, name in enumerate(names):
             if name not in taken:
-                location = (
-                    ("config", "default")
-                    if position == len(names) - 1
-                    else ("config", "routes", position)
-                )
                 yield Violation(
-                    pointer("nodes", entry.index, *location),
+                    pointer("nodes", entry.index, *_route_location(names, position)),
                     ViolationCode.ROUTER_ROUTE_WITHOUT_EDGE,
                     f"route '{name}' of router '{entry.id}' has no edge; add an edge with "
                     f'"from": "{entry.id}", "route": "{name}"',
                 )
+
+
+def _route_location(names: list[str], position: int, *field: str) -> tuple[str | int, ...]:
+    """Where route `position` of `RouterNode.route_names()` is written: the last is the default."""
+    if position == len(names) - 1:
+        return ("config", "default")
+    return ("config", "routes", position, *field)
 
 
 def check_aggregators(ctx: CheckContext) -> Iterator[Violation]:

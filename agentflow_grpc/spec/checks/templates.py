@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 
 from agentflow_grpc.spec.checks.context import CheckContext, listing, suggestion
 from agentflow_grpc.spec.codes import Violation, ViolationCode, pointer
-from agentflow_grpc.spec.nodes import PluginNode, TemplateField
+from agentflow_grpc.spec.nodes import PluginNode, TemplateField, TemplateKind
 from agentflow_grpc.spec.plugins import PluginCatalog
 from agentflow_grpc.spec.templates import Reference, analyze
 from agentflow_grpc.spec.view import NodeEntry
@@ -53,11 +53,11 @@ def _check_text(
     ctx: CheckContext,
     location: tuple[str | int, ...],
     text: str,
-    kind: str,
+    kind: TemplateKind,
     *,
     reader: str | None,
 ) -> Iterator[Violation]:
-    analysis = analyze(text, "expression" if kind == "expression" else "template")
+    analysis = analyze(text, kind)
     for problem in analysis.problems:
         yield Violation(pointer(*location), problem.code, problem.message)
     for reference in analysis.references:

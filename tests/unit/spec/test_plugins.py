@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from spec_documents import spec_with_node
 
 from agentflow_grpc.spec.codes import ViolationCode
 from agentflow_grpc.spec.plugins import (
@@ -303,17 +304,8 @@ def test_entry_point_to_something_that_is_not_a_plugin(
 
 
 def plugin_spec(config: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "api_version": "agentflow/v1",
-        "name": "plugin-flow",
-        "inputs": {"message": {"type": "string"}},
-        "outputs": {"mood": {"from": "nodes.mood.output"}},
-        "nodes": [
-            {"id": "start", "type": "input"},
-            {"id": "mood", "type": "plugin", "plugin": "acme.sentiment", "config": config},
-        ],
-        "edges": [{"from": "start", "to": "mood"}],
-    }
+    node = {"id": "mood", "type": "plugin", "plugin": "acme.sentiment", "config": config}
+    return spec_with_node(node, inputs={"message": {"type": "string"}}, name="plugin-flow")
 
 
 @pytest.fixture

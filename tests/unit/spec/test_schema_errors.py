@@ -6,26 +6,21 @@ import copy
 from typing import Any
 
 import pytest
+from spec_documents import spec_with_node
 
 from agentflow_grpc.spec.codes import ViolationCode
 from agentflow_grpc.spec.validator import ValidationResult, validate_spec
 
-VALID: dict[str, Any] = {
-    "api_version": "agentflow/v1",
-    "name": "schema-errors",
-    "inputs": {"topic": {"type": "string"}},
-    "outputs": {"text": {"from": "nodes.write.output.text"}},
-    "nodes": [
-        {"id": "start", "type": "input"},
-        {
-            "id": "write",
-            "type": "llm",
-            "source": "openai-main",
-            "config": {"prompt": "Write about {{ inputs.topic }}"},
-        },
-    ],
-    "edges": [{"from": "start", "to": "write"}],
-}
+VALID: dict[str, Any] = spec_with_node(
+    {
+        "id": "write",
+        "type": "llm",
+        "source": "openai-main",
+        "config": {"prompt": "Write about {{ inputs.topic }}"},
+    },
+    inputs={"topic": {"type": "string"}},
+    name="schema-errors",
+)
 
 
 def document(**changes: Any) -> dict[str, Any]:

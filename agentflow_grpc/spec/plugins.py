@@ -97,6 +97,9 @@ class PluginCatalog:
     def get(self, name: str) -> PluginDefinition | None:
         return self._plugins.get(name)
 
+    def plugins(self) -> list[PluginDefinition]:
+        return list(self._plugins.values())
+
     def names(self) -> list[str]:
         return sorted(self._plugins)
 

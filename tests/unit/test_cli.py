@@ -120,7 +120,7 @@ def test_validate_rejects_a_malformed_sources_file(tmp_path: Path, examples_dir:
     sources.write_text(json.dumps([{"name": "x"}]))
     result = agentflow("validate", "--sources", str(sources), str(examples_dir / VALID))
     assert result.returncode == 2
-    assert "source #0 needs string fields 'name' and 'type'" in result.stderr
+    assert "sources.json: source #0: type: Field required" in result.stderr
 
 
 def test_a_plugin_that_fails_to_load_is_a_clear_error(tmp_path: Path, examples_dir: Path) -> None:

@@ -1,7 +1,8 @@
 """The `agentflow` command.
 
-Exit codes: 0 success; 1 a spec is invalid; 2 bad usage, unreadable or non-JSON input, or bad
-configuration. Errors are one clear line on stderr, never a traceback.
+Exit codes: 0 success; 1 a spec (or a run's inputs) is invalid; 2 bad usage, unreadable or
+non-JSON input, or bad configuration; 3 a run failed or was cancelled. Errors are one clear line
+on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,21 +15,16 @@ from typing import Any
 import click
 
 from agentflow_grpc import __version__
+from agentflow_grpc.cli.common import EXIT_INVALID, EXIT_USAGE, fail, format_violation
+from agentflow_grpc.cli.run import run
 from agentflow_grpc.config import Settings, load_settings
 from agentflow_grpc.errors import AgentFlowError, SpecReadError
 from agentflow_grpc.observability.logging import configure_logging, get_logger
+from agentflow_grpc.sources.loading import load_source_definitions
 from agentflow_grpc.spec import PluginCatalog, load_document, validate_spec
 from agentflow_grpc.spec.schema import workflow_json_schema_text
 
-EXIT_INVALID = 1
-EXIT_USAGE = 2
-
 log = get_logger("agentflow.cli")
-
-
-def _fail(message: str) -> click.exceptions.Exit:
-    click.echo(f"error: {message}", err=True)
-    return click.exceptions.Exit(EXIT_USAGE)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,7 +35,7 @@ def cli(ctx: click.Context) -> None:
     try:
         settings = load_settings()
     except AgentFlowError as exc:
-        raise _fail(exc.message) from None
+        raise fail(exc.message) from None
     configure_logging(settings.log_level, settings.log_format)
     ctx.obj = settings
 
@@ -57,7 +53,7 @@ def schema(output: Path | None) -> None:
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise _fail(f"{output}: cannot write: {exc.strerror or exc}") from None
+        raise fail(f"{output}: cannot write: {exc.strerror or exc}") from None
 
 
 @cli.command()
@@ -78,7 +74,7 @@ def validate(
         sources = _read_sources(sources_file) if sources_file is not None else None
         plugins = PluginCatalog.from_entry_points()
     except AgentFlowError as exc:
-        raise _fail(exc.message) from None
+        raise fail(exc.message) from None
     limits = settings.spec_limits()
     reports: list[dict[str, Any]] = []
     for path in files:
@@ -122,19 +118,10 @@ def _error(exc: AgentFlowError) -> dict[str, str]:
 
 
 def _read_sources(path: Path) -> dict[str, str]:
-    document = load_document(path)
-    if isinstance(document, dict) and "sources" in document:
-        document = document["sources"]
-    if not isinstance(document, list):
-        raise SpecReadError(f"{path}: expected a JSON list of sources")
-    sources: dict[str, str] = {}
-    for index, item in enumerate(document):
-        name = item.get("name") if isinstance(item, dict) else None
-        kind = item.get("type") if isinstance(item, dict) else None
-        if not isinstance(name, str) or not isinstance(kind, str):
-            raise SpecReadError(f"{path}: source #{index} needs string fields 'name' and 'type'")
-        sources[name] = kind
-    return sources
+    return {
+        definition.name: definition.type
+        for definition in load_source_definitions(path, resolve_secrets=False)
+    }
 
 
 def _print_reports(reports: list[dict[str, Any]]) -> None:
@@ -151,16 +138,13 @@ def _print_reports(reports: list[dict[str, Any]]) -> None:
             noun = "violation" if count == 1 else "violations"
             click.echo(f"{name}: {click.style(f'{count} {noun}', fg='red')}")
             for violation in report["violations"]:
-                click.echo(_format_violation(violation))
+                click.echo(format_violation(violation))
     if len(reports) > 1:
         valid = sum(1 for report in reports if report["valid"])
         click.echo(f"{len(reports)} files: {valid} valid, {len(reports) - valid} not valid")
 
 
-def _format_violation(violation: dict[str, str]) -> str:
-    path = violation["path"] or "/"
-    code = click.style(violation["code"], fg="yellow")
-    return f"  {path}  {code}\n      {violation['message']}"
+cli.add_command(run)
 
 
 def main() -> None:

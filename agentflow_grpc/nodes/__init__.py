@@ -1,0 +1,1 @@
+"""Node implementations: one module per node type, all registered in `nodes.registry`."""

@@ -1,0 +1,83 @@
+"""The llm node: renders its messages, calls a chat model, streams tokens, parses JSON replies.
+
+Output: `{"text": …}` for text replies; for `response_format: "json"` the parsed JSON value
+itself (checked against `output_schema` when one is given), so templates read
+`nodes.<id>.output.<field>`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+
+from agentflow_grpc.nodes.base import NodeContext, NodeResult
+from agentflow_grpc.runtime.failures import NodeFailure
+from agentflow_grpc.sources.base import ChatRequest
+from agentflow_grpc.spec import LlmNode
+
+
+class LlmHandler:
+    async def run(self, node: LlmNode, context: NodeContext) -> NodeResult:
+        config = node.config
+        messages: list[dict[str, str]] = []
+        if config.system is not None:
+            messages.append(
+                {"role": "system", "content": context.render(config.system, "config.system")}
+            )
+        if config.prompt is not None:
+            messages.append(
+                {"role": "user", "content": context.render(config.prompt, "config.prompt")}
+            )
+        for index, message in enumerate(config.messages or ()):
+            content = context.render(message.content, f"config.messages[{index}].content")
+            messages.append({"role": message.role, "content": content})
+        model = await context.chat_model(node.source)
+        result = await model.chat(
+            ChatRequest(
+                messages=messages,
+                model=config.model,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                max_tokens=config.max_tokens,
+                response_format=config.response_format,
+                output_schema=config.output_schema,
+                stream=config.stream,
+            ),
+            context.emit_token,
+        )
+        exchange = (*messages, {"role": "assistant", "content": result.text})
+        if config.response_format == "json":
+            output = parse_json_reply(result.text)
+            if config.output_schema is not None:
+                check_output(output, config.output_schema)
+        else:
+            output = {"text": result.text}
+        return NodeResult(output, usage=result.usage, messages=exchange)
+
+
+def parse_json_reply(text: str) -> Any:
+    """The JSON a model returned; a fenced ```json block is accepted, as models add them."""
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        stripped = stripped.split("\n", 1)[1] if "\n" in stripped else ""
+        stripped = stripped.rsplit("```", 1)[0]
+    try:
+        return json.loads(stripped)
+    except json.JSONDecodeError as exc:
+        raise NodeFailure(
+            "llm.invalid_json", f"the model's reply is not JSON: {exc.msg} at {exc.pos}"
+        ) from None
+
+
+def check_output(output: Any, schema: dict[str, Any]) -> None:
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(output)
+    )
+    if error is not None:
+        where = "/".join(str(part) for part in error.absolute_path) or "the reply"
+        raise NodeFailure(
+            "llm.output_schema_mismatch",
+            f"the model's JSON does not fit output_schema at {where}: {error.message}",
+        )

@@ -1,0 +1,1 @@
+"""The runtime: execute compiled workflows and stream their events."""

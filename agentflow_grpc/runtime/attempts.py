@@ -1,0 +1,122 @@
+"""Run one node: attempts with a timeout each, retries with backoff (tenacity), and the events.
+
+Each attempt emits `node_started`; a failed attempt emits `node_failed` saying whether (and after
+how long) it will be retried; success emits `node_completed` with the output, the duration and
+the token usage. Only retryable failures are retried (see `runtime.failures`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from agentflow_grpc.nodes.base import NodeResult
+from agentflow_grpc.observability.logging import get_logger
+from agentflow_grpc.runtime.events import NodeEvent, node_completed, node_failed, node_started
+from agentflow_grpc.runtime.failures import NodeFailure, deadline_exceeded
+from agentflow_grpc.spec.base import RetryPolicy
+
+log = get_logger("agentflow.runtime")
+
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+class NodeExecutionError(Exception):
+    """A node failed for good; the run fails with its failure."""
+
+    def __init__(self, node_id: str, failure: NodeFailure) -> None:
+        super().__init__(f"node {node_id!r}: {failure.message}")
+        self.node_id = node_id
+        self.failure = failure
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, NodeFailure) and exc.retryable
+
+
+async def run_attempts(
+    node_id: str,
+    node_type: str,
+    policy: RetryPolicy | None,
+    timeout: float,
+    attempt: Callable[[int], Awaitable[NodeResult]],
+    emit: Callable[[NodeEvent], None],
+) -> NodeResult:
+    """Call `attempt(n)` for n = 1, 2, … until it succeeds or may not be retried."""
+    policy = policy or NO_RETRY
+    backoff = policy.backoff
+    durations: dict[int, float] = {}
+
+    def report_retry(state: RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome else None
+        assert isinstance(failure, NodeFailure)
+        delay = state.next_action.sleep if state.next_action else 0.0
+        emit(
+            node_failed(
+                node_id,
+                state.attempt_number,
+                code=failure.code,
+                message=failure.message,
+                duration_ms=durations[state.attempt_number],
+                retry_in=delay,
+            )
+        )
+
+    async def one_attempt() -> NodeResult:
+        number = len(durations) + 1
+        emit(node_started(node_id, number, node_type))
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                result = await attempt(number)
+        except TimeoutError:
+            durations[number] = (time.perf_counter() - started) * 1000
+            raise deadline_exceeded(timeout) from None
+        except NodeFailure:
+            durations[number] = (time.perf_counter() - started) * 1000
+            raise
+        except Exception as exc:
+            durations[number] = (time.perf_counter() - started) * 1000
+            log.exception("node.crashed", node_id=node_id, node_type=node_type)
+            raise NodeFailure("node.internal", f"{type(exc).__name__}: {exc}") from exc
+        duration = (time.perf_counter() - started) * 1000
+        durations[number] = duration
+        emit(node_completed(node_id, number, result.output, duration, result.usage))
+        return result
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(policy.max_attempts),
+        wait=wait_exponential_jitter(
+            multiplier=backoff.initial,
+            exp_base=backoff.multiplier,
+            max=backoff.max,
+            jitter=backoff.initial / 2 if backoff.jitter else 0,
+        ),
+        retry=retry_if_exception(_is_retryable),
+        before_sleep=report_retry,
+        reraise=True,
+    )
+    try:
+        return await retrying(one_attempt)
+    except NodeFailure as failure:
+        number = len(durations)
+        emit(
+            node_failed(
+                node_id,
+                number,
+                code=failure.code,
+                message=failure.message,
+                duration_ms=durations.get(number, 0.0),
+                retry_in=None,
+            )
+        )
+        raise NodeExecutionError(node_id, failure) from failure

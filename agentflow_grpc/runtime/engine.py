@@ -1,0 +1,279 @@
+"""The execution engine: run a compiled workflow on LangGraph and stream its events.
+
+`ExecutionEngine.start()` checks the inputs at once (bad inputs raise `InvalidInputsError`
+before any node runs) and returns an `Execution`. Iterating it starts the run in its own task and
+yields `ExecutionEvent`s with gap-free sequence numbers, ending with exactly one terminal event:
+`execution_completed`, `execution_failed` or `execution_cancelled`.
+
+Events come from LangGraph's own streaming: nodes report through the run's stream writer
+(`custom` mode), and the merged GraphState arrives after each superstep (`values` mode).
+Closing the iterator (or cancelling the task reading it) cancels the run; no task outlives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from langgraph.errors import GraphRecursionError
+
+from agentflow_grpc.compiler import CompiledWorkflow, CompiledWorkflowCache
+from agentflow_grpc.compiler.state import RunContext
+from agentflow_grpc.nodes.base import SourceProvider
+from agentflow_grpc.nodes.registry import NodeRegistry
+from agentflow_grpc.observability.logging import get_logger
+from agentflow_grpc.runtime.attempts import NodeExecutionError
+from agentflow_grpc.runtime.events import (
+    NO_USAGE,
+    EventType,
+    ExecutionEvent,
+    NodeEvent,
+    TokenUsage,
+)
+from agentflow_grpc.runtime.failures import NodeFailure
+from agentflow_grpc.runtime.templating import variables
+from agentflow_grpc.spec import WorkflowSpec
+
+log = get_logger("agentflow.runtime")
+
+_QUEUE_SIZE = 1024
+
+
+class ExecutionEngine:
+    """Runs workflows. One engine per process: it owns the compiled-graph cache."""
+
+    def __init__(
+        self,
+        *,
+        registry: NodeRegistry | None = None,
+        cache_size: int = 256,
+        node_timeout: float = 300.0,
+        execution_timeout: float = 3600.0,
+    ) -> None:
+        self.registry = registry or NodeRegistry.from_entry_points()
+        self.cache = CompiledWorkflowCache(cache_size)
+        self.node_timeout = node_timeout
+        self.execution_timeout = execution_timeout
+
+    def start(
+        self,
+        spec: WorkflowSpec,
+        inputs: Mapping[str, Any],
+        *,
+        sources: SourceProvider,
+        execution_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Execution:
+        """Check inputs and prepare a run; iterate the result to run it."""
+        workflow = self.cache.get(spec)
+        checked = workflow.input_checker.check(inputs)
+        return Execution(
+            workflow,
+            checked,
+            RunContext(
+                execution_id=execution_id or str(uuid.uuid4()),
+                sources=sources,
+                registry=self.registry,
+                default_node_timeout=self.node_timeout,
+            ),
+            timeout if timeout is not None else self.execution_timeout,
+        )
+
+    def execute(
+        self,
+        spec: WorkflowSpec,
+        inputs: Mapping[str, Any],
+        *,
+        sources: SourceProvider,
+        execution_id: str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[ExecutionEvent]:
+        """`start(...)` and iterate: the run's events, as they happen."""
+        execution = self.start(
+            spec, inputs, sources=sources, execution_id=execution_id, timeout=timeout
+        )
+        return execution.events()
+
+
+class Execution:
+    """One run. `events()` may be iterated once; `cancel()` stops the run from anywhere."""
+
+    def __init__(
+        self, workflow: CompiledWorkflow, inputs: dict[str, Any], run: RunContext, timeout: float
+    ) -> None:
+        self.workflow = workflow
+        self.inputs = inputs
+        self.id = run.execution_id
+        self._run = run
+        self._timeout = timeout
+        self._sequence = 0
+        self._task: asyncio.Task[None] | None = None
+        self._cancel_reason: str | None = None
+        self._running: dict[str, int] = {}  # node id → attempt, for nodes started and not ended
+        self._usage = NO_USAGE  # summed from node_completed events, so failed runs count too
+
+    def cancel(self, reason: str = "cancelled by request") -> None:
+        """Stop the run; its stream ends with `execution_cancelled`."""
+        if self._cancel_reason is None:
+            self._cancel_reason = reason
+        if self._task is not None:
+            self._task.cancel()
+
+    async def events(self) -> AsyncIterator[ExecutionEvent]:
+        if self._task is not None:
+            raise RuntimeError("an execution's events can be iterated only once")
+        queue: asyncio.Queue[ExecutionEvent] = asyncio.Queue(_QUEUE_SIZE)
+        self._task = asyncio.create_task(self._produce(queue), name=f"execution-{self.id}")
+        if self._cancel_reason is not None:
+            self._task.cancel()
+        try:
+            while True:
+                event = await queue.get()
+                yield event
+                if event.is_terminal:
+                    break
+        finally:
+            if not self._task.done():
+                self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _event(
+        self, event_type: EventType, data: dict[str, Any], *, node: NodeEvent | None = None
+    ) -> ExecutionEvent:
+        self._sequence += 1
+        if node is None:
+            return ExecutionEvent(self.id, self._sequence, datetime.now(UTC), event_type, data=data)
+        return ExecutionEvent(
+            self.id,
+            self._sequence,
+            node.timestamp,
+            node.type,
+            node.node_id,
+            node.attempt,
+            node.data,
+        )
+
+    async def _produce(self, queue: asyncio.Queue[ExecutionEvent]) -> None:
+        spec = self.workflow.spec
+        started = time.perf_counter()
+        await queue.put(
+            self._event(
+                EventType.EXECUTION_STARTED,
+                {
+                    "workflow": spec.name,
+                    "spec_hash": self.workflow.spec_hash,
+                    "inputs": self.inputs,
+                    "node_count": len(spec.nodes),
+                },
+            )
+        )
+        state: dict[str, Any] = {}
+        try:
+            async with asyncio.timeout(self._timeout):
+                stream: Any = self.workflow.graph.astream(
+                    {"inputs": self.inputs},
+                    {"recursion_limit": self.workflow.recursion_limit},
+                    context=self._run,
+                    stream_mode=["custom", "values"],
+                )
+                async with contextlib.aclosing(stream):
+                    async for mode, chunk in stream:
+                        if mode == "custom":
+                            await queue.put(self._node_event(chunk))
+                        else:
+                            state = chunk
+            outputs = self._outputs(state)
+        except asyncio.CancelledError:
+            if self._cancel_reason is None:
+                raise  # the reader went away: nobody to tell
+            await queue.put(
+                self._ended(
+                    EventType.EXECUTION_CANCELLED,
+                    started,
+                    state,
+                    {
+                        "reason": self._cancel_reason,
+                    },
+                )
+            )
+            return
+        except NodeExecutionError as exc:
+            error = {
+                "code": exc.failure.code,
+                "message": exc.failure.message,
+                "node_id": exc.node_id,
+            }
+            await queue.put(self._failed(started, state, error))
+            return
+        except NodeFailure as failure:  # an output expression
+            await queue.put(
+                self._failed(started, state, {"code": failure.code, "message": failure.message})
+            )
+            return
+        except TimeoutError:
+            error = {
+                "code": "execution.deadline_exceeded",
+                "message": f"the execution took longer than {self._timeout:g} s",
+            }
+            await queue.put(self._failed(started, state, error))
+            return
+        except GraphRecursionError:
+            error = {
+                "code": "execution.step_limit",
+                "message": f"the run exceeded {self.workflow.recursion_limit} steps",
+            }
+            await queue.put(self._failed(started, state, error))
+            return
+        except Exception as exc:
+            log.exception("execution.crashed", execution_id=self.id)
+            error = {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
+            await queue.put(self._failed(started, state, error))
+            return
+        await queue.put(
+            self._ended(EventType.EXECUTION_COMPLETED, started, state, {"outputs": outputs})
+        )
+
+    def _node_event(self, event: NodeEvent) -> ExecutionEvent:
+        if event.type is EventType.NODE_STARTED:
+            self._running[event.node_id] = event.attempt
+        elif event.type is EventType.NODE_COMPLETED:
+            self._running.pop(event.node_id, None)
+            if "usage" in event.data:
+                self._usage = self._usage + TokenUsage.from_dict(event.data["usage"])
+        elif event.type is EventType.NODE_FAILED:
+            self._running.pop(event.node_id, None)
+        return self._event(event.type, event.data, node=event)
+
+    def _outputs(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        scope = variables(self.inputs, state.get("outputs", {}))
+        renderer = self.workflow.renderer
+        return {
+            name: renderer.evaluate(output.from_, scope, f"output {name!r}")
+            for name, output in self.workflow.spec.outputs.items()
+        }
+
+    def _failed(
+        self, started: float, state: Mapping[str, Any], error: dict[str, Any]
+    ) -> ExecutionEvent:
+        return self._ended(EventType.EXECUTION_FAILED, started, state, {"error": error})
+
+    def _ended(
+        self,
+        event_type: EventType,
+        started: float,
+        state: Mapping[str, Any],
+        data: dict[str, Any],
+    ) -> ExecutionEvent:
+        data["usage"] = self._usage.to_dict()
+        data["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        if self._running:
+            data["interrupted_nodes"] = sorted(self._running)
+        if state.get("errors"):
+            data["retried_failures"] = len(state["errors"])
+        return self._event(event_type, data)

@@ -1,0 +1,146 @@
+"""Execution events: what a run reports, in order, as it happens.
+
+Every event carries the execution id, a gap-free sequence number (1, 2, 3, … within one
+execution) and a UTC timestamp. `data` holds the fields of its type, documented in
+`docs/runtime.md`; the helpers below are the only places that build them, so each type always
+has the same fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class EventType(StrEnum):
+    EXECUTION_STARTED = "execution_started"
+    NODE_STARTED = "node_started"
+    NODE_TOKEN = "node_token"
+    NODE_COMPLETED = "node_completed"
+    NODE_FAILED = "node_failed"
+    EXECUTION_COMPLETED = "execution_completed"
+    EXECUTION_FAILED = "execution_failed"
+    EXECUTION_CANCELLED = "execution_cancelled"
+
+
+TERMINAL_EVENT_TYPES = frozenset(
+    {EventType.EXECUTION_COMPLETED, EventType.EXECUTION_FAILED, EventType.EXECUTION_CANCELLED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Tokens a provider reports for one call, or summed over a run."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.total_tokens + other.total_tokens,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, int]) -> TokenUsage:
+        return cls(
+            data.get("prompt_tokens", 0),
+            data.get("completion_tokens", 0),
+            data.get("total_tokens", 0),
+        )
+
+
+NO_USAGE = TokenUsage()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEvent:
+    """An event as a node reports it, before the engine gives it its place in the run."""
+
+    type: EventType
+    node_id: str
+    attempt: int
+    data: dict[str, Any]
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionEvent:
+    execution_id: str
+    sequence: int
+    timestamp: datetime
+    type: EventType
+    node_id: str | None = None
+    attempt: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.type in TERMINAL_EVENT_TYPES
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the CLI's `--json` lines, and later the stored event log)."""
+        document: dict[str, Any] = {
+            "execution_id": self.execution_id,
+            "sequence": self.sequence,
+            "timestamp": self.timestamp.isoformat(),
+            "type": self.type.value,
+        }
+        if self.node_id is not None:
+            document["node_id"] = self.node_id
+        if self.attempt is not None:
+            document["attempt"] = self.attempt
+        document["data"] = self.data
+        return document
+
+
+# --- the fields of each node event type ---
+
+
+def node_started(node_id: str, attempt: int, node_type: str) -> NodeEvent:
+    return NodeEvent(EventType.NODE_STARTED, node_id, attempt, {"node_type": node_type})
+
+
+def node_token(node_id: str, attempt: int, text: str) -> NodeEvent:
+    return NodeEvent(EventType.NODE_TOKEN, node_id, attempt, {"text": text})
+
+
+def node_completed(
+    node_id: str, attempt: int, output: Any, duration_ms: float, usage: TokenUsage | None
+) -> NodeEvent:
+    data: dict[str, Any] = {"output": output, "duration_ms": round(duration_ms, 3)}
+    if usage is not None:
+        data["usage"] = usage.to_dict()
+    return NodeEvent(EventType.NODE_COMPLETED, node_id, attempt, data)
+
+
+def node_failed(
+    node_id: str,
+    attempt: int,
+    *,
+    code: str,
+    message: str,
+    duration_ms: float,
+    retry_in: float | None,
+) -> NodeEvent:
+    """`retry_in` is the delay (s) before the next attempt, or None when this was the last one."""
+    data: dict[str, Any] = {
+        "code": code,
+        "message": message,
+        "duration_ms": round(duration_ms, 3),
+        "will_retry": retry_in is not None,
+    }
+    if retry_in is not None:
+        data["retry_in"] = round(retry_in, 3)
+    return NodeEvent(EventType.NODE_FAILED, node_id, attempt, data)

@@ -1,0 +1,1 @@
+"""Sources: adapters that connect nodes to providers, databases and HTTP APIs."""

@@ -1,0 +1,119 @@
+"""Sources: configured connections to providers (LLM and image APIs, databases, HTTP APIs).
+
+A `SourceDefinition` is what a user stores or writes in a sources file: a name, a type, a
+public `config` and write-only `secrets`. An adapter registered for the type turns it into a
+live `Source`; nodes use sources through the capability protocols below (`ChatModel`,
+`ImageModel`, `Database`, `HttpApi`), never through a concrete adapter class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr, StringConstraints
+
+from agentflow_grpc.runtime.events import TokenUsage
+
+SourceName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class SourceDefinition(BaseModel):
+    """A source as configured. Secrets never appear in `repr`, logs or dumps."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str | None = None
+    name: SourceName
+    type: str = Field(min_length=1, description="The adapter, e.g. `openai`, `postgres`, `http`.")
+    config: dict[str, JsonValue] = Field(default_factory=dict)
+    secrets: dict[str, SecretStr] = Field(default_factory=dict)
+
+
+class Source(Protocol):
+    definition: SourceDefinition
+
+    async def aclose(self) -> None:
+        """Release clients and pools."""
+
+
+# --- capabilities ---
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    messages: Sequence[dict[str, str]]
+    model: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    response_format: Literal["text", "json"] = "text"
+    output_schema: dict[str, Any] | None = None
+    stream: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    text: str
+    model: str
+    finish_reason: str | None
+    usage: TokenUsage | None
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    async def chat(self, request: ChatRequest, on_token: Callable[[str], None]) -> ChatResult:
+        """Run one chat completion; `on_token` receives streamed text as it arrives."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    prompt: str
+    model: str | None
+    size: str
+    n: int
+    quality: str | None
+    output: Literal["url", "b64_json"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    images: list[dict[str, str]]  # each {"url": …} or {"b64_json": …}, plus "revised_prompt"
+    model: str
+
+
+@runtime_checkable
+class ImageModel(Protocol):
+    async def generate_images(self, request: ImageRequest) -> ImageResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    truncated: bool
+
+
+@runtime_checkable
+class Database(Protocol):
+    async def fetch(
+        self,
+        query: str,
+        params: Sequence[Any],
+        *,
+        read_only: bool,
+        max_rows: int,
+        statement_timeout: float,
+    ) -> QueryResult: ...
+
+
+@runtime_checkable
+class HttpApi(Protocol):
+    """An HTTP API: base URL, auth and default headers, and a guarded client."""
+
+    @property
+    def base_url(self) -> str: ...
+
+    def client(self) -> Any:
+        """The `httpx2.AsyncClient` for this API (shared, guarded against private addresses)."""

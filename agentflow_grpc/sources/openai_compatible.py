@@ -1,0 +1,225 @@
+"""Chat and image models through the `openai` SDK, for every OpenAI-compatible API.
+
+`openai` is OpenAI itself, or any compatible server given its `base_url` (vLLM, Ollama,
+llama.cpp, LiteLLM). `azure_openai` uses the SDK's Azure client. `anthropic` and `gemini` use
+those providers' OpenAI-compatible endpoints by default, so the same code serves them.
+
+The SDK's own retries are off: the runtime retries by the node's policy, so that every attempt is
+visible as events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agentflow_grpc.runtime.events import TokenUsage
+from agentflow_grpc.runtime.failures import NodeFailure, for_http_status
+from agentflow_grpc.sources.base import (
+    ChatRequest,
+    ChatResult,
+    ImageRequest,
+    ImageResult,
+    SourceDefinition,
+)
+from agentflow_grpc.sources.registry import SourceConfigError
+
+
+class OpenAIConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = Field(None, description="API root, e.g. http://localhost:8000/v1.")
+    model: str | None = Field(None, description="Model used when a node names none.")
+    image_model: str | None = Field(None, description="Image model used when a node names none.")
+    organization: str | None = None
+    timeout: float = Field(600.0, gt=0, description="Seconds per HTTP request.")
+    default_headers: dict[str, str] = Field(default_factory=dict)
+    # Azure OpenAI only
+    azure_endpoint: str | None = None
+    api_version: str | None = None
+
+
+def provider_failure(exc: openai.OpenAIError) -> NodeFailure:
+    """Map an SDK error to a node failure: timeouts, 429 and 5xx are retryable."""
+    if isinstance(exc, openai.APITimeoutError):
+        return NodeFailure(
+            "provider.timeout", "the provider did not answer in time", retryable=True
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        return NodeFailure(
+            "provider.unavailable", f"cannot reach the provider: {exc}", retryable=True
+        )
+    if isinstance(exc, openai.APIStatusError):
+        return for_http_status("provider", exc.status_code, exc.message)
+    return NodeFailure("provider.error", str(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAICompatibleAdapter:
+    type_name: str
+    default_base_url: str | None = None
+    azure: bool = False
+    images: bool = True
+
+    def open(self, definition: SourceDefinition) -> OpenAICompatibleSource:
+        try:
+            config = OpenAIConfig.model_validate(definition.config)
+        except ValidationError as exc:
+            raise SourceConfigError(f"source {definition.name!r}: {exc}") from None
+        api_key = definition.secrets.get("api_key")
+        if api_key is None:
+            raise SourceConfigError(f"source {definition.name!r} needs the secret `api_key`")
+        common: dict[str, Any] = {
+            "api_key": api_key.get_secret_value(),
+            "timeout": config.timeout,
+            "max_retries": 0,
+            "default_headers": config.default_headers or None,
+            "organization": config.organization,
+        }
+        client: openai.AsyncOpenAI
+        if self.azure:
+            if config.azure_endpoint is None or config.api_version is None:
+                raise SourceConfigError(
+                    f"source {definition.name!r}: azure_openai needs `azure_endpoint` and "
+                    "`api_version`"
+                )
+            client = openai.AsyncAzureOpenAI(
+                azure_endpoint=config.azure_endpoint, api_version=config.api_version, **common
+            )
+        else:
+            client = openai.AsyncOpenAI(base_url=config.base_url or self.default_base_url, **common)
+        return OpenAICompatibleSource(definition, config, client, images=self.images)
+
+
+class OpenAICompatibleSource:
+    def __init__(
+        self,
+        definition: SourceDefinition,
+        config: OpenAIConfig,
+        client: openai.AsyncOpenAI,
+        *,
+        images: bool,
+    ) -> None:
+        self.definition = definition
+        self._config = config
+        self._client = client
+        self._images = images
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def _model(self, requested: str | None, default: str | None, what: str) -> str:
+        model = requested or default
+        if model is None:
+            raise NodeFailure(
+                "source.no_model",
+                f"neither the node nor source {self.definition.name!r} names a {what} model",
+            )
+        return model
+
+    async def chat(self, request: ChatRequest, on_token: Callable[[str], None]) -> ChatResult:
+        arguments: dict[str, Any] = {
+            "model": self._model(request.model, self._config.model, "chat"),
+            "messages": list(request.messages),
+        }
+        for name in ("temperature", "top_p", "max_tokens"):
+            value = getattr(request, name)
+            if value is not None:
+                arguments[name] = value
+        if request.output_schema is not None:
+            arguments["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": request.output_schema},
+            }
+        elif request.response_format == "json":
+            arguments["response_format"] = {"type": "json_object"}
+        try:
+            if request.stream:
+                return await self._chat_streaming(arguments, on_token)
+            completion = await self._client.chat.completions.create(**arguments)
+        except openai.OpenAIError as exc:
+            raise provider_failure(exc) from exc
+        if not completion.choices:
+            raise NodeFailure("provider.empty_reply", "the provider returned no choices")
+        choice = completion.choices[0]
+        return ChatResult(
+            text=choice.message.content or "",
+            model=completion.model,
+            finish_reason=choice.finish_reason,
+            usage=_usage(completion.usage),
+        )
+
+    async def _chat_streaming(
+        self, arguments: dict[str, Any], on_token: Callable[[str], None]
+    ) -> ChatResult:
+        parts: list[str] = []
+        model = arguments["model"]
+        finish_reason: str | None = None
+        usage: TokenUsage | None = None
+        stream = await self._client.chat.completions.create(
+            **arguments, stream=True, stream_options={"include_usage": True}
+        )
+        async with stream:
+            async for chunk in stream:
+                model = chunk.model or model
+                if chunk.usage is not None:
+                    usage = _usage(chunk.usage)
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                if choice.delta.content:
+                    parts.append(choice.delta.content)
+                    on_token(choice.delta.content)
+                if choice.finish_reason is not None:
+                    finish_reason = choice.finish_reason
+        return ChatResult("".join(parts), model, finish_reason, usage)
+
+    async def generate_images(self, request: ImageRequest) -> ImageResult:
+        if not self._images:
+            raise NodeFailure(
+                "source.incompatible",
+                f"source {self.definition.name!r} ({self.definition.type}) does not make images",
+            )
+        model = self._model(request.model, self._config.image_model, "image")
+        arguments: dict[str, Any] = {
+            "model": model,
+            "prompt": request.prompt,
+            "n": request.n,
+            "size": request.size,
+            "response_format": request.output,
+        }
+        if request.quality is not None:
+            arguments["quality"] = request.quality
+        try:
+            response = await self._client.images.generate(**arguments)
+        except openai.OpenAIError as exc:
+            raise provider_failure(exc) from exc
+        images: list[dict[str, str]] = []
+        for image in response.data or []:
+            item: dict[str, str] = {request.output: getattr(image, request.output) or ""}
+            if image.revised_prompt:
+                item["revised_prompt"] = image.revised_prompt
+            images.append(item)
+        return ImageResult(images, model)
+
+
+def _usage(usage: Any) -> TokenUsage | None:
+    if usage is None:
+        return None
+    return TokenUsage(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
+
+
+ADAPTERS = (
+    OpenAICompatibleAdapter("openai"),
+    OpenAICompatibleAdapter("azure_openai", azure=True),
+    OpenAICompatibleAdapter(
+        "anthropic", default_base_url="https://api.anthropic.com/v1/", images=False
+    ),
+    OpenAICompatibleAdapter(
+        "gemini", default_base_url="https://generativelanguage.googleapis.com/v1beta/openai/"
+    ),
+)

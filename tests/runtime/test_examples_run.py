@@ -1,0 +1,69 @@
+"""Every example workflow runs end to end against real local parts.
+
+The LLM and image calls go to the fake OpenAI-compatible server through the real `openai` SDK;
+the database node queries a real PostgreSQL; the http nodes call a local HTTP API.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.runs import assert_well_formed, collect, of_type, terminal
+
+from agentflow_grpc.runtime.engine import ExecutionEngine
+from agentflow_grpc.runtime.events import EventType
+from agentflow_grpc.sources.base import SourceDefinition
+from agentflow_grpc.sources.registry import SourceSet
+from agentflow_grpc.spec import validate_spec
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+INPUTS: dict[str, dict[str, Any]] = {
+    "blog-post-refine-loop": {"topic": "Observability for LLM apps"},
+    "company-enrichment": {"account_id": "acc_ab12cd34"},
+    "invoice-extraction": {"invoice_text": "Invoice 17: 3 widgets at 9.99 EUR"},
+    "lead-qualification": {
+        "email": "Ada@Example.com",
+        "company": "Acme",
+        "message": "We need 40 seats",
+    },
+    "meeting-action-items": {
+        "transcript": "Ada will send the report by Friday.",
+        "create_tasks": True,
+    },
+    "multilingual-translation": {"text": "Good morning"},
+    "parallel-summaries": {"document": "A long design document. " * 10},
+    "product-image-generation": {"description": "A brass desk lamp"},
+    "sales-report-chart": {"start_date": "2024-01-01", "end_date": "2024-03-01"},
+    "sql-question-answering": {"customer_id": 42, "question": "What did I order?"},
+    "support-triage": {"subject": "Refund", "body": "I was charged twice"},
+}
+
+
+def test_every_example_has_inputs() -> None:
+    assert sorted(INPUTS) == sorted(path.stem for path in EXAMPLES.glob("*.json"))
+
+
+@pytest.mark.parametrize("name", sorted(INPUTS))
+async def test_example_runs_end_to_end(
+    name: str, engine: ExecutionEngine, example_sources: list[SourceDefinition]
+) -> None:
+    sources = SourceSet(example_sources)
+    document = json.loads((EXAMPLES / f"{name}.json").read_text())
+    result = validate_spec(document, sources=sources.types_by_name())
+    assert result.ok, result.violations
+    assert result.spec is not None
+    try:
+        events = await collect(engine.execute(result.spec, INPUTS[name], sources=sources))
+    finally:
+        await sources.aclose()
+    assert_well_formed(events)
+    end = terminal(events)
+    assert end.type is EventType.EXECUTION_COMPLETED, end.data
+    assert set(end.data["outputs"]) == set(result.spec.outputs)
+    completed = {event.node_id for event in of_type(events, EventType.NODE_COMPLETED)}
+    assert completed, "no node completed"
+    assert not of_type(events, EventType.NODE_FAILED)

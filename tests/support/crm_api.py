@@ -1,0 +1,88 @@
+"""A small local CRM API, standing in for the `crm-api` source of the example workflows."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from aiohttp import web
+
+
+class CrmApi:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self._ids = itertools.count(1)
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._record])
+        app.router.add_get("/v2/accounts/{account_id}", self._account)
+        app.router.add_post("/hooks/opportunities", self._opportunity)
+        app.router.add_post("/v2/leads", self._lead)
+        app.router.add_post("/v2/projects/{project}/tasks:batchCreate", self._tasks)
+        app.router.add_get("/big", self._big)
+        app.router.add_get("/status/{status}", self._status)
+        app.router.add_get("/redirect", self._redirect)
+        return app
+
+    @web.middleware
+    async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        body = await request.json() if request.can_read_body else None
+        self.requests.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": dict(request.query),
+                "headers": dict(request.headers),
+                "body": body,
+            }
+        )
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    async def _account(self, request: web.Request) -> web.Response:
+        account_id = request.match_info["account_id"]
+        if account_id == "acc_missing00":
+            return web.json_response({"error": "no such account"}, status=404)
+        contacts = (
+            [{"email": "ada@example.com"}, {"email": "bob@example.com"}]
+            if request.query.get("include_contacts") == "true"
+            else []
+        )
+        return web.json_response(
+            {
+                "account": {
+                    "id": account_id,
+                    "name": "Acme GmbH",
+                    "domain": "acme.example",
+                    "industry": "Manufacturing",
+                    "firmographics": {"employee_count": 250, "annual_revenue_usd": 42_000_000},
+                    "contacts": contacts,
+                    "deals": [
+                        {"id": "d1", "stage": "open", "value": 1000},
+                        {"id": "d2", "stage": "closed", "value": 5000},
+                    ],
+                }
+            }
+        )
+
+    async def _opportunity(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"id": f"opp_{next(self._ids)}", "owner": {"email": "rep@example.com"}}, status=201
+        )
+
+    async def _lead(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response({"id": f"lead_{next(self._ids)}", "status": body["status"]})
+
+    async def _tasks(self, request: web.Request) -> web.Response:
+        project = request.match_info["project"]
+        return web.json_response({"tasks": [{"key": f"{project}-1"}, {"key": f"{project}-2"}]})
+
+    async def _big(self, request: web.Request) -> web.Response:
+        return web.json_response({"blob": "x" * int(request.query.get("size", "10000"))})
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "forced"}, status=int(request.match_info["status"]))
+
+    async def _redirect(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.query["to"])

@@ -4,7 +4,9 @@
   spec nodes in order.
 - Plain edges between segments are LangGraph edges; several outgoing edges fan out in parallel.
 - A router's routes are a conditional edge; a route may lead to several nodes.
-- An aggregator is the target of a waiting edge from all its branches: it runs once all arrived.
+- An aggregator is a deferred LangGraph node: it runs once, when every running branch has
+  finished. A branch that a router did not take is not waited for (a waiting edge would wait for
+  it forever); the price is that an aggregator also waits for unrelated work still running.
 - Loops are bounded by routers' `max_iterations` and, as a backstop, LangGraph's recursion limit.
 """
 
@@ -52,7 +54,9 @@ def compile_workflow(spec: WorkflowSpec, spec_hash: str) -> CompiledWorkflow:
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(GraphState, context_schema=RunContext)
     for segment in topology.segments:
         builder.add_node(
-            segment.name, _segment_function(segment, nodes, topology.predecessors, renderer)
+            segment.name,
+            _segment_function(segment, nodes, topology.predecessors, renderer),
+            defer=nodes[segment.head].type == "aggregator",
         )
     _add_edges(builder, spec, topology)
     loops = sum(node.config.max_iterations or 0 for node in spec.nodes if node.type == "router")
@@ -77,54 +81,33 @@ def _add_edges(
     segment_of = topology.segment_of
     input_id = next(node.id for node in spec.nodes if node.type == "input")
     builder.add_edge(START, segment_of[input_id])
-    joins: dict[str, list[str]] = defaultdict(list)  # aggregator → LangGraph nodes it waits for
     for segment in topology.segments:
-        tail = segment.tail
-        targets = topology.successors.get(tail, [])
+        targets = topology.successors.get(segment.tail, [])
         if not targets:
             builder.add_edge(segment.name, END)
-        elif node_types[tail] == "router":
-            _add_routes(builder, segment, targets, node_types, segment_of, joins)
+        elif node_types[segment.tail] == "router":
+            _add_routes(builder, segment, targets, segment_of)
         else:
             for target, _ in targets:
-                if node_types[target] == "aggregator":
-                    joins[target].append(segment.name)
-                else:
-                    builder.add_edge(segment.name, segment_of[target])
-    for aggregator, waits_for in joins.items():
-        builder.add_edge(waits_for, segment_of[aggregator])
+                builder.add_edge(segment.name, segment_of[target])
 
 
 def _add_routes(
     builder: StateGraph[Any, Any, Any, Any],
     segment: Segment,
     targets: list[tuple[str, str | None]],
-    node_types: Mapping[str, str],
-    segment_of: dict[str, str],
-    joins: dict[str, list[str]],
+    segment_of: Mapping[str, str],
 ) -> None:
     router = segment.tail
     by_route: dict[str, list[str]] = defaultdict(list)
     for target, route in targets:
-        if node_types[target] == "aggregator":
-            # A routed branch into a join: a pass-through node that runs only when the route is
-            # taken, so the aggregator waits for it like for any other branch.
-            hop = f"{router}:{route}->{target}"
-            builder.add_node(hop, _pass_through)
-            joins[target].append(hop)
-            by_route[str(route)].append(hop)
-        else:
-            by_route[str(route)].append(segment_of[target])
+        by_route[str(route)].append(segment_of[target])
 
     def choose(state: GraphState) -> list[str]:
         return by_route[state["routes"][router]]
 
     destinations = sorted({name for names in by_route.values() for name in names})
     builder.add_conditional_edges(segment.name, choose, destinations)
-
-
-def _pass_through(state: GraphState) -> dict[str, Any]:
-    return {}
 
 
 def _segment_function(

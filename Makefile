@@ -15,10 +15,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## Create .venv and install AgentFlow with its development tools
 
-run: install ## Install, then show what exists so far: the CLI validating the examples
+run: install ## Install, validate the examples, and run one live against a local fake provider
 	$(BIN)/agentflow validate examples/*.json
 	@echo
-	@echo "AgentFlow CLI ready: $(BIN)/agentflow --help  (schema, validate)"
+	$(BIN)/python examples/run_demo.py
+	@echo
+	@echo "AgentFlow CLI ready: $(BIN)/agentflow --help  (run, validate, schema)"
 
 test: install lint typecheck unit ## Install, lint, type-check and run every test
 

@@ -15,6 +15,9 @@ import structlog
 LogFormat = Literal["auto", "json", "console"]
 
 
+CHATTY_LIBRARIES = ("httpx", "httpx2", "httpcore", "httpcore2", "openai")
+
+
 def configure_logging(
     level: str = "INFO", log_format: LogFormat = "auto", stream: TextIO | None = None
 ) -> None:
@@ -53,6 +56,13 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric_level)
+    # HTTP clients log every request at INFO; execution events already report each call, so
+    # those lines appear only when debugging.
+    chatty_level = (
+        logging.NOTSET if numeric_level <= logging.DEBUG else max(numeric_level, logging.WARNING)
+    )
+    for chatty in CHATTY_LIBRARIES:
+        logging.getLogger(chatty).setLevel(chatty_level)
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:

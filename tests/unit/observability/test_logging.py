@@ -89,3 +89,14 @@ def test_auto_format_is_json_when_not_a_terminal() -> None:
     configure_logging("INFO", "auto", stream=stream)
     get_logger("test").info("piped")
     assert json.loads(stream.getvalue())["event"] == "piped"
+
+
+@pytest.mark.parametrize(
+    ("level", "shown"), [("INFO", ["retrying"]), ("DEBUG", ["request", "retrying"])]
+)
+def test_http_client_request_lines_are_kept_for_debug(level: str, shown: list[str]) -> None:
+    stream = io.StringIO()
+    configure_logging(level, "json", stream=stream)
+    logging.getLogger("httpx2").info("request")
+    logging.getLogger("openai").warning("retrying")
+    assert [json.loads(line)["event"] for line in stream.getvalue().splitlines()] == shown

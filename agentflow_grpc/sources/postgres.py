@@ -3,7 +3,9 @@
 Queries run with bind parameters only, inside a transaction that is read-only unless the node
 says otherwise, under a `statement_timeout`, and fetch at most `max_rows` rows through a cursor.
 Parameter values rendered from templates arrive as text; they are converted to the type
-PostgreSQL infers for each placeholder (`$1::date` gets a `date`).
+PostgreSQL infers for each placeholder (`$1::date` gets a `date`). Single-expression templates
+keep their type (`{{ inputs.limit }}` stays an integer); numbers bound to a text placeholder are
+sent as their text. `json`/`jsonb` values come back decoded, not as JSON text.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import asyncio
 import datetime as dt
 import decimal
 import json
+import math
 import uuid
+import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,7 +70,21 @@ _FROM_TEXT: dict[str, Callable[[str], Any]] = {
     "uuid": uuid.UUID,
 }
 
+_TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name"})
+
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "57014", "53300", "57P03"})
+# The connection is gone (class 08) or the server is shutting it down: another one may work.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+# asyncpg raises DataError with this message when it cannot encode a bind parameter.
+_ARGUMENT_ERROR = "invalid input for query argument"
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    """Decode json/jsonb into Python values; parameters arrive as JSON text (see `_convert`)."""
+    for type_name in ("json", "jsonb"):
+        await connection.set_type_codec(
+            type_name, schema="pg_catalog", encoder=str, decoder=json.loads, format="text"
+        )
 
 
 class PostgresSource:
@@ -90,6 +108,7 @@ class PostgresSource:
                             min_size=self._config.min_pool_size,
                             max_size=self._config.max_pool_size,
                             timeout=self._config.connect_timeout,
+                            init=_init_connection,
                         )
                     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
                         raise NodeFailure(
@@ -118,16 +137,23 @@ class PostgresSource:
             async with pool.acquire() as connection, connection.transaction(readonly=read_only):
                 await connection.execute(
                     "SELECT set_config('statement_timeout', $1, true)",
-                    f"{int(statement_timeout * 1000)}ms",
+                    # at least 1 ms: 0 would mean no timeout at all
+                    f"{max(1, math.ceil(statement_timeout * 1000))}ms",
                 )
                 statement = await connection.prepare(query)
-                values = _convert(params, [t.name for t in statement.get_parameters()])
+                values = _convert(
+                    params,
+                    [t.name for t in statement.get_parameters()],
+                    _session_timezone(connection),
+                )
                 cursor = await statement.cursor(*values)
                 records = await cursor.fetch(max_rows + 1)
                 columns = [attribute.name for attribute in statement.get_attributes()]
         except asyncpg.PostgresError as exc:
             raise _failure(exc) from exc
         except (OSError, asyncpg.InterfaceError) as exc:
+            # OSError includes asyncpg's connect timeout (TimeoutError); a dead connection shows
+            # up as InterfaceError when the transaction ends.
             raise NodeFailure(
                 "database.unavailable", f"lost the database connection: {exc}", retryable=True
             ) from exc
@@ -138,10 +164,25 @@ class PostgresSource:
         return QueryResult(columns, rows, truncated=len(records) > max_rows)
 
 
-def _convert(params: Sequence[Any], type_names: list[str]) -> list[Any]:
+def _session_timezone(connection: asyncpg.Connection) -> dt.tzinfo | None:
+    """The session's TimeZone, in which PostgreSQL reads a timestamptz written without one."""
+    name = getattr(connection.get_settings(), "TimeZone", None)
+    if not name:
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return None  # a POSIX-style zone zoneinfo cannot read: asyncpg's default (local time)
+
+
+def _convert(
+    params: Sequence[Any], type_names: list[str], timezone: dt.tzinfo | None = None
+) -> list[Any]:
     values: list[Any] = []
     for index, (value, type_name) in enumerate(zip(params, type_names, strict=False), start=1):
-        if isinstance(value, str) and type_name in _FROM_TEXT:
+        if type_name in _TEXT_TYPES and isinstance(value, int | float | decimal.Decimal):
+            value = _text_of(value)
+        elif isinstance(value, str) and type_name in _FROM_TEXT:
             try:
                 value = _FROM_TEXT[type_name](value)
             except (ValueError, KeyError, decimal.InvalidOperation):
@@ -149,14 +190,31 @@ def _convert(params: Sequence[Any], type_names: list[str]) -> list[Any]:
                     "database.invalid_parameter",
                     f"parameter ${index} is {value!r}, which is not a valid {type_name}",
                 ) from None
+            if type_name == "timestamptz" and value.tzinfo is None and timezone is not None:
+                value = value.replace(tzinfo=timezone)
+            elif type_name == "timestamp" and value.tzinfo is not None:
+                value = value.replace(tzinfo=None)  # as PostgreSQL does: the offset is ignored
         elif type_name in ("json", "jsonb") and not isinstance(value, str):
             value = json.dumps(value)
         values.append(value)
     return values
 
 
+def _text_of(value: int | float | decimal.Decimal) -> str:
+    """A number (or bool) as PostgreSQL writes it: `true`, `42`, `1.5`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _failure(exc: asyncpg.PostgresError) -> NodeFailure:
     sqlstate = getattr(exc, "sqlstate", None) or ""
+    if isinstance(exc, asyncpg.DataError) and str(exc).startswith(_ARGUMENT_ERROR):
+        return NodeFailure("database.invalid_parameter", str(exc))
+    if sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES:
+        return NodeFailure(
+            "database.unavailable", f"lost the database connection: {exc}", retryable=True
+        )
     if sqlstate == "57014":
         return NodeFailure(
             "database.statement_timeout", "the statement ran past its timeout", retryable=True
@@ -173,10 +231,17 @@ def _failure(exc: asyncpg.PostgresError) -> NodeFailure:
 
 
 def to_json_value(value: Any) -> Any:
-    """A database value as JSON: numbers stay numbers, times become ISO 8601 strings."""
-    if value is None or isinstance(value, str | bool | int | float):
+    """A database value as JSON: numbers stay numbers, times become ISO 8601 strings.
+
+    NaN and ±Infinity, which JSON has no numbers for, become the strings PostgreSQL prints.
+    """
+    if value is None or isinstance(value, str | bool | int):
         return value
-    if isinstance(value, decimal.Decimal):
+    if isinstance(value, float | decimal.Decimal):
+        if not math.isfinite(value):
+            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        if isinstance(value, float):
+            return value
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
@@ -186,7 +251,7 @@ def to_json_value(value: Any) -> Any:
         return str(value)
     if isinstance(value, list | tuple):
         return [to_json_value(item) for item in value]
-    if isinstance(value, dict):
+    if isinstance(value, dict | asyncpg.Record):
         return {str(key): to_json_value(item) for key, item in value.items()}
     if isinstance(value, bytes | memoryview):
         return bytes(value).hex()

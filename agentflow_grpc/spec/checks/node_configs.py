@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator
 
 import jsonpath
@@ -153,7 +154,7 @@ def _sql_problems(
     expects_statement = True
     numbers: set[int] = set()
     writes: list[str] = []
-    for token_type, value in lexer.tokenize(query):  # type: ignore[no-untyped-call]
+    for token_type, value in lexer.tokenize(_blank_standard_strings(query)):  # type: ignore[no-untyped-call]
         if token_type in sql_tokens.Comment or token_type in sql_tokens.Whitespace:
             continue
         if token_type is sql_tokens.Punctuation and value == ";":
@@ -207,6 +208,25 @@ def _sql_problems(
             )
         )
     return tuple(problems)
+
+
+# sqlparse reads a backslash as an escape inside every string; PostgreSQL (with its default
+# standard_conforming_strings) only inside E'…'. So `'\'` is a complete string to PostgreSQL and an
+# unfinished one to sqlparse, which could hide a write or a `;` behind it. Standard strings are
+# blanked before lexing; comments, E-strings and dollar-quoted strings are matched first so that
+# a quote inside them does not start one.
+_SQL_LITERALS = re.compile(
+    r"""--[^\n]*
+      | /\*.*?\*/
+      | (?<![\w$])[Ee]'(?:[^'\\]|\\.|'')*'
+      | (\$[A-Za-z_]*\$).*?\1
+      | '(?:[^']|'')*'""",
+    re.S | re.X,
+)
+
+
+def _blank_standard_strings(query: str) -> str:
+    return _SQL_LITERALS.sub(lambda m: "''" if m[0].startswith("'") else m[0], query)
 
 
 def _is_write_keyword(token_type: object, value: str) -> bool:

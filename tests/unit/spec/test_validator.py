@@ -84,6 +84,9 @@ def test_node_of_unknown_type_does_not_cause_route_noise(triage: dict[str, Any])
         "SELECT * FROM t WHERE id = $1 FOR UPDATE",
         "create table t2 as select * from t where id = $1",
         "TRUNCATE t -- $1",
+        # PostgreSQL reads '\' as a complete string (backslashes escape only in E'…').
+        "WITH s AS (SELECT '\\' AS b), w AS (INSERT INTO audit (note) VALUES ($1) RETURNING id) "
+        "SELECT count(*) AS n, '\\' AS c FROM w, s",
     ],
 )
 def test_writes_are_refused_in_read_only_nodes(sql_qa: dict[str, Any], query: str) -> None:
@@ -103,6 +106,7 @@ def test_writes_are_refused_in_read_only_nodes(sql_qa: dict[str, Any], query: st
         "select replace(name, 'a', 'b') from t where id = $1",
         "select 'insert into x' as text, \"delete\" from t where id = $1",
         "select * from t where note = '$2' and id = $1 -- and $3",
+        "select E'it\\'s; delete' as a, $$ insert; $$ as b, '\\' as c from t where id = $1",
     ],
 )
 def test_reads_that_look_like_writes_pass(sql_qa: dict[str, Any], query: str) -> None:

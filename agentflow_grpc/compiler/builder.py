@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import ChainMap, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -110,75 +111,89 @@ def _add_routes(
     builder.add_conditional_edges(segment.name, choose, destinations)
 
 
+@dataclass(frozen=True, slots=True)
+class _SegmentPlan:
+    name: str
+    members: tuple[AnyNode, ...]
+    predecessors: Mapping[str, tuple[str, ...]]
+    renderer: Renderer
+
+
 def _segment_function(
     segment: Segment,
     nodes: dict[str, AnyNode],
     predecessors: dict[str, tuple[str, ...]],
     renderer: Renderer,
 ) -> Any:
-    members = [nodes[node_id] for node_id in segment.node_ids]
+    # A partial of a module-level function, not a closure: LangGraph scans closures' bytecode for
+    # subgraphs at compile time (~1 ms per node), and AgentFlow has none.
+    plan = _SegmentPlan(
+        segment.name, tuple(nodes[node_id] for node_id in segment.node_ids), predecessors, renderer
+    )
+    return functools.partial(_run_segment, plan)
 
-    async def run_segment(state: GraphState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-        run = runtime.context
-        write = runtime.stream_writer
-        inputs = state.get("inputs", {})
-        produced: dict[str, Any] = {}
-        outputs = ChainMap(produced, state.get("outputs", {}))
-        earlier_visits = state.get("visits", {})
-        visits: dict[str, int] = {}
-        routes: dict[str, str] = {}
-        messages: list[dict[str, Any]] = []
-        errors: list[dict[str, Any]] = []
-        usage = NO_USAGE
 
-        def emit(event: NodeEvent) -> None:
-            if event.type is EventType.NODE_FAILED and event.data["will_retry"]:
-                errors.append({"node_id": event.node_id, "attempt": event.attempt, **event.data})
-            write(event)
+async def _run_segment(
+    plan: _SegmentPlan, state: GraphState, runtime: Runtime[RunContext]
+) -> dict[str, Any]:
+    """Run a segment's nodes in order; return their part of the state."""
+    run = runtime.context
+    write = runtime.stream_writer
+    inputs = state.get("inputs", {})
+    produced: dict[str, Any] = {}
+    outputs = ChainMap(produced, state.get("outputs", {}))
+    earlier_visits = state.get("visits", {})
+    visits: dict[str, int] = {}
+    routes: dict[str, str] = {}
+    messages: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    usage = NO_USAGE
 
-        for node in members:
-            visits[node.id] = visits.get(node.id, 0) + 1
-            visit = earlier_visits.get(node.id, 0) + visits[node.id]
+    def emit(event: NodeEvent) -> None:
+        if event.type is EventType.NODE_FAILED and event.data["will_retry"]:
+            errors.append({"node_id": event.node_id, "attempt": event.attempt, **event.data})
+        write(event)
 
-            def attempt(number: int, node: AnyNode = node, visit: int = visit) -> Any:
-                context = NodeContext(
-                    node=node,
-                    execution_id=run.execution_id,
-                    attempt=number,
-                    inputs=inputs,
-                    outputs=outputs,
-                    predecessors=predecessors.get(node.id, ()),
-                    visits=visit,
-                    renderer=renderer,
-                    sources=run.sources,
-                    emit=emit,
-                )
-                return run.registry.run(node, context)
+    for node in plan.members:
+        visits[node.id] = visits.get(node.id, 0) + 1
+        visit = earlier_visits.get(node.id, 0) + visits[node.id]
 
-            result: NodeResult = await run_attempts(
-                node.id,
-                node.type,
-                node.retry,
-                node.timeout or run.default_node_timeout,
-                attempt,
-                emit,
+        def attempt(number: int, node: AnyNode = node, visit: int = visit) -> Any:
+            context = NodeContext(
+                node=node,
+                execution_id=run.execution_id,
+                attempt=number,
+                inputs=inputs,
+                outputs=outputs,
+                predecessors=plan.predecessors.get(node.id, ()),
+                visits=visit,
+                renderer=plan.renderer,
+                sources=run.sources,
+                emit=emit,
             )
-            produced[node.id] = result.output
-            if result.route is not None:
-                routes[node.id] = result.route
-            if result.usage is not None:
-                usage = usage + result.usage
-            messages.extend({"node_id": node.id, **message} for message in result.messages)
-        update: dict[str, Any] = {"outputs": produced, "visits": visits}
-        if routes:
-            update["routes"] = routes
-        if messages:
-            update["messages"] = messages
-        if errors:
-            update["errors"] = errors
-        if usage != NO_USAGE:
-            update["usage"] = usage
-        return update
+            return run.registry.run(node, context)
 
-    run_segment.__name__ = f"segment_{segment.name}"
-    return run_segment
+        result: NodeResult = await run_attempts(
+            node.id,
+            node.type,
+            node.retry,
+            node.timeout or run.default_node_timeout,
+            attempt,
+            emit,
+        )
+        produced[node.id] = result.output
+        if result.route is not None:
+            routes[node.id] = result.route
+        if result.usage is not None:
+            usage = usage + result.usage
+        messages.extend({"node_id": node.id, **message} for message in result.messages)
+    update: dict[str, Any] = {"outputs": produced, "visits": visits}
+    if routes:
+        update["routes"] = routes
+    if messages:
+        update["messages"] = messages
+    if errors:
+        update["errors"] = errors
+    if usage != NO_USAGE:
+        update["usage"] = usage
+    return update

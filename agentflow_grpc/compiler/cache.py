@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 from cachetools import LRUCache
 
 from agentflow_grpc.compiler.builder import CompiledWorkflow, compile_workflow
@@ -13,10 +10,7 @@ from agentflow_grpc.spec import WorkflowSpec
 
 def spec_hash(spec: WorkflowSpec) -> str:
     """SHA-256 of the spec's canonical JSON: equal specs hash equal, whatever their key order."""
-    canonical = json.dumps(
-        spec.to_document(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return spec.content_hash
 
 
 class CompiledWorkflowCache:

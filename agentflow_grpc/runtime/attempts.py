@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import NoReturn
 
 from tenacity import (
     AsyncRetrying,
@@ -93,6 +94,12 @@ async def run_attempts(
         emit(node_completed(node_id, number, result.output, duration, result.usage))
         return result
 
+    if policy.max_attempts == 1:
+        # No retries: skip tenacity's per-call machinery (a third of the engine's per-node cost).
+        try:
+            return await one_attempt()
+        except NodeFailure as failure:
+            return _give_up(node_id, failure, durations, emit)
     retrying = AsyncRetrying(
         stop=stop_after_attempt(policy.max_attempts),
         wait=wait_exponential_jitter(
@@ -108,15 +115,24 @@ async def run_attempts(
     try:
         return await retrying(one_attempt)
     except NodeFailure as failure:
-        number = len(durations)
-        emit(
-            node_failed(
-                node_id,
-                number,
-                code=failure.code,
-                message=failure.message,
-                duration_ms=durations.get(number, 0.0),
-                retry_in=None,
-            )
+        return _give_up(node_id, failure, durations, emit)
+
+
+def _give_up(
+    node_id: str,
+    failure: NodeFailure,
+    durations: dict[int, float],
+    emit: Callable[[NodeEvent], None],
+) -> NoReturn:
+    number = len(durations)
+    emit(
+        node_failed(
+            node_id,
+            number,
+            code=failure.code,
+            message=failure.message,
+            duration_ms=durations.get(number, 0.0),
+            retry_in=None,
         )
-        raise NodeExecutionError(node_id, failure) from failure
+    )
+    raise NodeExecutionError(node_id, failure) from failure

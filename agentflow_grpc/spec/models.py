@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import re
 from typing import Annotated, Any, Literal, Self
 
@@ -131,3 +134,13 @@ class WorkflowSpec(SpecModel):
     def to_document(self) -> dict[str, Any]:
         """The spec as a JSON-ready document (the inverse of `WorkflowSpec.model_validate`)."""
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+    @functools.cached_property
+    def content_hash(self) -> str:
+        """SHA-256 of the canonical JSON: equal specs hash equal, whatever their key order.
+
+        Computed once per (immutable) spec object."""
+        canonical = json.dumps(
+            self.to_document(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()

@@ -2,7 +2,7 @@
 
 Starts the fake OpenAI-compatible provider (agentflow_grpc.testing) on a free port, points the
 example's sources at it, and runs `agentflow run` with live progress. To use a real provider,
-write a sources file like `examples/sources.example.json` and run `agentflow run` yourself.
+write a sources file like `examples/sources/example.json` and run `agentflow run` yourself.
 """
 
 from __future__ import annotations

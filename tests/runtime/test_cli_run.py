@@ -202,3 +202,16 @@ def test_ctrl_c_cancels_the_run_and_reports_it(
     assert lines[-1]["type"] == "execution_cancelled"
     assert lines[-1]["data"]["reason"] == "interrupted (SIGINT)"
     assert lines[-1]["data"]["interrupted_nodes"] == ["classify"]
+
+
+def test_the_make_run_demo_runs_an_example_to_completion(repo_root: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(repo_root / "examples" / "run_demo.py")],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "billing_reply: done" in result.stdout
+    assert '"status": "completed"' in result.stdout

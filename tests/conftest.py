@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from support.crm_api import CrmApi
+from support.sources import llm_source
 
 from agentflow_grpc.nodes.registry import NodeRegistry
 from agentflow_grpc.runtime.engine import ExecutionEngine
@@ -51,15 +52,6 @@ def fake_provider() -> Iterator[FakeProviderServer]:
 def provider(fake_provider: FakeProviderServer) -> FakeProviderServer:
     fake_provider.reset()
     return fake_provider
-
-
-def llm_source(name: str, source_type: str, url: str) -> SourceDefinition:
-    return SourceDefinition(
-        name=name,
-        type=source_type,
-        config={"base_url": f"{url}/v1", "model": "fake-model", "image_model": "fake-image"},
-        secrets={"api_key": "sk-test"},
-    )
 
 
 # --- PostgreSQL ---

@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 from support.plugins import ControlledNodes, plugin_node, workflow
 from support.runs import assert_well_formed, collect, for_node, of_type, terminal
+from support.sources import llm_source
 
 from agentflow_grpc.runtime.engine import ExecutionEngine
 from agentflow_grpc.runtime.events import EventType, ExecutionEvent
 from agentflow_grpc.runtime.inputs import InvalidInputsError
 from agentflow_grpc.sources.registry import SourceSet
 from agentflow_grpc.spec import WorkflowSpec, validate_spec
+from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
 FAST_RETRY = {"max_attempts": 3, "backoff": {"initial": 0.01, "max": 0.02, "jitter": False}}
 
@@ -619,3 +621,47 @@ async def test_a_spec_is_compiled_once_and_reused(
     changed = spec_of(triage(default_route="fallback"), nodes)
     await run(engine, changed, {"amount": 0})
     assert (engine.cache.misses, len(engine.cache)) == (2, 2)
+
+
+async def test_a_summarize_aggregator_asks_the_model_to_merge_the_branch_texts(
+    engine: ExecutionEngine, nodes: ControlledNodes, provider: FakeProviderServer
+) -> None:
+    provider.add_rule(contains="Merge for", reply="one merged brief")
+    spec = spec_of(
+        workflow(
+            [
+                plugin_node("pros", "test.text", value="cheap"),
+                plugin_node("cons", "test.text", value="slow"),
+                {
+                    "id": "merge",
+                    "type": "aggregator",
+                    "source": "llm",
+                    "config": {
+                        "strategy": "summarize",
+                        "separator": "\n---\n",
+                        "prompt": "Merge for {{ inputs.reader }}:",
+                        "model": "fake-large",
+                    },
+                },
+            ],
+            [("start", "pros"), ("start", "cons"), ("pros", "merge"), ("cons", "merge")],
+            {"brief": "nodes.merge.output.text"},
+            inputs={"reader": {"type": "string"}},
+        ),
+        nodes,
+    )
+    sources = SourceSet([llm_source("llm", "openai", provider.url)])
+    try:
+        events = await collect(engine.execute(spec, {"reader": "the board"}, sources=sources))
+    finally:
+        await sources.aclose()
+    end = terminal(events)
+    assert end.data["outputs"] == {"brief": "one merged brief"}
+    (request,) = provider.requests
+    assert request.body["model"] == "fake-large"
+    assert request.body["messages"] == [
+        {"role": "user", "content": "Merge for the board:\n---\ncheap\n---\nslow"}
+    ]
+    tokens = "".join(e.data["text"] for e in of_type(events, EventType.NODE_TOKEN))
+    assert tokens == "one merged brief"
+    assert end.data["usage"]["total_tokens"] > 0

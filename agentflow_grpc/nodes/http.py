@@ -10,6 +10,7 @@ credentials are only ever sent to the source's own origin.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,21 +31,19 @@ from agentflow_grpc.spec import HttpNode
 class HttpHandler:
     async def run(self, node: HttpNode, context: NodeContext) -> NodeResult:
         config = node.config
-        url = context.render(config.url, "config.url")
+        url = context.render(config.url, "config.url").strip()
         headers = {k: context.render(v, f"config.headers.{k}") for k, v in config.headers.items()}
         query = {k: context.render(v, f"config.query.{k}") for k, v in config.query.items()}
         body = context.render_json(config.body, "config.body") if config.body is not None else None
+        request = _Request(config.method, url, headers, query, body, config.max_response_bytes)
         if node.source is not None:
             api = await context.http_api(node.source)
-            _check_origin(url, api.base_url, node.source)
             status, response_headers, content = await _send(
-                api.client(), config.method, url, headers, query, body, config.max_response_bytes
+                api.client(), request, _Origin(node.source, api.base_url)
             )
         else:
             async with create_client() as client:
-                status, response_headers, content = await _send(
-                    client, config.method, url, headers, query, body, config.max_response_bytes
-                )
+                status, response_headers, content = await _send(client, request, None)
         if status >= 400:
             raise for_http_status("http", status, _snippet(content))
         parsed = _parse(content, response_headers.get("content-type", ""))
@@ -53,46 +52,86 @@ class HttpHandler:
         return NodeResult({name: _extract(path, parsed) for name, path in config.extract.items()})
 
 
-async def _send(
-    client: httpx2.AsyncClient,
-    method: str,
-    url: str,
-    headers: dict[str, str],
-    query: dict[str, str],
-    body: Any,
-    max_bytes: int,
-) -> tuple[int, dict[str, str], bytes]:
+@dataclass(frozen=True, slots=True)
+class _Request:
+    method: str
+    url: str
+    headers: dict[str, str]
+    query: dict[str, str]
+    body: Any
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """The origin a source's credentials belong to; requests must stay inside it."""
+
+    source: str
+    base_url: str
+
+    def check(self, written: str, sent: httpx2.URL) -> None:
+        """Refuse a URL outside the origin: as written (absolute or `//host`) or as resolved."""
+        base = httpx2.URL(self.base_url)
+        if sent.origin != base.origin or not _names_origin_or_none(written, base.origin):
+            home = f"{base.scheme}://{base.netloc.decode('ascii')}"
+            raise NodeFailure(
+                "http.foreign_origin",
+                f"{written} is outside source {self.source!r} ({home}); its credentials are only "
+                "sent there. Use a relative URL, or a node without a source",
+            )
+
+
+def _names_origin_or_none(written: str, origin: httpx2.Origin) -> bool:
+    """True if the URL as written names no host (a path), or names exactly `origin`."""
+    named = urlsplit(written)
+    if not named.netloc:
+        return not named.scheme  # `http:/path` or `http:path`: a scheme but no host
     try:
-        async with client.stream(
-            method, url, headers=headers, params=query or None, json=body
-        ) as response:
-            content = await read_limited(response, max_bytes)
-            return response.status_code, dict(response.headers), content
+        return httpx2.URL(f"{named.scheme or origin.scheme}://{named.netloc}/").origin == origin
+    except httpx2.InvalidURL:
+        return False
+
+
+async def _send(
+    client: httpx2.AsyncClient, request: _Request, origin: _Origin | None
+) -> tuple[int, dict[str, str], bytes]:
+    method, url = request.method, request.url
+    try:
+        built = client.build_request(
+            method,
+            url,
+            headers=request.headers,
+            params=request.query or None,
+            json=request.body,
+        )
+        if origin is not None:
+            origin.check(url, built.url)
+        response = await client.send(built, stream=True)
+        try:
+            content = await read_limited(response, request.max_bytes)
+        finally:
+            await response.aclose()
+        return response.status_code, dict(response.headers), content
     except (BlockedAddressError, ResponseTooLargeError) as exc:
         raise NodeFailure(exc.code, exc.message) from exc
     except httpx2.TimeoutException as exc:
         raise NodeFailure("http.timeout", f"{method} {url} timed out", retryable=True) from exc
+    except (httpx2.InvalidURL, httpx2.UnsupportedProtocol) as exc:
+        raise NodeFailure("http.invalid_url", f"{url!r} is not a valid URL: {exc}") from exc
+    except httpx2.LocalProtocolError as exc:  # e.g. a header value with a line break
+        raise NodeFailure("http.invalid_request", f"{method} {url} cannot be sent: {exc}") from exc
     except httpx2.TransportError as exc:
         raise NodeFailure(
             "http.unavailable",
             f"{method} {url} failed: {exc or type(exc).__name__}",
             retryable=True,
         ) from exc
-    except httpx2.InvalidURL as exc:
-        raise NodeFailure("http.invalid_url", f"{url!r} is not a valid URL: {exc}") from exc
-
-
-def _check_origin(url: str, base_url: str, source: str) -> None:
-    target = urlsplit(url)
-    if not target.scheme:
-        return  # relative: joined to the base URL
-    base = urlsplit(base_url)
-    if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+    except httpx2.TooManyRedirects as exc:
+        raise NodeFailure("http.too_many_redirects", f"{method} {url}: {exc}") from exc
+    except httpx2.HTTPError as exc:  # e.g. a body that does not decode as its Content-Encoding
         raise NodeFailure(
-            "http.foreign_origin",
-            f"{url} is outside source {source!r} ({base.scheme}://{base.netloc}); its credentials "
-            "are only sent there. Use a relative URL, or a node without a source",
-        )
+            "http.invalid_response", f"{method} {url}: {exc or type(exc).__name__}"
+        ) from exc
 
 
 def _parse(content: bytes, content_type: str) -> Any:

@@ -8,6 +8,8 @@ itself (checked against `output_schema` when one is given), so templates read
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
@@ -58,17 +60,39 @@ class LlmHandler:
 
 
 def parse_json_reply(text: str) -> Any:
-    """The JSON a model returned; a fenced ```json block is accepted, as models add them."""
-    stripped = text.strip()
-    if stripped.startswith("```"):
-        stripped = stripped.split("\n", 1)[1] if "\n" in stripped else ""
-        stripped = stripped.rsplit("```", 1)[0]
+    """The JSON a model returned; a fenced ```json block is accepted, as models add them.
+
+    The whole reply is tried first, then the first fenced block in it: models put a sentence
+    before or after the block, the whole block on one line, or leave the fence unclosed.
+    """
     try:
-        return json.loads(stripped)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise NodeFailure(
-            "llm.invalid_json", f"the model's reply is not JSON: {exc.msg} at {exc.pos}"
-        ) from None
+        error = exc
+    for body in _fenced_bodies(text):
+        try:
+            return json.loads(body)
+        except json.JSONDecodeError:
+            continue
+    preview = " ".join(text.split())[:80] or "(empty)"
+    raise NodeFailure(
+        "llm.invalid_json",
+        f"the model's reply is not JSON: {error.msg} at {error.pos} (reply starts: {preview!r})",
+    ) from None
+
+
+_FENCE = re.compile(r"```[ \t]*(?:json\b)?", re.I)
+
+
+def _fenced_bodies(text: str) -> Iterator[str]:
+    """What follows the first opening fence, up to each later fence in turn, then to the end."""
+    opening = _FENCE.search(text)
+    if opening is None:
+        return
+    rest = text[opening.end() :]
+    for closing in re.finditer("```", rest):
+        yield rest[: closing.start()]
+    yield rest
 
 
 def check_output(output: Any, schema: dict[str, Any]) -> None:

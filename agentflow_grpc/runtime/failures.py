@@ -25,7 +25,9 @@ def deadline_exceeded(seconds: float) -> NodeFailure:
 
 
 def for_http_status(prefix: str, status: int, detail: str) -> NodeFailure:
-    """A failure for an HTTP error status: 429 and 5xx are retryable, other statuses are not."""
+    """A failure for an HTTP error status: 408, 429 and 5xx are retryable, others are not."""
+    if status == 408:
+        return NodeFailure(f"{prefix}.timeout", f"HTTP 408: {detail}", retryable=True)
     if status == 429:
         return NodeFailure(f"{prefix}.rate_limited", f"HTTP 429: {detail}", retryable=True)
     if status >= 500:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
@@ -22,6 +23,12 @@ class CrmApi:
         app.router.add_get("/big", self._big)
         app.router.add_get("/status/{status}", self._status)
         app.router.add_get("/redirect", self._redirect)
+        app.router.add_route("*", "/echo", self._echo)
+        app.router.add_get("/chunked", self._chunked)
+        app.router.add_get("/plain", self._plain)
+        app.router.add_get("/loop", self._loop)
+        app.router.add_get("/set-cookie", self._set_cookie)
+        app.router.add_get("/slow", self._slow)
         return app
 
     @web.middleware
@@ -86,3 +93,39 @@ class CrmApi:
 
     async def _redirect(self, request: web.Request) -> web.Response:
         raise web.HTTPFound(request.query["to"])
+
+    async def _echo(self, request: web.Request) -> web.Response:
+        """Any method: answers with what it received (the body as JSON, or null)."""
+        body = await request.json() if request.body_exists else None
+        return web.json_response(
+            {"method": request.method, "query": dict(request.query), "body": body},
+            headers={"X-Echo": "yes"},
+        )
+
+    async def _chunked(self, request: web.Request) -> web.StreamResponse:
+        """`size` bytes of JSON, sent chunked: no Content-Length to trust."""
+        size = int(request.query.get("size", "10000"))
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b'{"blob": "')
+        for _ in range(size // 1000):
+            await response.write(b"x" * 1000)
+        await response.write(b'"}')
+        await response.write_eof()
+        return response
+
+    async def _plain(self, request: web.Request) -> web.Response:
+        return web.Response(text="plain words, not JSON")
+
+    async def _loop(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound("/loop")
+
+    async def _set_cookie(self, request: web.Request) -> web.Response:
+        response = web.json_response({"ok": True})
+        response.set_cookie("session", "s3cret-session")
+        return response
+
+    async def _slow(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("seconds", "2")))
+        return web.json_response({"slow": True})

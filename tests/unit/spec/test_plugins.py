@@ -361,3 +361,59 @@ def test_unregistered_plugin_is_reported() -> None:
     assert [(v.path, v.code) for v in result.violations] == [
         ("/nodes/1/plugin", ViolationCode.PLUGIN_UNKNOWN_TYPE)
     ]
+
+
+RUNNABLE_SOURCE = """
+    from agentflow_grpc.spec.plugins import PluginType
+
+    class Shout:
+        name = "acme.shout"
+        config_schema = {"type": "object", "properties": {"text": {"type": "string"}}}
+        template_keys = frozenset({"text"})
+        source_types = frozenset()
+
+        async def run(self, node, context):
+            context.emit_token("…")
+            return {"text": context.render(node.config["text"], "config.text").upper()}
+
+    SHOUT = Shout()
+    SCHEMA_ONLY = PluginType("acme.schema_only")
+"""
+
+
+async def test_an_installed_plugin_with_run_executes_in_a_workflow(install: Installer) -> None:
+    from agentflow_grpc.nodes.registry import NodeRegistry
+    from agentflow_grpc.runtime.engine import ExecutionEngine
+    from agentflow_grpc.sources.registry import SourceSet
+
+    install(
+        {"shout": "acme_plugins:SHOUT", "quiet": "acme_plugins:SCHEMA_ONLY"}, source=RUNNABLE_SOURCE
+    )
+    registry = NodeRegistry.from_entry_points()
+    assert registry.catalog.names() == ["acme.schema_only", "acme.shout"]
+    document = {
+        "api_version": "agentflow/v1",
+        "name": "shouting",
+        "inputs": {"name": {"type": "string"}},
+        "outputs": {"loud": {"from": "nodes.shout.output.text"}},
+        "nodes": [
+            {"id": "start", "type": "input"},
+            {
+                "id": "shout",
+                "type": "plugin",
+                "plugin": "acme.shout",
+                "config": {"text": "hello {{ inputs.name }}"},
+            },
+        ],
+        "edges": [{"from": "start", "to": "shout"}],
+    }
+    result = validate_spec(document, plugins=registry.catalog)
+    assert result.spec is not None, result.violations
+    engine = ExecutionEngine(registry=registry)
+    events = [e async for e in engine.execute(result.spec, {"name": "ada"}, sources=SourceSet([]))]
+    assert [e.type.value for e in events if e.node_id == "shout"] == [
+        "node_started",
+        "node_token",
+        "node_completed",
+    ]
+    assert events[-1].data["outputs"] == {"loud": "HELLO ADA"}

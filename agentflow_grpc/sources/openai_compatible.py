@@ -200,10 +200,20 @@ class OpenAICompatibleSource:
             raise provider_failure(exc) from exc
         images: list[dict[str, str]] = []
         for image in response.data or []:
-            item: dict[str, str] = {request.output: getattr(image, request.output) or ""}
+            # Some models answer in one format only (gpt-image-* always with b64_json): keep
+            # what came rather than an empty field.
+            formats = (request.output, "b64_json" if request.output == "url" else "url")
+            found = next(((f, getattr(image, f)) for f in formats if getattr(image, f)), None)
+            if found is None:
+                raise NodeFailure(
+                    "provider.empty_reply", "the provider returned an image without data"
+                )
+            item: dict[str, str] = {found[0]: found[1]}
             if image.revised_prompt:
                 item["revised_prompt"] = image.revised_prompt
             images.append(item)
+        if not images:
+            raise NodeFailure("provider.empty_reply", "the provider returned no images")
         return ImageResult(images, model)
 
 

@@ -56,6 +56,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 __all__ = [
+    "AZURE_PREFIX",
     "CHAT_PATH",
     "IMAGES_PATH",
     "TINY_PNG",
@@ -68,9 +69,10 @@ __all__ = [
 ]
 
 CHAT_PATH = "/v1/chat/completions"
+AZURE_PREFIX = "/openai/deployments"
 IMAGES_PATH = "/v1/images/generations"
 _LOGGED_HEADERS = frozenset(
-    {"authorization", "content-type", "accept", "user-agent", "openai-organization"}
+    {"authorization", "api-key", "content-type", "accept", "user-agent", "openai-organization"}
 )
 _STRING_FORMATS = {
     "date-time": "2024-01-01T00:00:00Z",
@@ -317,6 +319,9 @@ class FakeProvider:
         app.router.add_post(CHAT_PATH, self._chat)
         app.router.add_post(IMAGES_PATH, self._images)
         app.router.add_get("/v1/models", self._models)
+        # Azure OpenAI: the deployment in the path, `?api-version=` and an `api-key` header.
+        app.router.add_post(AZURE_PREFIX + "/{deployment}/chat/completions", self._chat)
+        app.router.add_post(AZURE_PREFIX + "/{deployment}/images/generations", self._images)
         app.router.add_get("/images/{image_id:[A-Za-z0-9_-]+}.png", self._image_file)
         app.router.add_post("/_fake/rules", self._control_add_rule)
         app.router.add_post("/_fake/reset", self._control_reset)
@@ -362,6 +367,10 @@ class FakeProvider:
         auth = request.headers.get("Authorization", "")
         if request.path.startswith("/v1/") and not (auth.startswith("Bearer ") and auth[7:]):
             return _error(401, "You didn't provide an API key (Authorization: Bearer YOUR_KEY).")
+        if request.path.startswith(AZURE_PREFIX) and not (
+            request.headers.get("api-key") and request.query.get("api-version")
+        ):
+            return _error(401, "Azure OpenAI requests need an api-key header and ?api-version=.")
         if invalid:
             return _error(400, "We could not parse the JSON body of your request.")
         request[_BODY] = body

@@ -294,7 +294,6 @@ async def test_openai_compatible_source_types_call_the_chat_completions_endpoint
 async def test_azure_openai_calls_the_deployment_of_the_model(
     engine: ExecutionEngine, provider: FakeProviderServer
 ) -> None:
-    """The fake serves only OpenAI's paths, so this checks the request, not the reply."""
     source = SourceDefinition(
         name="llm",
         type="azure_openai",
@@ -303,11 +302,13 @@ async def test_azure_openai_calls_the_deployment_of_the_model(
     )
     events = await run(engine, workflow({"prompt": "ping"}), [source])
 
-    terminal(events)
+    assert output_of(events) == {"text": "Echo: ping"}
+    assert [e.data["text"] for e in of_type(events, EventType.NODE_TOKEN)]
     (request,) = provider.requests
     assert request.method == "POST"
     assert request.path == "/openai/deployments/gpt-4o/chat/completions"
     assert request.body["messages"] == [{"role": "user", "content": "ping"}]
+    assert request.headers["api-key"] == "sk-azure"
     assert "authorization" not in request.headers  # Azure sends the key as `api-key`
 
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
 
 import httpx2
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentflow_grpc.runtime.failures import NodeFailure
 from agentflow_grpc.sources.base import SourceDefinition
-from agentflow_grpc.sources.registry import SourceConfigError
+from agentflow_grpc.sources.registry import parse_config
 from agentflow_grpc.sources.safe_http import create_client
 
 
@@ -39,10 +39,7 @@ class HttpApiAdapter:
     type_name: str = "http"
 
     def open(self, definition: SourceDefinition) -> HttpApiSource:
-        try:
-            config = HttpApiConfig.model_validate(definition.config)
-        except ValidationError as exc:
-            raise SourceConfigError(f"source {definition.name!r}: {exc}") from None
+        config = parse_config(HttpApiConfig, definition)
         headers = dict(config.headers)
         token = definition.secrets.get("token")
         credential: str | None = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentflow_grpc.runtime.events import TokenUsage
 from agentflow_grpc.runtime.failures import NodeFailure, for_http_status
@@ -26,7 +26,7 @@ from agentflow_grpc.sources.base import (
     ImageResult,
     SourceDefinition,
 )
-from agentflow_grpc.sources.registry import SourceConfigError
+from agentflow_grpc.sources.registry import SourceConfigError, parse_config
 
 
 class OpenAIConfig(BaseModel):
@@ -66,10 +66,7 @@ class OpenAICompatibleAdapter:
     images: bool = True
 
     def open(self, definition: SourceDefinition) -> OpenAICompatibleSource:
-        try:
-            config = OpenAIConfig.model_validate(definition.config)
-        except ValidationError as exc:
-            raise SourceConfigError(f"source {definition.name!r}: {exc}") from None
+        config = parse_config(OpenAIConfig, definition)
         api_key = definition.secrets.get("api_key")
         if api_key is None:
             raise SourceConfigError(f"source {definition.name!r} needs the secret `api_key`")

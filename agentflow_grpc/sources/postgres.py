@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentflow_grpc.runtime.failures import NodeFailure
 from agentflow_grpc.sources.base import QueryResult, SourceDefinition
-from agentflow_grpc.sources.registry import SourceConfigError
+from agentflow_grpc.sources.registry import parse_config
 
 
 class PostgresConfig(BaseModel):
@@ -43,10 +43,7 @@ class PostgresAdapter:
     type_name: str = "postgres"
 
     def open(self, definition: SourceDefinition) -> PostgresSource:
-        try:
-            config = PostgresConfig.model_validate(definition.config)
-        except ValidationError as exc:
-            raise SourceConfigError(f"source {definition.name!r}: {exc}") from None
+        config = parse_config(PostgresConfig, definition)
         password = definition.secrets.get("password")
         return PostgresSource(definition, config, password.get_secret_value() if password else None)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from importlib.metadata import entry_points
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, ValidationError
 
 from agentflow_grpc.errors import AgentFlowError
 from agentflow_grpc.runtime.failures import NodeFailure
@@ -22,6 +24,21 @@ class SourceConfigError(AgentFlowError):
     """A source definition its adapter refuses (bad config, missing secret)."""
 
     code = "source.invalid_config"
+
+
+ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
+
+
+def parse_config(model: type[ConfigModel], definition: SourceDefinition) -> ConfigModel:
+    """An adapter's config model from a definition; a SourceConfigError naming each problem."""
+    try:
+        return model.model_validate(definition.config)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"config.{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors(include_url=False)
+        )
+        raise SourceConfigError(f"source {definition.name!r}: {problems}") from None
 
 
 @runtime_checkable

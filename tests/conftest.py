@@ -16,8 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
-from support.crm_api import CrmApi
+from support.crm_api import CrmApi, serve
 from support.sources import llm_source
 
 from agentflow_grpc.nodes.registry import NodeRegistry
@@ -99,15 +98,8 @@ def warehouse_dsn(postgres_dsn: str) -> str:
 @pytest.fixture
 async def crm_api() -> AsyncIterator[tuple[str, CrmApi]]:
     api = CrmApi()
-    runner = web.AppRunner(api.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}", api
-    finally:
-        await runner.cleanup()
+    async with serve(api.app()) as url:
+        yield url, api
 
 
 # --- the engine, with every source the examples use ---

@@ -19,13 +19,22 @@ from typing import Any
 
 import asyncpg
 import pytest
-from support.runs import assert_well_formed, collect, for_node, of_type, terminal
+from support.runs import (
+    error_of,
+    failed_events,
+    output_of,
+    run_spec,
+    single_node_workflow,
+    started_attempts,
+    terminal,
+    validated,
+)
 
 from agentflow_grpc.runtime.engine import ExecutionEngine
 from agentflow_grpc.runtime.events import EventType, ExecutionEvent
 from agentflow_grpc.sources.base import SourceDefinition
 from agentflow_grpc.sources.registry import SourceSet
-from agentflow_grpc.spec import WorkflowSpec, validate_spec
+from agentflow_grpc.spec import WorkflowSpec
 
 FAST_RETRY = {"max_attempts": 2, "backoff": {"initial": 0.01, "max": 0.01, "jitter": False}}
 NO_RETRY_NEEDED = {"max_attempts": 3, "backoff": {"initial": 0.01, "max": 0.01, "jitter": False}}
@@ -39,7 +48,7 @@ def database_spec(
     retry: dict[str, Any] | None = None,
     **config: Any,
 ) -> dict[str, Any]:
-    """A workflow: input `request` → database node `query` (source `db`) → output `result`."""
+    """A workflow: input → database node `query` (source `db`) → output `result`."""
     node: dict[str, Any] = {
         "id": "query",
         "type": "database",
@@ -49,14 +58,7 @@ def database_spec(
     }
     if retry is not None:
         node["retry"] = retry
-    return {
-        "api_version": "agentflow/v1",
-        "name": "database-test",
-        "inputs": inputs or {},
-        "outputs": {"result": {"from": "nodes.query.output"}},
-        "nodes": [{"id": "request", "type": "input"}, node],
-        "edges": [{"from": "request", "to": "query"}],
-    }
+    return single_node_workflow(node, name="database-test", inputs=inputs)
 
 
 def postgres_sources(dsn: str, **config: Any) -> SourceSet:
@@ -72,24 +74,6 @@ async def sources(warehouse_dsn: str) -> AsyncIterator[SourceSet]:
         await source_set.aclose()
 
 
-def validated(document: dict[str, Any], sources: SourceSet) -> WorkflowSpec:
-    result = validate_spec(document, sources=sources.types_by_name())
-    assert result.ok, result.violations
-    assert result.spec is not None
-    return result.spec
-
-
-async def run(
-    engine: ExecutionEngine,
-    spec: WorkflowSpec,
-    sources: SourceSet,
-    inputs: dict[str, Any] | None = None,
-) -> list[ExecutionEvent]:
-    events = await collect(engine.execute(spec, inputs or {}, sources=sources))
-    assert_well_formed(events)
-    return events
-
-
 async def run_ok(
     engine: ExecutionEngine,
     document: dict[str, Any],
@@ -97,10 +81,9 @@ async def run_ok(
     inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run a spec that must succeed; the database node's output."""
-    events = await run(engine, validated(document, sources), sources, inputs)
-    end = terminal(events)
-    assert end.type is EventType.EXECUTION_COMPLETED, end.data
-    output: dict[str, Any] = end.data["outputs"]["result"]
+    output: dict[str, Any] = output_of(
+        await run_spec(engine, validated(document, sources), sources, inputs)
+    )
     return output
 
 
@@ -108,19 +91,14 @@ def failures(events: list[ExecutionEvent]) -> list[tuple[int | None, str, bool]]
     """(attempt, code, will_retry) of every node_failed event of the database node."""
     return [
         (event.attempt, event.data["code"], event.data["will_retry"])
-        for event in of_type(for_node(events, "query"), EventType.NODE_FAILED)
+        for event in failed_events(events, "query")
     ]
 
 
-def attempts(events: list[ExecutionEvent]) -> list[int | None]:
-    return [event.attempt for event in of_type(for_node(events, "query"), EventType.NODE_STARTED)]
-
-
 def assert_failed_with(events: list[ExecutionEvent], code: str) -> None:
-    end = terminal(events)
-    assert end.type is EventType.EXECUTION_FAILED, end.data
-    assert end.data["error"]["code"] == code, end.data
-    assert end.data["error"]["node_id"] == "query"
+    error = error_of(events)
+    assert error["code"] == code, error
+    assert error["node_id"] == "query"
 
 
 async def fetch_value(dsn: str, query: str, *args: Any) -> Any:
@@ -392,9 +370,11 @@ async def test_a_value_that_is_not_a_date_fails_at_once_as_an_invalid_parameter(
         inputs={"since": {"type": "string"}},
         retry=NO_RETRY_NEEDED,
     )
-    events = await run(engine, validated(document, sources), sources, {"since": "next tuesday"})
+    events = await run_spec(
+        engine, validated(document, sources), sources, {"since": "next tuesday"}
+    )
     assert_failed_with(events, "database.invalid_parameter")
-    assert attempts(events) == [1]
+    assert started_attempts(events, "query") == [1]
     assert failures(events) == [(1, "database.invalid_parameter", False)]
     assert "$1" in terminal(events).data["error"]["message"]
 
@@ -408,7 +388,7 @@ async def test_a_value_the_driver_cannot_encode_fails_as_an_invalid_parameter(
         inputs={"n": {"type": "integer"}},
         retry=NO_RETRY_NEEDED,
     )
-    events = await run(engine, validated(document, sources), sources, {"n": 2**40})
+    events = await run_spec(engine, validated(document, sources), sources, {"n": 2**40})
     assert_failed_with(events, "database.invalid_parameter")
     assert failures(events) == [(1, "database.invalid_parameter", False)]
 
@@ -421,7 +401,7 @@ async def test_read_only_refuses_a_write_the_lexical_check_cannot_see(
 ) -> None:
     # nextval() writes (it advances the sequence) but reads like any other function call.
     document = database_spec("SELECT nextval('sales_sale_id_seq') AS id", retry=NO_RETRY_NEEDED)
-    events = await run(engine, validated(document, sources), sources)
+    events = await run_spec(engine, validated(document, sources), sources)
     assert_failed_with(events, "database.read_only")
     assert failures(events) == [(1, "database.read_only", False)]
 
@@ -439,9 +419,9 @@ async def test_read_only_transaction_refuses_a_data_modifying_cte_hidden_in_a_st
         "SELECT count(*) AS n, '\\' AS c FROM w, s"
     )
     spec = WorkflowSpec.model_validate(database_spec(query, retry=NO_RETRY_NEEDED))
-    events = await run(engine, spec, sources)
+    events = await run_spec(engine, spec, sources)
     assert_failed_with(events, "database.read_only")
-    assert attempts(events) == [1]
+    assert started_attempts(events, "query") == [1]
     assert (
         await fetch_value(warehouse_dsn, "SELECT count(*) FROM audit_log WHERE note = $1", note)
         == 0
@@ -452,7 +432,7 @@ async def test_statements_hidden_in_a_string_are_refused_by_the_server(
     engine: ExecutionEngine, sources: SourceSet, warehouse_dsn: str
 ) -> None:
     spec = WorkflowSpec.model_validate(database_spec("SELECT '\\'; DROP TABLE orders; --'"))
-    events = await run(engine, spec, sources)
+    events = await run_spec(engine, spec, sources)
     end = terminal(events)
     assert end.type is EventType.EXECUTION_FAILED
     assert end.data["error"]["code"] == "database.sqlstate_42601"  # syntax error or access rule
@@ -511,7 +491,7 @@ async def test_a_failed_write_is_rolled_back(
         inputs={"note": {"type": "string"}},
         read_only=False,
     )
-    events = await run(engine, validated(document, sources), sources, {"note": note})
+    events = await run_spec(engine, validated(document, sources), sources, {"note": note})
     assert_failed_with(events, "database.sqlstate_22012")  # division_by_zero
     assert (
         await fetch_value(warehouse_dsn, "SELECT count(*) FROM audit_log WHERE note = $1", note)
@@ -551,9 +531,9 @@ async def test_a_statement_past_its_timeout_fails_and_is_retried(
     engine: ExecutionEngine, sources: SourceSet
 ) -> None:
     document = database_spec("SELECT pg_sleep(5)", statement_timeout=0.2, retry=FAST_RETRY)
-    events = await run(engine, validated(document, sources), sources)
+    events = await run_spec(engine, validated(document, sources), sources)
     assert_failed_with(events, "database.statement_timeout")
-    assert attempts(events) == [1, 2]
+    assert started_attempts(events, "query") == [1, 2]
     assert failures(events) == [
         (1, "database.statement_timeout", True),
         (2, "database.statement_timeout", False),
@@ -565,7 +545,7 @@ async def test_a_sub_millisecond_statement_timeout_still_applies(
 ) -> None:
     # 0.0004 s must not round down to PostgreSQL's `0` (no timeout at all).
     document = database_spec("SELECT pg_sleep(5)", statement_timeout=0.0004)
-    events = await run(engine, validated(document, sources), sources)
+    events = await run_spec(engine, validated(document, sources), sources)
     assert_failed_with(events, "database.statement_timeout")
 
 
@@ -574,7 +554,7 @@ async def test_a_statement_timeout_does_not_outlive_its_transaction(
 ) -> None:
     # The timeout is set per transaction: a pooled connection does not keep the last one.
     timed_out = database_spec("SELECT pg_sleep(5)", statement_timeout=0.1)
-    events = await run(engine, validated(timed_out, sources), sources)
+    events = await run_spec(engine, validated(timed_out, sources), sources)
     assert_failed_with(events, "database.statement_timeout")
     output = await run_ok(
         engine, database_spec("SELECT current_setting('statement_timeout') AS t"), sources
@@ -603,11 +583,11 @@ async def test_an_unreachable_database_is_unavailable_and_retried(
     unreachable = postgres_sources(dsn, connect_timeout=5)
     try:
         document = database_spec("SELECT 1 AS one", retry=FAST_RETRY)
-        events = await run(engine, validated(document, unreachable), unreachable)
+        events = await run_spec(engine, validated(document, unreachable), unreachable)
     finally:
         await unreachable.aclose()
     assert_failed_with(events, "database.unavailable")
-    assert attempts(events) == [1, 2]
+    assert started_attempts(events, "query") == [1, 2]
     assert failures(events) == [
         (1, "database.unavailable", True),
         (2, "database.unavailable", False),
@@ -628,7 +608,7 @@ async def test_a_server_that_never_answers_is_unavailable_not_a_node_timeout(
     )
     try:
         document = database_spec("SELECT 1 AS one", retry=FAST_RETRY)
-        events = await run(engine, validated(document, silent_db), silent_db)
+        events = await run_spec(engine, validated(document, silent_db), silent_db)
     finally:
         await silent_db.aclose()
         server.close()
@@ -647,7 +627,7 @@ async def test_a_connection_lost_mid_statement_is_unavailable_and_the_pool_recov
     killer = database_spec(
         "SELECT pg_terminate_backend(pg_backend_pid()) AS killed", retry=FAST_RETRY
     )
-    events = await run(engine, validated(killer, sources), sources)
+    events = await run_spec(engine, validated(killer, sources), sources)
     assert_failed_with(events, "database.unavailable")
     assert failures(events) == [
         (1, "database.unavailable", True),
@@ -661,9 +641,9 @@ async def test_a_sql_error_carries_its_sqlstate_and_is_not_retried(
     engine: ExecutionEngine, sources: SourceSet
 ) -> None:
     document = database_spec("SELECT no_such_column FROM orders", retry=NO_RETRY_NEEDED)
-    events = await run(engine, validated(document, sources), sources)
+    events = await run_spec(engine, validated(document, sources), sources)
     assert_failed_with(events, "database.sqlstate_42703")  # undefined_column
-    assert attempts(events) == [1]
+    assert started_attempts(events, "query") == [1]
     assert failures(events) == [(1, "database.sqlstate_42703", False)]
     assert "no_such_column" in terminal(events).data["error"]["message"]
 

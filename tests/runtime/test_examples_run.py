@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.runs import assert_well_formed, collect, of_type, terminal
+from support.runs import of_type, run_document, terminal
 
 from agentflow_grpc.runtime.engine import ExecutionEngine
 from agentflow_grpc.runtime.events import EventType
 from agentflow_grpc.sources.base import SourceDefinition
-from agentflow_grpc.sources.registry import SourceSet
-from agentflow_grpc.spec import validate_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -51,19 +49,11 @@ def test_every_example_has_inputs() -> None:
 async def test_example_runs_end_to_end(
     name: str, engine: ExecutionEngine, example_sources: list[SourceDefinition]
 ) -> None:
-    sources = SourceSet(example_sources)
     document = json.loads((EXAMPLES / f"{name}.json").read_text())
-    result = validate_spec(document, sources=sources.types_by_name())
-    assert result.ok, result.violations
-    assert result.spec is not None
-    try:
-        events = await collect(engine.execute(result.spec, INPUTS[name], sources=sources))
-    finally:
-        await sources.aclose()
-    assert_well_formed(events)
+    events = await run_document(engine, document, example_sources, INPUTS[name])
     end = terminal(events)
     assert end.type is EventType.EXECUTION_COMPLETED, end.data
-    assert set(end.data["outputs"]) == set(result.spec.outputs)
+    assert set(end.data["outputs"]) == set(document["outputs"])
     completed = {event.node_id for event in of_type(events, EventType.NODE_COMPLETED)}
     assert completed, "no node completed"
     assert not of_type(events, EventType.NODE_FAILED)

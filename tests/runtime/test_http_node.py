@@ -10,16 +10,25 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
-from support.crm_api import CrmApi
-from support.runs import assert_well_formed, collect, for_node, of_type, terminal
+from support.crm_api import CrmApi, serve
+from support.runs import (
+    error_of,
+    failed_events,
+    of_type,
+    output_of,
+    run_document,
+    run_spec,
+    single_node_workflow,
+    started_attempts,
+    validated,
+    will_retry,
+)
 
 from agentflow_grpc.runtime.engine import ExecutionEngine
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent
+from agentflow_grpc.runtime.events import EventType
 from agentflow_grpc.sources.base import SourceDefinition
 from agentflow_grpc.sources.http_api import HttpApiAdapter
 from agentflow_grpc.sources.registry import SourceSet
-from agentflow_grpc.spec import validate_spec
 
 FAST_RETRY = {"max_attempts": 3, "backoff": {"initial": 0.01, "max": 0.02, "jitter": False}}
 
@@ -35,68 +44,17 @@ def crm_source(url: str, *, name: str = "crm", **config: Any) -> SourceDefinitio
 
 def workflow(node: dict[str, Any], inputs: dict[str, Any] | None = None) -> dict[str, Any]:
     """input → one http node `call` → output `result` (the node's whole output)."""
-    return {
-        "api_version": "agentflow/v1",
-        "name": "http-node-test",
-        "inputs": inputs or {},
-        "outputs": {"result": {"from": "nodes.call.output"}},
-        "nodes": [{"id": "start", "type": "input"}, {"id": "call", "type": "http", **node}],
-        "edges": [{"from": "start", "to": "call"}],
-    }
-
-
-async def run(
-    engine: ExecutionEngine,
-    document: dict[str, Any],
-    definitions: list[SourceDefinition],
-    inputs: dict[str, Any] | None = None,
-) -> list[ExecutionEvent]:
-    sources = SourceSet(definitions)
-    result = validate_spec(document, sources=sources.types_by_name())
-    assert result.ok, result.violations
-    assert result.spec is not None
-    try:
-        events = await collect(engine.execute(result.spec, inputs or {}, sources=sources))
-    finally:
-        await sources.aclose()
-    assert_well_formed(events)
-    return events
-
-
-def output_of(events: list[ExecutionEvent]) -> Any:
-    end = terminal(events)
-    assert end.type is EventType.EXECUTION_COMPLETED, end.data
-    return end.data["outputs"]["result"]
-
-
-def error_of(events: list[ExecutionEvent]) -> dict[str, Any]:
-    end = terminal(events)
-    assert end.type is EventType.EXECUTION_FAILED, end.data
-    error: dict[str, Any] = end.data["error"]
-    return error
-
-
-def attempts(events: list[ExecutionEvent]) -> list[int | None]:
-    return [event.attempt for event in of_type(for_node(events, "call"), EventType.NODE_STARTED)]
-
-
-def will_retry(events: list[ExecutionEvent]) -> list[bool]:
-    failed = of_type(for_node(events, "call"), EventType.NODE_FAILED)
-    return [event.data["will_retry"] for event in failed]
+    return single_node_workflow(
+        {"id": "call", "type": "http", **node}, name="http-node-test", inputs=inputs
+    )
 
 
 @pytest.fixture
 async def other_api() -> AsyncIterator[tuple[str, CrmApi]]:
     """A second server: another origin, to see what leaves a source's own origin."""
     api = CrmApi()
-    runner = web.AppRunner(api.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", api
-    finally:
-        await runner.cleanup()
+    async with serve(api.app()) as url:
+        yield url, api
 
 
 # --- output ---
@@ -122,7 +80,7 @@ async def test_extract_gives_a_value_or_null_for_singular_paths_and_a_list_other
             },
         },
     }
-    events = await run(engine, workflow(node), [crm_source(url)])
+    events = await run_document(engine, workflow(node), [crm_source(url)])
 
     assert output_of(events) == {
         "name": "Acme GmbH",
@@ -143,7 +101,7 @@ async def test_without_extract_the_output_is_status_headers_and_parsed_body(
         "source": "crm",
         "config": {"method": "POST", "url": "/hooks/opportunities", "body": {}},
     }
-    events = await run(engine, workflow(node), [crm_source(url)])
+    events = await run_document(engine, workflow(node), [crm_source(url)])
 
     output = output_of(events)
     assert set(output) == {"status", "headers", "body"}
@@ -160,7 +118,7 @@ async def test_a_body_that_is_not_json_is_returned_as_text(
 ) -> None:
     url, _ = crm_api
     node = {"source": "crm", "config": {"url": "/plain"}}
-    events = await run(engine, workflow(node), [crm_source(url)])
+    events = await run_document(engine, workflow(node), [crm_source(url)])
 
     output = output_of(events)
     assert output["status"] == 200
@@ -195,7 +153,7 @@ async def test_method_headers_query_and_body_templates_reach_the_api(
             },
         },
     }
-    events = await run(
+    events = await run_document(
         engine,
         workflow(node, inputs),
         [crm_source(url)],
@@ -233,7 +191,9 @@ async def test_the_configured_method_is_sent(
     config: dict[str, Any] = {"method": method, "url": "/echo"}
     if method != "GET":
         config["body"] = {"kind": method.lower()}
-    events = await run(engine, workflow({"source": "crm", "config": config}), [crm_source(url)])
+    events = await run_document(
+        engine, workflow({"source": "crm", "config": config}), [crm_source(url)]
+    )
 
     assert output_of(events)["body"]["method"] == method
     assert [(r["method"], r["body"]) for r in api.requests] == [(method, config.get("body"))]
@@ -244,7 +204,7 @@ async def test_a_head_request_has_status_and_headers_and_no_body(
 ) -> None:
     url, api = crm_api
     node = {"source": "crm", "config": {"method": "HEAD", "url": "/echo"}}
-    events = await run(engine, workflow(node), [crm_source(url)])
+    events = await run_document(engine, workflow(node), [crm_source(url)])
 
     output = output_of(events)
     assert output["status"] == 200
@@ -264,7 +224,7 @@ async def test_source_default_headers_and_custom_auth_header_are_sent(
         auth_scheme=None,
     )
     node = {"source": "crm", "config": {"url": "/echo", "headers": {"Accept": "text/plain"}}}
-    events = await run(engine, workflow(node), [source])
+    events = await run_document(engine, workflow(node), [source])
 
     assert output_of(events)["status"] == 200
     (request,) = api.requests
@@ -284,7 +244,7 @@ async def test_a_relative_url_joins_the_source_base_url(
 ) -> None:
     url, api = crm_api
     node = {"source": "crm", "config": {"url": node_url, "extract": {"id": "$.account.id"}}}
-    events = await run(engine, workflow(node), [crm_source(url + base_path)])
+    events = await run_document(engine, workflow(node), [crm_source(url + base_path)])
 
     assert output_of(events) == {"id": "acc_12345678"}
     assert [r["path"] for r in api.requests] == ["/v2/accounts/acc_12345678"]
@@ -295,7 +255,7 @@ async def test_an_absolute_url_inside_the_source_origin_gets_the_credentials(
 ) -> None:
     url, api = crm_api
     node = {"source": "crm", "config": {"url": url + "/echo"}}
-    events = await run(engine, workflow(node), [crm_source(url)])
+    events = await run_document(engine, workflow(node), [crm_source(url)])
 
     assert output_of(events)["status"] == 200
     assert [r["headers"]["Authorization"] for r in api.requests] == ["Bearer crm-secret"]
@@ -318,7 +278,7 @@ async def test_an_absolute_url_to_another_origin_with_a_source_sends_nothing(
     url, api = crm_api
     other_url, other = other_api
     node = {"source": "crm", "retry": FAST_RETRY, "config": {"url": template}}
-    events = await run(
+    events = await run_document(
         engine,
         workflow(node, {"other": {"type": "string"}}),
         [crm_source(url)],
@@ -328,7 +288,7 @@ async def test_an_absolute_url_to_another_origin_with_a_source_sends_nothing(
     error = error_of(events)
     assert error["code"] == "http.foreign_origin"
     assert error["node_id"] == "call"
-    assert attempts(events) == [1]
+    assert started_attempts(events, "call") == [1]
     assert api.requests == []
     assert other.requests == []
 
@@ -339,7 +299,7 @@ async def test_a_scheme_relative_url_to_another_host_is_a_foreign_origin(
     url, api = crm_api
     other_url, other = other_api
     node = {"source": "crm", "config": {"url": "//" + other_url.removeprefix("http://") + "/echo"}}
-    events = await run(engine, workflow(node), [crm_source(url)])
+    events = await run_document(engine, workflow(node), [crm_source(url)])
 
     assert error_of(events)["code"] == "http.foreign_origin"
     assert api.requests == []
@@ -351,7 +311,7 @@ async def test_surrounding_whitespace_of_a_rendered_url_is_ignored(
 ) -> None:
     url, api = crm_api
     node = {"source": "crm", "config": {"url": "  {{ inputs.path }}\n"}}
-    events = await run(
+    events = await run_document(
         engine, workflow(node, {"path": {"type": "string"}}), [crm_source(url)], {"path": "/echo"}
     )
 
@@ -364,13 +324,13 @@ async def test_a_node_without_source_may_not_call_a_loopback_address(
 ) -> None:
     url, api = crm_api
     node = {"retry": FAST_RETRY, "config": {"url": url + "/echo"}}
-    events = await run(engine, workflow(node), [])
+    events = await run_document(engine, workflow(node), [])
 
     error = error_of(events)
     assert error["code"] == "http.blocked_address"
     assert error["node_id"] == "call"
-    assert attempts(events) == [1]
-    assert will_retry(events) == [False]
+    assert started_attempts(events, "call") == [1]
+    assert will_retry(events, "call") == [False]
     assert api.requests == []
 
 
@@ -379,7 +339,7 @@ async def test_a_node_without_source_may_not_call_localhost_by_name(
 ) -> None:
     url, api = crm_api
     node = {"config": {"url": url.replace("127.0.0.1", "localhost") + "/echo"}}
-    events = await run(engine, workflow(node), [])
+    events = await run_document(engine, workflow(node), [])
 
     assert error_of(events)["code"] == "http.blocked_address"
     assert api.requests == []
@@ -391,10 +351,10 @@ async def test_a_source_without_allow_private_network_is_blocked_too(
     url, api = crm_api
     source = crm_source(url, allow_private_network=False)
     node = {"source": "crm", "retry": FAST_RETRY, "config": {"url": "/echo"}}
-    events = await run(engine, workflow(node), [source])
+    events = await run_document(engine, workflow(node), [source])
 
     assert error_of(events)["code"] == "http.blocked_address"
-    assert attempts(events) == [1]
+    assert started_attempts(events, "call") == [1]
     assert api.requests == []
 
 
@@ -410,7 +370,7 @@ async def test_a_redirect_to_the_same_server_is_followed(
             "extract": {"name": "$.account.name"},
         },
     }
-    events = await run(engine, workflow(node), [crm_source(url)])
+    events = await run_document(engine, workflow(node), [crm_source(url)])
 
     assert output_of(events) == {"name": "Acme GmbH"}
     assert [r["path"] for r in api.requests] == ["/redirect", "/v2/accounts/acc_12345678"]
@@ -424,7 +384,7 @@ async def test_a_private_network_source_cannot_be_redirected_to_another_origin(
     url, api = crm_api
     other_url, other = other_api
     node = {"source": "crm", "config": {"url": "/redirect", "query": {"to": other_url + "/echo"}}}
-    events = await run(engine, workflow(node), [crm_source(url)])
+    events = await run_document(engine, workflow(node), [crm_source(url)])
 
     error = error_of(events)
     assert error["code"] == "http.blocked_address"
@@ -469,7 +429,7 @@ async def test_a_redirect_from_a_public_node_to_loopback_is_blocked(
     """Without a source nothing private is reachable, so redirects cannot lead there either."""
     url, api = crm_api
     node = {"config": {"url": url + "/redirect", "query": {"to": url + "/echo"}}}
-    events = await run(engine, workflow(node), [])
+    events = await run_document(engine, workflow(node), [])
 
     assert error_of(events)["code"] == "http.blocked_address"
     assert api.requests == []
@@ -488,12 +448,12 @@ async def test_a_response_larger_than_max_response_bytes_fails(
         "retry": FAST_RETRY,
         "config": {"url": path, "query": {"size": "5000"}, "max_response_bytes": 1000},
     }
-    events = await run(engine, workflow(node), [crm_source(url)])
+    events = await run_document(engine, workflow(node), [crm_source(url)])
 
     error = error_of(events)
     assert error["code"] == "http.response_too_large"
     assert "1000 bytes" in error["message"]
-    assert attempts(events) == [1]
+    assert started_attempts(events, "call") == [1]
     assert len(api.requests) == 1
 
 
@@ -510,7 +470,7 @@ async def test_a_response_within_max_response_bytes_is_read(
             "extract": {"blob": "$.blob"},
         },
     }
-    events = await run(engine, workflow(node), [crm_source(url)])
+    events = await run_document(engine, workflow(node), [crm_source(url)])
 
     assert output_of(events) == {"blob": "x" * 3000}
 
@@ -529,14 +489,14 @@ async def test_client_errors_fail_at_once_without_retries(
 ) -> None:
     url, api = crm_api
     node = {"source": "crm", "retry": FAST_RETRY, "config": {"url": path}}
-    events = await run(engine, workflow(node), [crm_source(url)])
+    events = await run_document(engine, workflow(node), [crm_source(url)])
 
     error = error_of(events)
     assert error["code"] == code
     assert error["node_id"] == "call"
     assert error["message"].startswith(f"HTTP {status}: ")
-    assert attempts(events) == [1]
-    assert will_retry(events) == [False]
+    assert started_attempts(events, "call") == [1]
+    assert will_retry(events, "call") == [False]
     assert len(api.requests) == 1
 
 
@@ -548,11 +508,11 @@ async def test_server_errors_and_rate_limits_are_retried_per_policy(
 ) -> None:
     url, api = crm_api
     node = {"source": "crm", "retry": FAST_RETRY, "config": {"url": f"/status/{status}"}}
-    events = await run(engine, workflow(node), [crm_source(url)])
+    events = await run_document(engine, workflow(node), [crm_source(url)])
 
-    assert attempts(events) == [1, 2, 3]
-    assert will_retry(events) == [True, True, False]
-    failed = of_type(for_node(events, "call"), EventType.NODE_FAILED)
+    assert started_attempts(events, "call") == [1, 2, 3]
+    assert will_retry(events, "call") == [True, True, False]
+    failed = failed_events(events, "call")
     assert {event.data["code"] for event in failed} == {code}
     assert all("retry_in" in event.data for event in failed[:2])
     assert "retry_in" not in failed[-1].data
@@ -567,11 +527,11 @@ async def test_a_refused_connection_is_retried_as_unavailable(
 ) -> None:
     source = crm_source(f"http://127.0.0.1:{unused_tcp_port}")
     node = {"source": "crm", "retry": FAST_RETRY, "config": {"url": "/echo"}}
-    events = await run(engine, workflow(node), [source])
+    events = await run_document(engine, workflow(node), [source])
 
     assert error_of(events)["code"] == "http.unavailable"
-    assert attempts(events) == [1, 2, 3]
-    assert will_retry(events) == [True, True, False]
+    assert started_attempts(events, "call") == [1, 2, 3]
+    assert will_retry(events, "call") == [True, True, False]
 
 
 async def test_extracted_values_feed_a_downstream_node(
@@ -601,7 +561,7 @@ async def test_extracted_values_feed_a_downstream_node(
     )
     document["edges"].append({"from": "call", "to": "post"})
     document["outputs"] = {"result": {"from": "nodes.post.output.body.body"}}
-    events = await run(engine, document, [crm_source(url)])
+    events = await run_document(engine, document, [crm_source(url)])
 
     assert output_of(events) == {"employees": 250}
     assert api.requests[-1]["body"] == {"employees": 250}
@@ -612,10 +572,10 @@ async def test_a_redirect_loop_fails_without_retries(
 ) -> None:
     url, api = crm_api
     node = {"source": "crm", "retry": FAST_RETRY, "config": {"url": "/loop"}}
-    events = await run(engine, workflow(node), [crm_source(url)])
+    events = await run_document(engine, workflow(node), [crm_source(url)])
 
     assert error_of(events)["code"] == "http.too_many_redirects"
-    assert attempts(events) == [1]
+    assert started_attempts(events, "call") == [1]
     assert 1 < len(api.requests) <= 10
 
 
@@ -623,12 +583,12 @@ async def test_an_unsupported_url_scheme_is_invalid_and_not_retried(
     engine: ExecutionEngine,
 ) -> None:
     node = {"retry": FAST_RETRY, "config": {"url": "{{ inputs.url }}"}}
-    events = await run(
+    events = await run_document(
         engine, workflow(node, {"url": {"type": "string"}}), [], {"url": "ftp://example.com/x"}
     )
 
     assert error_of(events)["code"] == "http.invalid_url"
-    assert attempts(events) == [1]
+    assert started_attempts(events, "call") == [1]
 
 
 async def test_a_header_value_with_a_line_break_is_refused_and_not_retried(
@@ -640,7 +600,7 @@ async def test_a_header_value_with_a_line_break_is_refused_and_not_retried(
         "retry": FAST_RETRY,
         "config": {"url": "/echo", "headers": {"X-Name": "{{ inputs.name }}"}},
     }
-    events = await run(
+    events = await run_document(
         engine,
         workflow(node, {"name": {"type": "string"}}),
         [crm_source(url)],
@@ -648,7 +608,7 @@ async def test_a_header_value_with_a_line_break_is_refused_and_not_retried(
     )
 
     assert error_of(events)["code"] == "http.invalid_request"
-    assert attempts(events) == [1]
+    assert started_attempts(events, "call") == [1]
     assert all("X-Injected" not in r["headers"] for r in api.requests)
 
 
@@ -663,12 +623,11 @@ async def test_cookies_a_response_sets_are_not_sent_on_later_requests(
     document["edges"].append({"from": "call", "to": "after"})
     document["outputs"]["after"] = {"from": "nodes.after.output.status"}
     sources = SourceSet([crm_source(url)])
-    result = validate_spec(document, sources=sources.types_by_name())
-    assert result.spec is not None
     try:
+        spec = validated(document, sources)
         for _ in range(2):  # two runs sharing the source's client
-            events = await collect(engine.execute(result.spec, {}, sources=sources))
-            assert terminal(events).data["outputs"]["after"] == 200
+            events = await run_spec(engine, spec, sources)
+            assert output_of(events, "after") == 200
     finally:
         await sources.aclose()
 
@@ -681,10 +640,10 @@ async def test_a_source_request_timeout_is_retried_as_http_timeout(
 ) -> None:
     url, api = crm_api
     node = {"source": "crm", "retry": FAST_RETRY, "config": {"url": "/slow"}}
-    events = await run(engine, workflow(node), [crm_source(url, timeout=0.2)])
+    events = await run_document(engine, workflow(node), [crm_source(url, timeout=0.2)])
 
     assert error_of(events)["code"] == "http.timeout"
-    assert will_retry(events) == [True, True, False]
+    assert will_retry(events, "call") == [True, True, False]
     assert len(api.requests) == 3
 
 
@@ -693,7 +652,7 @@ async def test_a_slow_api_exceeds_the_node_deadline(
 ) -> None:
     url, _ = crm_api
     node = {"source": "crm", "timeout": 0.2, "config": {"url": "/slow"}}
-    events = await run(engine, workflow(node), [crm_source(url)])
+    events = await run_document(engine, workflow(node), [crm_source(url)])
 
     assert error_of(events)["code"] == "node.deadline_exceeded"
-    assert will_retry(events) == [False]
+    assert will_retry(events, "call") == [False]

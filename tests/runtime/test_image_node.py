@@ -11,11 +11,20 @@ from typing import Any
 
 import httpx2
 import pytest
-from support.runs import assert_well_formed, collect, for_node, of_type, terminal
+from support.runs import (
+    error_of,
+    failures,
+    for_node,
+    of_type,
+    output_of,
+    run_document,
+    single_node_workflow,
+    terminal,
+)
 from support.sources import llm_source
 
 from agentflow_grpc.runtime.engine import ExecutionEngine
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent
+from agentflow_grpc.runtime.events import EventType
 from agentflow_grpc.sources.base import SourceDefinition
 from agentflow_grpc.sources.registry import SourceSet
 from agentflow_grpc.spec import validate_spec
@@ -28,55 +37,11 @@ def workflow(
     config: dict[str, Any], *, inputs: dict[str, Any] | None = None, **node: Any
 ) -> dict[str, Any]:
     """input → one image node `draw` → output `result` (the node's whole output)."""
-    return {
-        "api_version": "agentflow/v1",
-        "name": "image-node-test",
-        "inputs": inputs or {},
-        "outputs": {"result": {"from": "nodes.draw.output"}},
-        "nodes": [
-            {"id": "start", "type": "input"},
-            {"id": "draw", "type": "image", "source": "images", "config": config, **node},
-        ],
-        "edges": [{"from": "start", "to": "draw"}],
-    }
-
-
-async def run(
-    engine: ExecutionEngine,
-    document: dict[str, Any],
-    definitions: list[SourceDefinition],
-    inputs: dict[str, Any] | None = None,
-    *,
-    check_sources: bool = True,
-) -> list[ExecutionEvent]:
-    sources = SourceSet(definitions)
-    result = validate_spec(document, sources=sources.types_by_name() if check_sources else None)
-    assert result.ok, result.violations
-    assert result.spec is not None
-    try:
-        events = await collect(engine.execute(result.spec, inputs or {}, sources=sources))
-    finally:
-        await sources.aclose()
-    assert_well_formed(events)
-    return events
-
-
-def output_of(events: list[ExecutionEvent]) -> Any:
-    end = terminal(events)
-    assert end.type is EventType.EXECUTION_COMPLETED, end.data
-    return end.data["outputs"]["result"]
-
-
-def error_of(events: list[ExecutionEvent]) -> dict[str, Any]:
-    end = terminal(events)
-    assert end.type is EventType.EXECUTION_FAILED, end.data
-    error: dict[str, Any] = end.data["error"]
-    return error
-
-
-def failures(events: list[ExecutionEvent]) -> list[tuple[str, bool]]:
-    failed = of_type(for_node(events, "draw"), EventType.NODE_FAILED)
-    return [(event.data["code"], event.data["will_retry"]) for event in failed]
+    return single_node_workflow(
+        {"id": "draw", "type": "image", "source": "images", "config": config, **node},
+        name="image-node-test",
+        inputs=inputs,
+    )
 
 
 @pytest.fixture
@@ -90,7 +55,7 @@ async def test_url_output_lists_fetchable_images_with_the_revised_prompt(
     document = workflow(
         {"prompt": "A {{ inputs.colour }} lamp", "n": 2}, inputs={"colour": {"type": "string"}}
     )
-    events = await run(engine, document, [images], {"colour": "brass"})
+    events = await run_document(engine, document, [images], {"colour": "brass"})
 
     output = output_of(events)
     assert output["model"] == "fake-image"  # the source's image_model
@@ -109,7 +74,9 @@ async def test_url_output_lists_fetchable_images_with_the_revised_prompt(
 async def test_b64_json_output_holds_the_image_bytes(
     engine: ExecutionEngine, provider: FakeProviderServer, images: SourceDefinition
 ) -> None:
-    events = await run(engine, workflow({"prompt": "a lamp", "output": "b64_json"}), [images])
+    events = await run_document(
+        engine, workflow({"prompt": "a lamp", "output": "b64_json"}), [images]
+    )
 
     (image,) = output_of(events)["images"]
     assert set(image) == {"b64_json", "revised_prompt"}
@@ -128,7 +95,7 @@ async def test_prompt_size_n_quality_and_model_reach_the_provider(
         "n": 3,
         "quality": "hd",
     }
-    events = await run(
+    events = await run_document(
         engine,
         workflow(config, inputs={"subject": {"type": "string"}}),
         [images],
@@ -154,7 +121,7 @@ async def test_prompt_size_n_quality_and_model_reach_the_provider(
 async def test_defaults_send_one_square_image_without_quality(
     engine: ExecutionEngine, provider: FakeProviderServer, images: SourceDefinition
 ) -> None:
-    events = await run(engine, workflow({"prompt": "a lamp"}), [images])
+    events = await run_document(engine, workflow({"prompt": "a lamp"}), [images])
 
     assert len(output_of(events)["images"]) == 1
     (request,) = provider.requests
@@ -178,7 +145,7 @@ async def test_image_urls_feed_a_downstream_node(
     )
     document["edges"].append({"from": "draw", "to": "caption"})
     document["outputs"]["caption"] = {"from": "nodes.caption.output.text"}
-    events = await run(engine, document, [images])
+    events = await run_document(engine, document, [images])
 
     url = output_of(events)["images"][0]["url"]
     assert terminal(events).data["outputs"]["caption"] == f"Echo: Caption {url}"
@@ -203,14 +170,14 @@ async def test_provider_errors_map_to_failure_codes(
     images: SourceDefinition,
 ) -> None:
     provider.add_rule(path=IMAGES_PATH, status=status, message="no images today")
-    events = await run(engine, workflow({"prompt": "a lamp"}, retry=FAST_RETRY), [images])
+    events = await run_document(engine, workflow({"prompt": "a lamp"}, retry=FAST_RETRY), [images])
 
     error = error_of(events)
     assert error["code"] == code
     assert error["node_id"] == "draw"
     assert "no images today" in error["message"]
     expected = [(code, True), (code, True), (code, False)] if retried else [(code, False)]
-    assert failures(events) == expected
+    assert failures(events, "draw") == expected
     assert len(provider.requests) == len(expected)
 
 
@@ -218,10 +185,10 @@ async def test_a_server_error_is_retried_until_an_attempt_succeeds(
     engine: ExecutionEngine, provider: FakeProviderServer, images: SourceDefinition
 ) -> None:
     provider.add_rule(path=IMAGES_PATH, status=500, times=1)
-    events = await run(engine, workflow({"prompt": "a lamp"}, retry=FAST_RETRY), [images])
+    events = await run_document(engine, workflow({"prompt": "a lamp"}, retry=FAST_RETRY), [images])
 
     assert len(output_of(events)["images"]) == 1
-    assert failures(events) == [("provider.unavailable", True)]
+    assert failures(events, "draw") == [("provider.unavailable", True)]
     (completed,) = of_type(for_node(events, "draw"), EventType.NODE_COMPLETED)
     assert completed.attempt == 2
 
@@ -230,10 +197,10 @@ async def test_a_slow_provider_exceeds_the_node_deadline(
     engine: ExecutionEngine, provider: FakeProviderServer, images: SourceDefinition
 ) -> None:
     provider.add_rule(path=IMAGES_PATH, delay=2)
-    events = await run(engine, workflow({"prompt": "a lamp"}, timeout=0.3), [images])
+    events = await run_document(engine, workflow({"prompt": "a lamp"}, timeout=0.3), [images])
 
     assert error_of(events)["code"] == "node.deadline_exceeded"
-    assert failures(events) == [("node.deadline_exceeded", False)]
+    assert failures(events, "draw") == [("node.deadline_exceeded", False)]
 
 
 async def test_without_an_image_model_on_node_or_source_the_node_fails(
@@ -245,7 +212,7 @@ async def test_without_an_image_model_on_node_or_source_the_node_fails(
         config={"base_url": f"{provider.url}/v1", "model": "chat-only"},
         secrets={"api_key": "sk-test"},
     )
-    events = await run(engine, workflow({"prompt": "a lamp"}), [source])
+    events = await run_document(engine, workflow({"prompt": "a lamp"}), [source])
 
     error = error_of(events)
     assert error["code"] == "source.no_model"
@@ -265,7 +232,7 @@ async def test_an_anthropic_source_unchecked_by_the_validator_fails_at_run_time(
     engine: ExecutionEngine, provider: FakeProviderServer
 ) -> None:
     source = llm_source("images", "anthropic", provider.url)
-    events = await run(
+    events = await run_document(
         engine,
         workflow({"prompt": "a lamp"}, retry=FAST_RETRY),
         [source],
@@ -273,7 +240,7 @@ async def test_an_anthropic_source_unchecked_by_the_validator_fails_at_run_time(
     )
 
     assert error_of(events)["code"] == "source.incompatible"
-    assert failures(events) == [("source.incompatible", False)]
+    assert failures(events, "draw") == [("source.incompatible", False)]
     assert provider.requests == []
 
 
@@ -291,7 +258,7 @@ async def test_azure_openai_calls_the_deployment_of_the_image_model(
         },
         secrets={"api_key": "sk-azure"},
     )
-    events = await run(engine, workflow({"prompt": "a lamp"}), [source])
+    events = await run_document(engine, workflow({"prompt": "a lamp"}), [source])
 
     terminal(events)
     (request,) = provider.requests

@@ -10,14 +10,22 @@ import json
 from typing import Any
 
 import pytest
-from support.runs import assert_well_formed, collect, for_node, of_type, terminal
+from support.runs import (
+    error_of,
+    failures,
+    for_node,
+    of_type,
+    output_of,
+    run_document,
+    single_node_workflow,
+    started_attempts,
+    terminal,
+)
 from support.sources import llm_source
 
 from agentflow_grpc.runtime.engine import ExecutionEngine
 from agentflow_grpc.runtime.events import EventType, ExecutionEvent
 from agentflow_grpc.sources.base import SourceDefinition
-from agentflow_grpc.sources.registry import SourceSet
-from agentflow_grpc.spec import validate_spec
 from agentflow_grpc.testing.fake_provider import CHAT_PATH, FakeProviderServer
 
 FAST_RETRY = {"max_attempts": 3, "backoff": {"initial": 0.01, "max": 0.02, "jitter": False}}
@@ -41,57 +49,11 @@ def workflow(
     **node: Any,
 ) -> dict[str, Any]:
     """input → one llm node `ask` → output `result` (the node's whole output)."""
-    return {
-        "api_version": "agentflow/v1",
-        "name": "llm-node-test",
-        "inputs": inputs or {},
-        "outputs": {"result": {"from": "nodes.ask.output"}},
-        "nodes": [
-            {"id": "start", "type": "input"},
-            {"id": "ask", "type": "llm", "source": source, "config": config, **node},
-        ],
-        "edges": [{"from": "start", "to": "ask"}],
-    }
-
-
-async def run(
-    engine: ExecutionEngine,
-    document: dict[str, Any],
-    definitions: list[SourceDefinition],
-    inputs: dict[str, Any] | None = None,
-) -> list[ExecutionEvent]:
-    sources = SourceSet(definitions)
-    result = validate_spec(document, sources=sources.types_by_name())
-    assert result.ok, result.violations
-    assert result.spec is not None
-    try:
-        events = await collect(engine.execute(result.spec, inputs or {}, sources=sources))
-    finally:
-        await sources.aclose()
-    assert_well_formed(events)
-    return events
-
-
-def output_of(events: list[ExecutionEvent], name: str = "result") -> Any:
-    end = terminal(events)
-    assert end.type is EventType.EXECUTION_COMPLETED, end.data
-    return end.data["outputs"][name]
-
-
-def error_of(events: list[ExecutionEvent]) -> dict[str, Any]:
-    end = terminal(events)
-    assert end.type is EventType.EXECUTION_FAILED, end.data
-    error: dict[str, Any] = end.data["error"]
-    return error
-
-
-def attempts(events: list[ExecutionEvent], node_id: str = "ask") -> list[int | None]:
-    return [event.attempt for event in of_type(for_node(events, node_id), EventType.NODE_STARTED)]
-
-
-def failures(events: list[ExecutionEvent], node_id: str = "ask") -> list[tuple[str, bool]]:
-    failed = of_type(for_node(events, node_id), EventType.NODE_FAILED)
-    return [(event.data["code"], event.data["will_retry"]) for event in failed]
+    return single_node_workflow(
+        {"id": "ask", "type": "llm", "source": source, "config": config, **node},
+        name="llm-node-test",
+        inputs=inputs,
+    )
 
 
 def tokens(events: list[ExecutionEvent], attempt: int = 1) -> list[str]:
@@ -121,7 +83,7 @@ async def test_streamed_tokens_concatenate_to_the_output_text(
         {"prompt": "Say hello to {{ inputs.name }} and the whole team"},
         inputs={"name": {"type": "string"}},
     )
-    events = await run(engine, document, [llm], {"name": "Ada"})
+    events = await run_document(engine, document, [llm], {"name": "Ada"})
 
     text = output_of(events)["text"]
     assert text == "Echo: Say hello to Ada and the whole team"
@@ -142,7 +104,7 @@ async def test_streamed_tokens_concatenate_to_the_output_text(
 async def test_stream_false_gives_no_token_events(
     engine: ExecutionEngine, provider: FakeProviderServer, llm: SourceDefinition
 ) -> None:
-    events = await run(engine, workflow({"prompt": "quietly", "stream": False}), [llm])
+    events = await run_document(engine, workflow({"prompt": "quietly", "stream": False}), [llm])
 
     assert output_of(events) == {"text": "Echo: quietly"}
     assert of_type(events, EventType.NODE_TOKEN) == []
@@ -156,10 +118,10 @@ async def test_tokens_of_an_attempt_that_timed_out_keep_their_attempt_number(
     long_reply = " ".join(f"word{index}" for index in range(200))
     provider.add_rule(contains="story", reply=long_reply, chunk_delay=0.05, times=1)
     document = workflow({"prompt": "tell a story"}, timeout=1.0, retry=FAST_RETRY)
-    events = await run(engine, document, [llm])
+    events = await run_document(engine, document, [llm])
 
-    assert attempts(events) == [1, 2]
-    assert failures(events) == [("node.deadline_exceeded", True)]
+    assert started_attempts(events, "ask") == [1, 2]
+    assert failures(events, "ask") == [("node.deadline_exceeded", True)]
     first = "".join(tokens(events, attempt=1))
     assert first
     assert long_reply.startswith(first)
@@ -181,7 +143,7 @@ async def test_system_prompt_and_sampling_settings_reach_the_provider(
         "max_tokens": 50,
     }
     inputs = {"language": {"type": "string"}, "topic": {"type": "string"}}
-    events = await run(
+    events = await run_document(
         engine, workflow(config, inputs=inputs), [llm], {"language": "German", "topic": "tea"}
     )
 
@@ -211,7 +173,7 @@ async def test_messages_reach_the_provider_in_order_after_the_system_message(
         ],
         "temperature": 0,
     }
-    events = await run(
+    events = await run_document(
         engine, workflow(config, inputs={"name": {"type": "string"}}), [llm], {"name": "Ada"}
     )
 
@@ -231,7 +193,7 @@ async def test_a_node_model_wins_over_the_source_default(
     engine: ExecutionEngine, provider: FakeProviderServer, llm: SourceDefinition
 ) -> None:
     provider.add_rule(model="gpt-special", reply="from the special model")
-    events = await run(engine, workflow({"prompt": "hi", "model": "gpt-special"}), [llm])
+    events = await run_document(engine, workflow({"prompt": "hi", "model": "gpt-special"}), [llm])
 
     assert output_of(events) == {"text": "from the special model"}
     assert [body["model"] for body in chat_bodies(provider)] == ["gpt-special"]
@@ -251,7 +213,7 @@ async def test_source_organization_and_default_headers_reach_the_provider(
         },
         secrets={"api_key": "sk-test"},
     )
-    events = await run(engine, workflow({"prompt": "hi"}), [source])
+    events = await run_document(engine, workflow({"prompt": "hi"}), [source])
 
     assert output_of(events) == {"text": "Echo: hi"}
     (request,) = provider.requests
@@ -268,10 +230,10 @@ async def test_without_a_model_on_node_or_source_the_node_fails(
         config={"base_url": f"{provider.url}/v1"},
         secrets={"api_key": "sk-test"},
     )
-    events = await run(engine, workflow({"prompt": "hi"}, retry=FAST_RETRY), [source])
+    events = await run_document(engine, workflow({"prompt": "hi"}, retry=FAST_RETRY), [source])
 
     assert error_of(events)["code"] == "source.no_model"
-    assert attempts(events) == [1]
+    assert started_attempts(events, "ask") == [1]
     assert provider.requests == []
 
 
@@ -281,7 +243,7 @@ async def test_openai_compatible_source_types_call_the_chat_completions_endpoint
 ) -> None:
     source = llm_source("llm", source_type, provider.url)
     document = workflow({"prompt": "ping", "model": f"{source_type}-model", "max_tokens": 10})
-    events = await run(engine, document, [source])
+    events = await run_document(engine, document, [source])
 
     assert output_of(events) == {"text": "Echo: ping"}
     (request,) = provider.requests
@@ -300,7 +262,7 @@ async def test_azure_openai_calls_the_deployment_of_the_model(
         config={"azure_endpoint": provider.url, "api_version": "2024-06-01", "model": "gpt-4o"},
         secrets={"api_key": "sk-azure"},
     )
-    events = await run(engine, workflow({"prompt": "ping"}), [source])
+    events = await run_document(engine, workflow({"prompt": "ping"}), [source])
 
     assert output_of(events) == {"text": "Echo: ping"}
     assert [e.data["text"] for e in of_type(events, EventType.NODE_TOKEN)]
@@ -321,12 +283,12 @@ async def test_azure_openai_without_api_version_is_a_source_config_error(
         config={"azure_endpoint": provider.url, "model": "gpt-4o"},
         secrets={"api_key": "sk-azure"},
     )
-    events = await run(engine, workflow({"prompt": "ping"}, retry=FAST_RETRY), [source])
+    events = await run_document(engine, workflow({"prompt": "ping"}, retry=FAST_RETRY), [source])
 
     error = error_of(events)
     assert error["code"] == "source.invalid_config"
     assert "api_version" in error["message"]
-    assert attempts(events) == [1]
+    assert started_attempts(events, "ask") == [1]
     assert provider.requests == []
 
 
@@ -361,7 +323,7 @@ async def test_json_output_fits_the_schema_and_is_readable_downstream(
         "score": {"from": "nodes.ask.output.score"},
         "reply": {"from": "nodes.use.output.text"},
     }
-    events = await run(engine, document, [llm], {"text": "Ada, 9 points"})
+    events = await run_document(engine, document, [llm], {"text": "Ada, 9 points"})
 
     assert output_of(events, "person") == {"name": "text", "score": 3}
     assert output_of(events, "score") == 3
@@ -378,7 +340,9 @@ async def test_json_output_fits_the_schema_and_is_readable_downstream(
 async def test_json_without_a_schema_asks_for_a_json_object(
     engine: ExecutionEngine, provider: FakeProviderServer, llm: SourceDefinition
 ) -> None:
-    events = await run(engine, workflow({"prompt": "hi", "response_format": "json"}), [llm])
+    events = await run_document(
+        engine, workflow({"prompt": "hi", "response_format": "json"}), [llm]
+    )
 
     assert output_of(events) == {"echo": "hi"}
     (body,) = chat_bodies(provider)
@@ -400,7 +364,7 @@ async def test_json_in_a_fenced_block_is_parsed(
 ) -> None:
     provider.add_rule(reply=reply)
     config = {"prompt": "hi", "response_format": "json", "output_schema": PERSON_SCHEMA}
-    events = await run(engine, workflow(config), [llm])
+    events = await run_document(engine, workflow(config), [llm])
 
     assert output_of(events) == {"name": "Ada", "score": 7}
 
@@ -410,13 +374,13 @@ async def test_a_reply_that_is_not_json_fails_with_invalid_json(
 ) -> None:
     provider.add_rule(reply="Sure! Here is the data you asked for.")
     document = workflow({"prompt": "hi", "response_format": "json"}, retry=FAST_RETRY)
-    events = await run(engine, document, [llm])
+    events = await run_document(engine, document, [llm])
 
     error = error_of(events)
     assert error["code"] == "llm.invalid_json"
     assert error["node_id"] == "ask"
     assert "Sure! Here is the data" in error["message"]
-    assert failures(events) == [("llm.invalid_json", False)]
+    assert failures(events, "ask") == [("llm.invalid_json", False)]
     assert len(provider.requests) == 1
 
 
@@ -425,12 +389,12 @@ async def test_json_that_does_not_fit_the_output_schema_fails(
 ) -> None:
     provider.add_rule(json={"name": "Ada", "score": 1})
     config = {"prompt": "hi", "response_format": "json", "output_schema": PERSON_SCHEMA}
-    events = await run(engine, workflow(config, retry=FAST_RETRY), [llm])
+    events = await run_document(engine, workflow(config, retry=FAST_RETRY), [llm])
 
     error = error_of(events)
     assert error["code"] == "llm.output_schema_mismatch"
     assert "score" in error["message"]
-    assert failures(events) == [("llm.output_schema_mismatch", False)]
+    assert failures(events, "ask") == [("llm.output_schema_mismatch", False)]
     assert of_type(events, EventType.NODE_COMPLETED)[-1].node_id == "start"
 
 
@@ -441,11 +405,14 @@ async def test_server_errors_are_retried_until_an_attempt_succeeds(
     engine: ExecutionEngine, provider: FakeProviderServer, llm: SourceDefinition
 ) -> None:
     provider.add_rule(contains="flaky", status=500, times=2)
-    events = await run(engine, workflow({"prompt": "flaky call"}, retry=FAST_RETRY), [llm])
+    events = await run_document(engine, workflow({"prompt": "flaky call"}, retry=FAST_RETRY), [llm])
 
     assert output_of(events) == {"text": "Echo: flaky call"}
-    assert attempts(events) == [1, 2, 3]
-    assert failures(events) == [("provider.unavailable", True), ("provider.unavailable", True)]
+    assert started_attempts(events, "ask") == [1, 2, 3]
+    assert failures(events, "ask") == [
+        ("provider.unavailable", True),
+        ("provider.unavailable", True),
+    ]
     (completed,) = of_type(for_node(events, "ask"), EventType.NODE_COMPLETED)
     assert completed.attempt == 3
     assert {token.attempt for token in of_type(events, EventType.NODE_TOKEN)} == {3}
@@ -471,7 +438,7 @@ async def test_client_errors_fail_at_once(
     llm: SourceDefinition,
 ) -> None:
     provider.add_rule(status=status, message="injected trouble")
-    events = await run(
+    events = await run_document(
         engine, workflow({"prompt": "hi", "stream": stream}, retry=FAST_RETRY), [llm]
     )
 
@@ -480,7 +447,7 @@ async def test_client_errors_fail_at_once(
     assert error["node_id"] == "ask"
     assert f"HTTP {status}" in error["message"]
     assert "injected trouble" in error["message"]
-    assert failures(events) == [(code, False)]
+    assert failures(events, "ask") == [(code, False)]
     assert len(provider.requests) == 1
 
 
@@ -488,22 +455,22 @@ async def test_rate_limits_are_retried(
     engine: ExecutionEngine, provider: FakeProviderServer, llm: SourceDefinition
 ) -> None:
     provider.add_rule(status=429, times=1)
-    events = await run(engine, workflow({"prompt": "hi"}, retry=FAST_RETRY), [llm])
+    events = await run_document(engine, workflow({"prompt": "hi"}, retry=FAST_RETRY), [llm])
 
     assert output_of(events) == {"text": "Echo: hi"}
-    assert failures(events) == [("provider.rate_limited", True)]
-    assert attempts(events) == [1, 2]
+    assert failures(events, "ask") == [("provider.rate_limited", True)]
+    assert started_attempts(events, "ask") == [1, 2]
 
 
 async def test_a_rate_limit_that_lasts_fails_after_the_last_attempt(
     engine: ExecutionEngine, provider: FakeProviderServer, llm: SourceDefinition
 ) -> None:
     provider.add_rule(status=429)
-    events = await run(engine, workflow({"prompt": "hi"}, retry=FAST_RETRY), [llm])
+    events = await run_document(engine, workflow({"prompt": "hi"}, retry=FAST_RETRY), [llm])
 
     error = error_of(events)
     assert error["code"] == "provider.rate_limited"
-    assert failures(events) == [("provider.rate_limited", True)] * 2 + [
+    assert failures(events, "ask") == [("provider.rate_limited", True)] * 2 + [
         ("provider.rate_limited", False)
     ]
     assert len(provider.requests) == 3
@@ -513,7 +480,7 @@ async def test_a_slow_provider_exceeds_the_node_deadline(
     engine: ExecutionEngine, provider: FakeProviderServer, llm: SourceDefinition
 ) -> None:
     provider.add_rule(delay=2)
-    events = await run(engine, workflow({"prompt": "hi"}, timeout=0.3), [llm])
+    events = await run_document(engine, workflow({"prompt": "hi"}, timeout=0.3), [llm])
 
     error = error_of(events)
     assert error == {
@@ -521,7 +488,7 @@ async def test_a_slow_provider_exceeds_the_node_deadline(
         "message": "the attempt took longer than 0.3 s",
         "node_id": "ask",
     }
-    assert failures(events) == [("node.deadline_exceeded", False)]
+    assert failures(events, "ask") == [("node.deadline_exceeded", False)]
 
 
 async def test_node_deadlines_are_retried_and_every_attempt_is_visible(
@@ -529,11 +496,14 @@ async def test_node_deadlines_are_retried_and_every_attempt_is_visible(
 ) -> None:
     provider.add_rule(delay=2)
     retry = {"max_attempts": 2, "backoff": {"initial": 0.01, "max": 0.02, "jitter": False}}
-    events = await run(engine, workflow({"prompt": "hi"}, timeout=0.3, retry=retry), [llm])
+    events = await run_document(engine, workflow({"prompt": "hi"}, timeout=0.3, retry=retry), [llm])
 
     assert error_of(events)["code"] == "node.deadline_exceeded"
-    assert attempts(events) == [1, 2]
-    assert failures(events) == [("node.deadline_exceeded", True), ("node.deadline_exceeded", False)]
+    assert started_attempts(events, "ask") == [1, 2]
+    assert failures(events, "ask") == [
+        ("node.deadline_exceeded", True),
+        ("node.deadline_exceeded", False),
+    ]
     assert len(provider.requests) == 2
 
 
@@ -547,20 +517,20 @@ async def test_a_source_request_timeout_is_a_retryable_provider_timeout(
         config={"base_url": f"{provider.url}/v1", "model": "fake-model", "timeout": 0.3},
         secrets={"api_key": "sk-test"},
     )
-    events = await run(engine, workflow({"prompt": "hi"}, retry=FAST_RETRY), [source])
+    events = await run_document(engine, workflow({"prompt": "hi"}, retry=FAST_RETRY), [source])
 
     assert output_of(events) == {"text": "Echo: hi"}
-    assert failures(events) == [("provider.timeout", True)]
+    assert failures(events, "ask") == [("provider.timeout", True)]
 
 
 async def test_an_unreachable_provider_is_retried_as_unavailable(
     engine: ExecutionEngine, unused_tcp_port: int
 ) -> None:
     source = llm_source("llm", "openai", f"http://127.0.0.1:{unused_tcp_port}")
-    events = await run(engine, workflow({"prompt": "hi"}, retry=FAST_RETRY), [source])
+    events = await run_document(engine, workflow({"prompt": "hi"}, retry=FAST_RETRY), [source])
 
     assert error_of(events)["code"] == "provider.unavailable"
-    assert [will for _, will in failures(events)] == [True, True, False]
+    assert [will for _, will in failures(events, "ask")] == [True, True, False]
 
 
 # --- usage ---
@@ -581,7 +551,7 @@ async def test_usage_is_reported_per_node_and_summed_for_the_run(
     )
     document["edges"].append({"from": "ask", "to": "again"})
     document["outputs"]["again"] = {"from": "nodes.again.output.text"}
-    events = await run(engine, document, [llm])
+    events = await run_document(engine, document, [llm])
 
     assert output_of(events, "again") == "Echo: Echo: one two three"
     usage = {
@@ -609,7 +579,7 @@ async def test_usage_of_a_failed_run_counts_the_nodes_that_completed(
     )
     document["edges"].append({"from": "ask", "to": "again"})
     document["outputs"]["again"] = {"from": "nodes.again.output.text"}
-    events = await run(engine, document, [llm])
+    events = await run_document(engine, document, [llm])
 
     end = terminal(events)
     assert end.type is EventType.EXECUTION_FAILED

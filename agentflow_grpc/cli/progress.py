@@ -23,6 +23,7 @@ _STYLES = {
     "retrying": "yellow",
     "done": "green",
     "failed": "red",
+    "not run": "dim",
 }
 
 
@@ -59,6 +60,10 @@ class RunProgress:
             self._live.__exit__(None, None, None)
 
     def update(self, event: ExecutionEvent) -> None:
+        if event.is_terminal:
+            for pending in (r for r in self.rows.values() if r.status == "pending"):
+                pending.status = "not run"  # a route not taken, or a run that ended early
+            return self._refresh()
         row = self.rows.get(event.node_id or "")
         if row is None:
             return
@@ -102,9 +107,10 @@ class RunProgress:
         self.console.print(Text(" · ".join(parts), style=_STYLES[row.status]))
 
     def _table(self) -> Table:
-        table = Table(title=self.spec.title or self.spec.name, expand=False)
-        for column in ("node", "type", "status", "attempt", "time", "tokens", "latest"):
-            table.add_column(column)
+        table = Table(title=self.spec.title or self.spec.name, expand=True)
+        for column in ("node", "type", "status", "attempt", "time", "tokens"):
+            table.add_column(column, no_wrap=True, min_width=len(column))
+        table.add_column("latest", no_wrap=True, overflow="ellipsis", ratio=1)
         for node_id, row in self.rows.items():
             time_text = f"{row.duration_ms / 1000:.2f} s" if row.duration_ms is not None else ""
             latest = row.detail or row.streamed.replace("\n", " ")[-60:]

@@ -113,6 +113,7 @@ class Execution:
         self._timeout = timeout
         self._sequence = 0
         self._task: asyncio.Task[None] | None = None
+        self._producing = False  # the task has started: cancelling it will be seen
         self._cancel_reason: str | None = None
         self._running: dict[str, int] = {}  # node id → attempt, for nodes started and not ended
         self._usage = NO_USAGE  # summed from node_completed events, so failed runs count too
@@ -121,7 +122,9 @@ class Execution:
         """Stop the run; its stream ends with `execution_cancelled`."""
         if self._cancel_reason is None:
             self._cancel_reason = reason
-        if self._task is not None:
+        # A task cancelled before its first step never runs its body, and could not report the
+        # cancellation; one not yet producing sees the reason when it starts instead.
+        if self._task is not None and self._producing:
             self._task.cancel()
 
     async def events(self) -> AsyncIterator[ExecutionEvent]:
@@ -129,8 +132,6 @@ class Execution:
             raise RuntimeError("an execution's events can be iterated only once")
         queue: asyncio.Queue[ExecutionEvent] = asyncio.Queue(_QUEUE_SIZE)
         self._task = asyncio.create_task(self._produce(queue), name=f"execution-{self.id}")
-        if self._cancel_reason is not None:
-            self._task.cancel()
         try:
             while True:
                 event = await queue.get()
@@ -160,21 +161,24 @@ class Execution:
         )
 
     async def _produce(self, queue: asyncio.Queue[ExecutionEvent]) -> None:
+        self._producing = True
         spec = self.workflow.spec
         started = time.perf_counter()
-        await queue.put(
-            self._event(
-                EventType.EXECUTION_STARTED,
-                {
-                    "workflow": spec.name,
-                    "spec_hash": self.workflow.spec_hash,
-                    "inputs": self.inputs,
-                    "node_count": len(spec.nodes),
-                },
-            )
-        )
         state: dict[str, Any] = {}
         try:
+            await queue.put(
+                self._event(
+                    EventType.EXECUTION_STARTED,
+                    {
+                        "workflow": spec.name,
+                        "spec_hash": self.workflow.spec_hash,
+                        "inputs": self.inputs,
+                        "node_count": len(spec.nodes),
+                    },
+                )
+            )
+            if self._cancel_reason is not None:
+                raise asyncio.CancelledError  # cancelled before it started
             async with asyncio.timeout(self._timeout):
                 stream: Any = self.workflow.graph.astream(
                     {"inputs": self.inputs},

@@ -665,3 +665,30 @@ async def test_a_summarize_aggregator_asks_the_model_to_merge_the_branch_texts(
     tokens = "".join(e.data["text"] for e in of_type(events, EventType.NODE_TOKEN))
     assert tokens == "one merged brief"
     assert end.data["usage"]["total_tokens"] > 0
+
+
+async def test_an_execution_cancelled_before_it_starts_reports_it_and_runs_nothing(
+    engine: ExecutionEngine, nodes: ControlledNodes
+) -> None:
+    execution = engine.start(blocking_spec(nodes), {}, sources=SourceSet([]))
+    execution.cancel("changed my mind")
+    events = await asyncio.wait_for(collect(execution.events()), timeout=5)
+    assert [e.type for e in events] == [
+        EventType.EXECUTION_STARTED,
+        EventType.EXECUTION_CANCELLED,
+    ]
+    assert events[-1].data["reason"] == "changed my mind"
+    assert nodes.calls == []
+
+
+async def test_a_cancel_right_after_iteration_starts_is_not_lost(
+    engine: ExecutionEngine, nodes: ControlledNodes
+) -> None:
+    execution = engine.start(blocking_spec(nodes), {}, sources=SourceSet([]))
+    events = execution.events()
+    reader = asyncio.create_task(collect(events))
+    await asyncio.sleep(0)  # the producer task exists, but has not run yet
+    execution.cancel("stop")
+    collected = await asyncio.wait_for(reader, timeout=5)
+    assert collected[-1].type is EventType.EXECUTION_CANCELLED
+    assert_well_formed(collected)

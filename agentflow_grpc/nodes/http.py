@@ -96,6 +96,7 @@ async def _send(
     client: httpx2.AsyncClient, request: _Request, origin: _Origin | None
 ) -> tuple[int, dict[str, str], bytes]:
     method, url = request.method, request.url
+    shown = url.split("?", 1)[0]  # messages end up in event logs: no query strings (tokens)
     try:
         built = client.build_request(
             method,
@@ -115,22 +116,24 @@ async def _send(
     except (BlockedAddressError, ResponseTooLargeError) as exc:
         raise NodeFailure(exc.code, exc.message) from exc
     except httpx2.TimeoutException as exc:
-        raise NodeFailure("http.timeout", f"{method} {url} timed out", retryable=True) from exc
+        raise NodeFailure("http.timeout", f"{method} {shown} timed out", retryable=True) from exc
     except (httpx2.InvalidURL, httpx2.UnsupportedProtocol) as exc:
-        raise NodeFailure("http.invalid_url", f"{url!r} is not a valid URL: {exc}") from exc
+        raise NodeFailure("http.invalid_url", f"{shown!r} is not a valid URL: {exc}") from exc
     except httpx2.LocalProtocolError as exc:  # e.g. a header value with a line break
-        raise NodeFailure("http.invalid_request", f"{method} {url} cannot be sent: {exc}") from exc
+        raise NodeFailure(
+            "http.invalid_request", f"{method} {shown} cannot be sent: {exc}"
+        ) from exc
     except httpx2.TransportError as exc:
         raise NodeFailure(
             "http.unavailable",
-            f"{method} {url} failed: {exc or type(exc).__name__}",
+            f"{method} {shown} failed: {exc or type(exc).__name__}",
             retryable=True,
         ) from exc
     except httpx2.TooManyRedirects as exc:
-        raise NodeFailure("http.too_many_redirects", f"{method} {url}: {exc}") from exc
+        raise NodeFailure("http.too_many_redirects", f"{method} {shown}: {exc}") from exc
     except httpx2.HTTPError as exc:  # e.g. a body that does not decode as its Content-Encoding
         raise NodeFailure(
-            "http.invalid_response", f"{method} {url}: {exc or type(exc).__name__}"
+            "http.invalid_response", f"{method} {shown}: {exc or type(exc).__name__}"
         ) from exc
 
 

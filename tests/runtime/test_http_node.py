@@ -534,6 +534,20 @@ async def test_a_refused_connection_is_retried_as_unavailable(
     assert will_retry(events, "call") == [True, True, False]
 
 
+async def test_failure_messages_leave_out_the_query_string(
+    engine: ExecutionEngine, unused_tcp_port: int
+) -> None:
+    """Messages are stored with the run's events; a token in a URL must not end up there."""
+    source = crm_source(f"http://127.0.0.1:{unused_tcp_port}")
+    node = {"source": "crm", "config": {"url": "/echo?api_key=very-secret"}}
+    events = await run_document(engine, workflow(node), [source])
+
+    error = error_of(events)
+    assert error["code"] == "http.unavailable"
+    assert "/echo" in error["message"]
+    assert "very-secret" not in str([event.data for event in events])
+
+
 async def test_extracted_values_feed_a_downstream_node(
     engine: ExecutionEngine, crm_api: tuple[str, CrmApi]
 ) -> None:

@@ -4,9 +4,9 @@
   spec nodes in order.
 - Plain edges between segments are LangGraph edges; several outgoing edges fan out in parallel.
 - A router's routes are a conditional edge; a route may lead to several nodes.
-- An aggregator is a deferred LangGraph node: it runs once, when every running branch has
-  finished. A branch that a router did not take is not waited for (a waiting edge would wait for
-  it forever); the price is that an aggregator also waits for unrelated work still running.
+- An aggregator is triggered by each of its branches and runs once every branch that will run
+  has arrived (`joins`): a branch on a route a router did not take is not waited for. Routers
+  also trigger the aggregators downstream of them, whose readiness their choice may change.
 - Loops are bounded by routers' `max_iterations` and, as a backstop, LangGraph's recursion limit.
 """
 
@@ -21,7 +21,9 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
+from langgraph.types import Command
 
+from agentflow_grpc.compiler.joins import JoinGraph
 from agentflow_grpc.compiler.segments import Segment, Topology, split_segments
 from agentflow_grpc.compiler.state import GraphState, RunContext
 from agentflow_grpc.nodes.base import NodeContext, NodeResult
@@ -53,13 +55,27 @@ def compile_workflow(spec: WorkflowSpec, spec_hash: str) -> CompiledWorkflow:
     nodes = {node.id: node for node in spec.nodes}
     renderer = Renderer()
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(GraphState, context_schema=RunContext)
+    joins = JoinGraph(
+        incoming=topology.incoming,
+        routers=frozenset(n.id for n in spec.nodes if n.type == "router"),
+        input_id=next(n.id for n in spec.nodes if n.type == "input"),
+    )
     for segment in topology.segments:
+        is_join = nodes[segment.head].type == "aggregator"
+        following = _next_segments(segment, spec, topology)
         builder.add_node(
             segment.name,
-            _segment_function(segment, nodes, topology.predecessors, renderer),
-            defer=nodes[segment.head].type == "aggregator",
+            _segment_function(
+                segment,
+                nodes,
+                topology.predecessors,
+                renderer,
+                joins if is_join else None,
+                following,
+            ),
+            destinations=following.all() or (END,),
         )
-    _add_edges(builder, spec, topology)
+    builder.add_edge(START, topology.segment_of[joins.input_id])
     loops = sum(node.config.max_iterations or 0 for node in spec.nodes if node.type == "router")
     recursion_limit = min(
         MAX_RECURSION_LIMIT, max(MIN_RECURSION_LIMIT, len(topology.segments) * (loops + 1) + 2)
@@ -75,40 +91,47 @@ def compile_workflow(spec: WorkflowSpec, spec_hash: str) -> CompiledWorkflow:
     )
 
 
-def _add_edges(
-    builder: StateGraph[Any, Any, Any, Any], spec: WorkflowSpec, topology: Topology
-) -> None:
+@dataclass(frozen=True, slots=True)
+class _Next:
+    """Where a segment's run goes on: fixed successors, or by the route its router took."""
+
+    always: tuple[str, ...] = ()
+    by_route: Mapping[str, tuple[str, ...]] | None = None
+
+    def all(self) -> tuple[str, ...]:
+        names = list(self.always)
+        for route_names in (self.by_route or {}).values():
+            names.extend(route_names)
+        return tuple(dict.fromkeys(names))
+
+
+def _next_segments(segment: Segment, spec: WorkflowSpec, topology: Topology) -> _Next:
     node_types = {node.id: node.type for node in spec.nodes}
     segment_of = topology.segment_of
-    input_id = next(node.id for node in spec.nodes if node.type == "input")
-    builder.add_edge(START, segment_of[input_id])
-    for segment in topology.segments:
-        targets = topology.successors.get(segment.tail, [])
-        if not targets:
-            builder.add_edge(segment.name, END)
-        elif node_types[segment.tail] == "router":
-            _add_routes(builder, segment, targets, segment_of)
-        else:
-            for target, _ in targets:
-                builder.add_edge(segment.name, segment_of[target])
-
-
-def _add_routes(
-    builder: StateGraph[Any, Any, Any, Any],
-    segment: Segment,
-    targets: list[tuple[str, str | None]],
-    segment_of: Mapping[str, str],
-) -> None:
-    router = segment.tail
+    targets = topology.successors.get(segment.tail, [])
+    if node_types[segment.tail] != "router":
+        return _Next(always=tuple(dict.fromkeys(segment_of[target] for target, _ in targets)))
+    # The route taken, plus every aggregator downstream: the choice may have made one ready.
+    rechecked = [segment_of[a] for a in _aggregators_after(segment.tail, topology, node_types)]
     by_route: dict[str, list[str]] = defaultdict(list)
     for target, route in targets:
         by_route[str(route)].append(segment_of[target])
+    return _Next(
+        by_route={
+            route: tuple(dict.fromkeys([*names, *rechecked])) for route, names in by_route.items()
+        }
+    )
 
-    def choose(state: GraphState) -> list[str]:
-        return by_route[state["routes"][router]]
 
-    destinations = sorted({name for names in by_route.values() for name in names})
-    builder.add_conditional_edges(segment.name, choose, destinations)
+def _aggregators_after(router: str, topology: Topology, node_types: Mapping[str, str]) -> list[str]:
+    seen: set[str] = set()
+    stack = [target for target, _ in topology.successors.get(router, [])]
+    while stack:
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(target for target, _ in topology.successors.get(node, []))
+    return sorted(node for node in seen if node_types[node] == "aggregator")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +140,8 @@ class _SegmentPlan:
     members: tuple[AnyNode, ...]
     predecessors: Mapping[str, tuple[str, ...]]
     renderer: Renderer
+    join: JoinGraph | None  # for a segment that starts with an aggregator
+    following: _Next
 
 
 def _segment_function(
@@ -124,25 +149,42 @@ def _segment_function(
     nodes: dict[str, AnyNode],
     predecessors: dict[str, tuple[str, ...]],
     renderer: Renderer,
+    join: JoinGraph | None,
+    following: _Next,
 ) -> Any:
     # A partial of a module-level function, not a closure: LangGraph scans closures' bytecode for
     # subgraphs at compile time (~1 ms per node), and AgentFlow has none.
     plan = _SegmentPlan(
-        segment.name, tuple(nodes[node_id] for node_id in segment.node_ids), predecessors, renderer
+        segment.name,
+        tuple(nodes[node_id] for node_id in segment.node_ids),
+        predecessors,
+        renderer,
+        join,
+        following,
     )
     return functools.partial(_run_segment, plan)
 
 
 async def _run_segment(
     plan: _SegmentPlan, state: GraphState, runtime: Runtime[RunContext]
-) -> dict[str, Any]:
-    """Run a segment's nodes in order; return their part of the state."""
+) -> Command[str] | dict[str, Any]:
+    """Run a segment's nodes in order; return their part of the state and where to go on.
+
+    Successors are reached through `Command(goto=…)`, not static edges, because a static edge
+    fires whenever its node runs, and an aggregator that is not ready yet runs without effect."""
+    earlier_visits = state.get("visits", {})
+    predecessors = plan.predecessors
+    if plan.join is not None:
+        head = plan.members[0].id
+        branches = plan.join.fired_branches(head, earlier_visits, state.get("routes", {}))
+        if branches is None:
+            return {}  # not every branch that will run has arrived: a later one triggers again
+        predecessors = {**predecessors, head: branches}
     run = runtime.context
     write = runtime.stream_writer
     inputs = state.get("inputs", {})
     produced: dict[str, Any] = {}
     outputs = ChainMap(produced, state.get("outputs", {}))
-    earlier_visits = state.get("visits", {})
     visits: dict[str, int] = {}
     routes: dict[str, str] = {}
     messages: list[dict[str, Any]] = []
@@ -165,7 +207,7 @@ async def _run_segment(
                 attempt=number,
                 inputs=inputs,
                 outputs=outputs,
-                predecessors=plan.predecessors.get(node.id, ()),
+                predecessors=predecessors.get(node.id, ()),
                 visits=visit,
                 renderer=plan.renderer,
                 sources=run.sources,
@@ -196,4 +238,9 @@ async def _run_segment(
         update["errors"] = errors
     if usage != NO_USAGE:
         update["usage"] = usage
-    return update
+    following = plan.following
+    if following.by_route is not None:
+        goto = following.by_route[routes[plan.members[-1].id]]
+    else:
+        goto = following.always
+    return Command(update=update, goto=list(goto))

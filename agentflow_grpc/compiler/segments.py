@@ -46,15 +46,18 @@ class Topology:
     segment_of: dict[str, str]  # spec node id → segment name
     successors: dict[str, list[tuple[str, str | None]]]  # node → [(target, route)] in edge order
     predecessors: dict[str, tuple[str, ...]]  # node → sources of its incoming edges, edge order
+    incoming: dict[str, tuple[tuple[str, str | None], ...]]  # node → [(source, route)]
 
 
 def split_segments(spec: WorkflowSpec) -> Topology:
     node_types = {node.id: node.type for node in spec.nodes}
     successors: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
     predecessors: dict[str, list[str]] = defaultdict(list)
+    incoming: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
     for edge in spec.edges:
         successors[edge.from_].append((edge.to, edge.route))
         predecessors[edge.to].append(edge.from_)
+        incoming[edge.to].append((edge.from_, edge.route))
 
     def starts_segment(node_id: str) -> bool:
         incoming = predecessors[node_id]
@@ -86,4 +89,5 @@ def split_segments(spec: WorkflowSpec) -> Topology:
         segment_of,
         dict(successors),
         {node_id: tuple(sources) for node_id, sources in predecessors.items()},
+        {node_id: tuple(edges) for node_id, edges in incoming.items()},
     )

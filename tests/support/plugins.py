@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,7 +106,7 @@ def plugin_node(node_id: str, plugin: str, **config: Any) -> dict[str, Any]:
 
 def workflow(
     nodes: list[dict[str, Any]],
-    edges: list[tuple[str, str] | tuple[str, str, str]],
+    edges: Sequence[tuple[str, str] | tuple[str, str, str | None]],
     outputs: dict[str, str],
     inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -117,7 +118,11 @@ def workflow(
         "outputs": {name: {"from": expression} for name, expression in outputs.items()},
         "nodes": [{"id": "start", "type": "input"}, *nodes],
         "edges": [
-            {"from": edge[0], "to": edge[1], **({"route": edge[2]} if len(edge) == 3 else {})}
+            {
+                "from": edge[0],
+                "to": edge[1],
+                **({"route": edge[2]} if edge[2:3] != (None,) and len(edge) == 3 else {}),
+            }
             for edge in edges
         ],
     }

@@ -692,3 +692,42 @@ async def test_a_cancel_right_after_iteration_starts_is_not_lost(
     collected = await asyncio.wait_for(reader, timeout=5)
     assert collected[-1].type is EventType.EXECUTION_CANCELLED
     assert_well_formed(collected)
+
+
+async def test_an_aggregator_inside_a_loop_joins_once_per_iteration(
+    engine: ExecutionEngine, nodes: ControlledNodes
+) -> None:
+    document = workflow(
+        [
+            plugin_node("draft", "test.echo"),
+            plugin_node("left", "test.text", value="L{{ nodes.draft.output.visit }}"),
+            plugin_node("right", "test.sleep", seconds=0.01),
+            {"id": "join", "type": "aggregator", "config": {"strategy": "object"}},
+            {
+                "id": "review",
+                "type": "router",
+                "config": {
+                    "routes": [{"name": "again", "when": "nodes.draft.output.visit < 3"}],
+                    "default": "done",
+                    "max_iterations": 5,
+                },
+            },
+            plugin_node("publish", "test.echo", value="{{ nodes.join.output.left.text }}"),
+        ],
+        [
+            ("start", "draft"),
+            ("draft", "left"),
+            ("draft", "right"),
+            ("left", "join"),
+            ("right", "join"),
+            ("join", "review"),
+            ("review", "draft", "again"),
+            ("review", "publish", "done"),
+        ],
+        {"last": "nodes.publish.output.value"},
+    )
+    events = await run(engine, spec_of(document, nodes))
+    assert terminal(events).data["outputs"] == {"last": "L3"}
+    joins = [e for e in for_node(events, "join") if e.type is EventType.NODE_COMPLETED]
+    assert [sorted(e.data["output"]) for e in joins] == [["left", "right"]] * 3
+    assert [e.data["output"]["left"]["text"] for e in joins] == ["L1", "L2", "L3"]

@@ -6,7 +6,7 @@ import asyncio
 import json
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +14,10 @@ from agentflow_grpc.cli.common import EXIT_INVALID, EXIT_RUN_FAILED, fail, forma
 from agentflow_grpc.config import Settings
 from agentflow_grpc.errors import AgentFlowError
 from agentflow_grpc.spec import WorkflowSpec, load_document, validate_spec
+
+if TYPE_CHECKING:  # imported lazily at run time: `agentflow validate` need not load LangGraph
+    from agentflow_grpc.runtime.engine import Execution
+    from agentflow_grpc.sources.registry import SourceSet
 
 
 @click.command()
@@ -97,7 +101,9 @@ def run(
         raise click.exceptions.Exit(EXIT_RUN_FAILED)
 
 
-async def _drive(execution: Any, spec: WorkflowSpec, sources: Any, as_json: bool) -> str:
+async def _drive(
+    execution: Execution, spec: WorkflowSpec, sources: SourceSet, as_json: bool
+) -> str:
     from rich.console import Console
 
     from agentflow_grpc.cli.progress import RunProgress, summary

@@ -1,7 +1,7 @@
 """The compiler: a validated WorkflowSpec in, a runnable LangGraph StateGraph out."""
 
 from agentflow_grpc.compiler.builder import CompiledWorkflow, compile_workflow
-from agentflow_grpc.compiler.cache import CompiledWorkflowCache, spec_hash
+from agentflow_grpc.compiler.cache import CompiledWorkflowCache
 from agentflow_grpc.compiler.segments import CompileError, Segment, split_segments
 
 __all__ = [
@@ -10,6 +10,5 @@ __all__ = [
     "CompiledWorkflowCache",
     "Segment",
     "compile_workflow",
-    "spec_hash",
     "split_segments",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections import ChainMap, defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
@@ -42,33 +42,39 @@ class CompiledWorkflow:
     """A spec ready to run many times: the LangGraph graph and everything derived once."""
 
     spec: WorkflowSpec
-    spec_hash: str
     graph: CompiledStateGraph[Any, Any, Any, Any]
-    topology: Topology
     recursion_limit: int
     input_checker: InputChecker
-    renderer: Renderer = field(default_factory=Renderer)
+    renderer: Renderer
+
+    @property
+    def spec_hash(self) -> str:
+        return self.spec.content_hash
 
 
-def compile_workflow(spec: WorkflowSpec, spec_hash: str) -> CompiledWorkflow:
+def compile_workflow(spec: WorkflowSpec) -> CompiledWorkflow:
     topology = split_segments(spec)
     nodes = {node.id: node for node in spec.nodes}
     renderer = Renderer()
+    predecessors = {
+        node: tuple(source for source, _ in edges) for node, edges in topology.incoming.items()
+    }
+    node_types = {node.id: node.type for node in spec.nodes}
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(GraphState, context_schema=RunContext)
     joins = JoinGraph(
         incoming=topology.incoming,
-        routers=frozenset(n.id for n in spec.nodes if n.type == "router"),
+        routers=frozenset(n for n, kind in node_types.items() if kind == "router"),
         input_id=next(n.id for n in spec.nodes if n.type == "input"),
     )
     for segment in topology.segments:
         is_join = nodes[segment.head].type == "aggregator"
-        following = _next_segments(segment, spec, topology)
+        following = _next_segments(segment, node_types, topology)
         builder.add_node(
             segment.name,
             _segment_function(
                 segment,
                 nodes,
-                topology.predecessors,
+                predecessors,
                 renderer,
                 joins if is_join else None,
                 following,
@@ -82,9 +88,7 @@ def compile_workflow(spec: WorkflowSpec, spec_hash: str) -> CompiledWorkflow:
     )
     return CompiledWorkflow(
         spec=spec,
-        spec_hash=spec_hash,
         graph=builder.compile(name=spec.name),
-        topology=topology,
         recursion_limit=recursion_limit,
         input_checker=InputChecker(spec),
         renderer=renderer,
@@ -105,8 +109,7 @@ class _Next:
         return tuple(dict.fromkeys(names))
 
 
-def _next_segments(segment: Segment, spec: WorkflowSpec, topology: Topology) -> _Next:
-    node_types = {node.id: node.type for node in spec.nodes}
+def _next_segments(segment: Segment, node_types: Mapping[str, str], topology: Topology) -> _Next:
     segment_of = topology.segment_of
     targets = topology.successors.get(segment.tail, [])
     if node_types[segment.tail] != "router":

@@ -8,11 +8,6 @@ from agentflow_grpc.compiler.builder import CompiledWorkflow, compile_workflow
 from agentflow_grpc.spec import WorkflowSpec
 
 
-def spec_hash(spec: WorkflowSpec) -> str:
-    """SHA-256 of the spec's canonical JSON: equal specs hash equal, whatever their key order."""
-    return spec.content_hash
-
-
 class CompiledWorkflowCache:
     def __init__(self, maxsize: int = 256) -> None:
         self._cache: LRUCache[str, CompiledWorkflow] = LRUCache(maxsize=maxsize)
@@ -20,13 +15,13 @@ class CompiledWorkflowCache:
         self.misses = 0
 
     def get(self, spec: WorkflowSpec) -> CompiledWorkflow:
-        key = spec_hash(spec)
+        key = spec.content_hash
         compiled = self._cache.get(key)
         if compiled is not None:
             self.hits += 1
             return compiled
         self.misses += 1
-        compiled = self._cache[key] = compile_workflow(spec, key)
+        compiled = self._cache[key] = compile_workflow(spec)
         return compiled
 
     def __len__(self) -> int:

@@ -19,7 +19,7 @@ often than the aggregator itself (aggregators inside loops join once per iterati
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 Edge = tuple[str, str | None]  # (source node, route)
@@ -40,57 +40,45 @@ class JoinGraph:
     input_id: str
 
     def fired_branches(
-        self,
-        aggregator: str,
-        visits: Mapping[str, int],
-        routes: Mapping[str, str],
+        self, aggregator: str, visits: Mapping[str, int], routes: Mapping[str, str]
     ) -> tuple[str, ...] | None:
         """The sources of the fired edges when the aggregator is ready, else None."""
-        bar = visits.get(aggregator, 0)  # a source has run in this pass if it ran more often
-        dead_memo: dict[str, bool] = {}
+        check = _Pass(self, visits.get(aggregator, 0), visits, routes)
         fired: list[str] = []
         for edge in self.incoming.get(aggregator, ()):
-            state = self._edge_state(edge, bar, visits, routes, dead_memo)
+            state = check.edge(edge)
             if state is _Edge.PENDING:
                 return None
             if state is _Edge.FIRED and edge[0] not in fired:
                 fired.append(edge[0])
         return tuple(fired) or None
 
-    def _edge_state(
-        self,
-        edge: Edge,
-        bar: int,
-        visits: Mapping[str, int],
-        routes: Mapping[str, str],
-        dead_memo: dict[str, bool],
-    ) -> _Edge:
+
+@dataclass(slots=True)
+class _Pass:
+    """One readiness check: the state it reads, and the deadness found so far."""
+
+    graph: JoinGraph
+    bar: int  # a node has run in this pass if it ran more often than the aggregator
+    visits: Mapping[str, int]
+    routes: Mapping[str, str]
+    dead: dict[str, bool] = field(default_factory=dict)
+
+    def edge(self, edge: Edge) -> _Edge:
         source, route = edge
-        if visits.get(source, 0) > bar:
-            if source in self.routers and routes.get(source) != route:
+        if self.visits.get(source, 0) > self.bar:
+            if source in self.graph.routers and self.routes.get(source) != route:
                 return _Edge.DEAD
             return _Edge.FIRED
-        return (
-            _Edge.DEAD if self._is_dead(source, bar, visits, routes, dead_memo) else _Edge.PENDING
-        )
+        return _Edge.DEAD if self.is_dead(source) else _Edge.PENDING
 
-    def _is_dead(
-        self,
-        node: str,
-        bar: int,
-        visits: Mapping[str, int],
-        routes: Mapping[str, str],
-        dead_memo: dict[str, bool],
-    ) -> bool:
+    def is_dead(self, node: str) -> bool:
         """A node that has not run in this pass and cannot any more."""
-        if node in dead_memo:
-            return dead_memo[node]
-        if node == self.input_id:
+        if node in self.dead:
+            return self.dead[node]
+        if node == self.graph.input_id:
             return False
-        dead_memo[node] = False  # on a cycle: assume it may still run
-        dead = all(
-            self._edge_state(edge, bar, visits, routes, dead_memo) is _Edge.DEAD
-            for edge in self.incoming.get(node, ())
-        )
-        dead_memo[node] = dead
+        self.dead[node] = False  # on a cycle: assume it may still run
+        dead = all(self.edge(e) is _Edge.DEAD for e in self.graph.incoming.get(node, ()))
+        self.dead[node] = dead
         return dead

@@ -45,25 +45,22 @@ class Topology:
     segments: tuple[Segment, ...]
     segment_of: dict[str, str]  # spec node id → segment name
     successors: dict[str, list[tuple[str, str | None]]]  # node → [(target, route)] in edge order
-    predecessors: dict[str, tuple[str, ...]]  # node → sources of its incoming edges, edge order
     incoming: dict[str, tuple[tuple[str, str | None], ...]]  # node → [(source, route)]
 
 
 def split_segments(spec: WorkflowSpec) -> Topology:
     node_types = {node.id: node.type for node in spec.nodes}
     successors: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
-    predecessors: dict[str, list[str]] = defaultdict(list)
     incoming: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
     for edge in spec.edges:
         successors[edge.from_].append((edge.to, edge.route))
-        predecessors[edge.to].append(edge.from_)
         incoming[edge.to].append((edge.from_, edge.route))
 
     def starts_segment(node_id: str) -> bool:
-        incoming = predecessors[node_id]
-        if node_types[node_id] in ("input", "aggregator") or len(incoming) != 1:
+        edges_in = incoming[node_id]
+        if node_types[node_id] in ("input", "aggregator") or len(edges_in) != 1:
             return True
-        previous = incoming[0]
+        previous = edges_in[0][0]
         return node_types[previous] == "router" or len(successors[previous]) != 1
 
     segments: list[Segment] = []
@@ -88,6 +85,5 @@ def split_segments(spec: WorkflowSpec) -> Topology:
         tuple(segments),
         segment_of,
         dict(successors),
-        {node_id: tuple(sources) for node_id, sources in predecessors.items()},
         {node_id: tuple(edges) for node_id, edges in incoming.items()},
     )

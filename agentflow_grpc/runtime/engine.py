@@ -116,7 +116,9 @@ class Execution:
         self._producing = False  # the task has started: cancelling it will be seen
         self._cancel_reason: str | None = None
         self._running: dict[str, int] = {}  # node id → attempt, for nodes started and not ended
-        self._usage = NO_USAGE  # summed from node_completed events, so failed runs count too
+        # Tallied from the events, so that failed and cancelled runs report them too.
+        self._usage = NO_USAGE
+        self._retried = 0  # failed attempts that were retried
 
     def cancel(self, reason: str = "cancelled by request") -> None:
         """Stop the run; its stream ends with `execution_cancelled`."""
@@ -162,86 +164,77 @@ class Execution:
 
     async def _produce(self, queue: asyncio.Queue[ExecutionEvent]) -> None:
         self._producing = True
-        spec = self.workflow.spec
         started = time.perf_counter()
-        state: dict[str, Any] = {}
+        end: EventType
+        data: dict[str, Any]
         try:
-            await queue.put(
-                self._event(
-                    EventType.EXECUTION_STARTED,
-                    {
-                        "workflow": spec.name,
-                        "spec_hash": self.workflow.spec_hash,
-                        "inputs": self.inputs,
-                        "node_count": len(spec.nodes),
-                    },
-                )
-            )
-            if self._cancel_reason is not None:
-                raise asyncio.CancelledError  # cancelled before it started
-            async with asyncio.timeout(self._timeout):
-                stream: Any = self.workflow.graph.astream(
-                    {"inputs": self.inputs},
-                    {"recursion_limit": self.workflow.recursion_limit},
-                    context=self._run,
-                    stream_mode=["custom", "values"],
-                )
-                async with contextlib.aclosing(stream):
-                    async for mode, chunk in stream:
-                        if mode == "custom":
-                            await queue.put(self._node_event(chunk))
-                        else:
-                            state = chunk
-            outputs = self._outputs(state)
+            outputs = await self._run_graph(queue)
+            end, data = EventType.EXECUTION_COMPLETED, {"outputs": outputs}
         except asyncio.CancelledError:
             if self._cancel_reason is None:
                 raise  # the reader went away: nobody to tell
-            await queue.put(
-                self._ended(
-                    EventType.EXECUTION_CANCELLED,
-                    started,
-                    state,
-                    {
-                        "reason": self._cancel_reason,
-                    },
-                )
+            end, data = EventType.EXECUTION_CANCELLED, {"reason": self._cancel_reason}
+        except Exception as exc:
+            end, data = EventType.EXECUTION_FAILED, {"error": self._error(exc)}
+        data["usage"] = self._usage.to_dict()
+        data["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        if self._running:
+            data["interrupted_nodes"] = sorted(self._running)
+        if self._retried:
+            data["retried_failures"] = self._retried
+        await queue.put(self._event(end, data))
+
+    async def _run_graph(self, queue: asyncio.Queue[ExecutionEvent]) -> dict[str, Any]:
+        """Stream the graph's events onto the queue; the run's outputs when it completes."""
+        spec = self.workflow.spec
+        await queue.put(
+            self._event(
+                EventType.EXECUTION_STARTED,
+                {
+                    "workflow": spec.name,
+                    "spec_hash": self.workflow.spec_hash,
+                    "inputs": self.inputs,
+                    "node_count": len(spec.nodes),
+                },
             )
-            return
-        except NodeExecutionError as exc:
-            error = {
-                "code": exc.failure.code,
-                "message": exc.failure.message,
-                "node_id": exc.node_id,
-            }
-            await queue.put(self._failed(started, state, error))
-            return
-        except NodeFailure as failure:  # an output expression
-            await queue.put(
-                self._failed(started, state, {"code": failure.code, "message": failure.message})
+        )
+        if self._cancel_reason is not None:
+            raise asyncio.CancelledError  # cancelled before it started
+        state: dict[str, Any] = {}
+        async with asyncio.timeout(self._timeout):
+            stream: Any = self.workflow.graph.astream(
+                {"inputs": self.inputs},
+                {"recursion_limit": self.workflow.recursion_limit},
+                context=self._run,
+                stream_mode=["custom", "values"],
             )
-            return
-        except TimeoutError:
-            error = {
+            async with contextlib.aclosing(stream):
+                async for mode, chunk in stream:
+                    if mode == "custom":
+                        await queue.put(self._node_event(chunk))
+                    else:
+                        state = chunk
+        return self._outputs(state)
+
+    def _error(self, exc: Exception) -> dict[str, Any]:
+        """What `execution_failed` says about the exception that ended the run."""
+        if isinstance(exc, NodeExecutionError):
+            failure = exc.failure
+            return {"code": failure.code, "message": failure.message, "node_id": exc.node_id}
+        if isinstance(exc, NodeFailure):  # an output expression
+            return {"code": exc.code, "message": exc.message}
+        if isinstance(exc, TimeoutError):
+            return {
                 "code": "execution.deadline_exceeded",
                 "message": f"the execution took longer than {self._timeout:g} s",
             }
-            await queue.put(self._failed(started, state, error))
-            return
-        except GraphRecursionError:
-            error = {
+        if isinstance(exc, GraphRecursionError):
+            return {
                 "code": "execution.step_limit",
                 "message": f"the run exceeded {self.workflow.recursion_limit} steps",
             }
-            await queue.put(self._failed(started, state, error))
-            return
-        except Exception as exc:
-            log.exception("execution.crashed", execution_id=self.id)
-            error = {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
-            await queue.put(self._failed(started, state, error))
-            return
-        await queue.put(
-            self._ended(EventType.EXECUTION_COMPLETED, started, state, {"outputs": outputs})
-        )
+        log.exception("execution.crashed", execution_id=self.id)
+        return {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
 
     def _node_event(self, event: NodeEvent) -> ExecutionEvent:
         if event.type is EventType.NODE_STARTED:
@@ -252,6 +245,7 @@ class Execution:
                 self._usage = self._usage + TokenUsage.from_dict(event.data["usage"])
         elif event.type is EventType.NODE_FAILED:
             self._running.pop(event.node_id, None)
+            self._retried += event.data["will_retry"]
         return self._event(event.type, event.data, node=event)
 
     def _outputs(self, state: Mapping[str, Any]) -> dict[str, Any]:
@@ -261,23 +255,3 @@ class Execution:
             name: renderer.evaluate(output.from_, scope, f"output {name!r}")
             for name, output in self.workflow.spec.outputs.items()
         }
-
-    def _failed(
-        self, started: float, state: Mapping[str, Any], error: dict[str, Any]
-    ) -> ExecutionEvent:
-        return self._ended(EventType.EXECUTION_FAILED, started, state, {"error": error})
-
-    def _ended(
-        self,
-        event_type: EventType,
-        started: float,
-        state: Mapping[str, Any],
-        data: dict[str, Any],
-    ) -> ExecutionEvent:
-        data["usage"] = self._usage.to_dict()
-        data["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        if self._running:
-            data["interrupted_nodes"] = sorted(self._running)
-        if state.get("errors"):
-            data["retried_failures"] = len(state["errors"])
-        return self._event(event_type, data)

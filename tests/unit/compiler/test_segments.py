@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agentflow_grpc.compiler import CompileError, compile_workflow, spec_hash, split_segments
+from agentflow_grpc.compiler import CompileError, compile_workflow, split_segments
 from agentflow_grpc.spec import PluginType, WorkflowSpec, validate_spec
 from agentflow_grpc.spec.plugins import PluginCatalog
 
@@ -107,7 +107,7 @@ def test_a_loop_entry_starts_a_segment() -> None:
         "finish",
     )
     assert segments_of(shape) == [("start",), ("work", "check"), ("finish",)]
-    compiled = compile_workflow(shape, spec_hash(shape))
+    compiled = compile_workflow(shape)
     assert compiled.recursion_limit >= 3 * 3
     assert set(compiled.graph.get_graph().nodes) == {
         "__start__",
@@ -136,6 +136,6 @@ def test_the_spec_hash_ignores_key_order_but_not_content() -> None:
     chain = spec([step("a")], [("start", "a")], "a")
     document = chain.to_document()
     reordered = WorkflowSpec.model_validate(dict(reversed(list(document.items()))))
-    assert spec_hash(reordered) == spec_hash(chain)
+    assert reordered.content_hash == chain.content_hash
     changed = WorkflowSpec.model_validate(document | {"title": "Changed"})
-    assert spec_hash(changed) != spec_hash(chain)
+    assert changed.content_hash != chain.content_hash

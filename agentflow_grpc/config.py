@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field, ValidationError
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentflow_grpc.errors import ConfigurationError
 from agentflow_grpc.spec import Limits
 
 ENV_PREFIX = "AGENTFLOW_"
+
+
+def default_home() -> Path:
+    """Where AgentFlow keeps its local state (the embedded database) unless told otherwise."""
+    return Path(platformdirs.user_data_dir("agentflow", appauthor=False))
 
 
 class Settings(BaseSettings):
@@ -39,6 +46,34 @@ class Settings(BaseSettings):
         256, ge=1, le=100_000, description="Compiled workflow graphs kept in memory (by spec hash)."
     )
 
+    home: Path = Field(
+        default_factory=default_home,
+        description="Local state: the embedded PostgreSQL's data directory, the dev secret key.",
+    )
+    database_url: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("DATABASE_URL", "AGENTFLOW_DATABASE_URL"),
+        description="PostgreSQL to use; unset: an embedded server under `home`.",
+    )
+    database_pool_min: int = Field(1, ge=0, le=1000, description="Connections kept open.")
+    database_pool_max: int = Field(10, ge=1, le=1000, description="Most connections open at once.")
+    database_acquire_timeout: float = Field(
+        30.0, gt=0, le=3600, description="Seconds a request waits for a free connection."
+    )
+    secret_keys: SecretStr | None = Field(
+        None,
+        description="Keys that encrypt source secrets: `ID:BASE64KEY,…`, the newest last.",
+    )
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Self:
+        if self.database_pool_min > self.database_pool_max:
+            raise ValueError(
+                f"{ENV_PREFIX}DATABASE_POOL_MIN ({self.database_pool_min}) is larger than "
+                f"{ENV_PREFIX}DATABASE_POOL_MAX ({self.database_pool_max})"
+            )
+        return self
+
     def spec_limits(self) -> Limits:
         return Limits(
             max_nodes=self.max_nodes,
@@ -53,7 +88,19 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"{ENV_PREFIX}{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            f"{variable_name(str(error['loc'][0]))}: {error['msg']}"
+            if error["loc"]
+            else error["msg"].removeprefix("Value error, ")
             for error in exc.errors(include_url=False)
         )
         raise ConfigurationError(f"invalid configuration: {problems}") from None
+
+
+def variable_name(field: str) -> str:
+    """The environment variable a setting is read from (`database_url` → `DATABASE_URL`)."""
+    if field not in Settings.model_fields:  # already an alias, or a check across fields
+        return field.upper()
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"{ENV_PREFIX}{field.upper()}"

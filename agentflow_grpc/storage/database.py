@@ -1,0 +1,135 @@
+"""The connection pool, and the two ways to use it: as one tenant, or as the system.
+
+Every connection runs as the role `agentflow_app` (set at connection start-up, so even a
+superuser `DATABASE_URL` is subject to row-level security). The role sees a row only when the
+transaction has named its tenant (`agentflow.tenant_id`), or has said it works across tenants
+(`agentflow.scope = system`: authentication by key hash, key rotation, creating tenants).
+Repositories take the connection and the tenant explicitly; the policies are the second wall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from agentflow_grpc.errors import ConfigurationError, UnavailableError
+from agentflow_grpc.observability.logging import get_logger
+
+log = get_logger("agentflow.storage")
+
+APP_ROLE = "agentflow_app"
+TENANT_SETTING = "agentflow.tenant_id"
+SCOPE_SETTING = "agentflow.scope"
+
+Connection = asyncpg.Connection
+
+
+class Database:
+    """An asyncpg pool of `agentflow_app` connections. Build with `Database.connect(...)`."""
+
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float) -> None:
+        self.pool = pool
+        self._acquire_timeout = acquire_timeout
+
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        acquire_timeout: float = 30.0,
+    ) -> Database:
+        """Open the pool; a clear error if the server is unreachable or not migrated."""
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                init=_init_connection,
+                server_settings={"role": APP_ROLE, "application_name": "agentflow"},
+            )
+        except asyncpg.InvalidParameterValueError as exc:
+            if APP_ROLE in str(exc):
+                raise ConfigurationError(
+                    f"the database has no {APP_ROLE} role: run `agentflow migrate` first"
+                ) from None
+            raise
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise UnavailableError(f"cannot connect to PostgreSQL: {exc}") from None
+        database = cls(pool, acquire_timeout=acquire_timeout)
+        await database._check_role()
+        return database
+
+    async def _check_role(self) -> None:
+        async with self.pool.acquire() as connection:
+            bypasses = await connection.fetchval(
+                "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"
+            )
+        if bypasses:
+            await self.pool.close()
+            raise ConfigurationError(
+                f"role {APP_ROLE} bypasses row-level security (superuser or BYPASSRLS); "
+                "tenant isolation would not hold"
+            )
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection, waiting at most `acquire_timeout` when all are busy."""
+        try:
+            connection = await self.pool.acquire(timeout=self._acquire_timeout)
+        except TimeoutError:
+            raise UnavailableError(
+                f"no database connection came free within {self._acquire_timeout:g} s"
+            ) from None
+        except (OSError, asyncpg.PostgresConnectionError) as exc:
+            raise UnavailableError(f"cannot connect to PostgreSQL: {exc}") from None
+        try:
+            yield connection
+        finally:
+            await self.pool.release(connection)
+
+    @asynccontextmanager
+    async def tenant(self, tenant_id: uuid.UUID) -> AsyncIterator[Connection]:
+        """A transaction that sees the rows of `tenant_id` only."""
+        async with self.connection() as connection, connection.transaction():
+            await connection.execute(
+                "SELECT set_config($1, $2, true)", TENANT_SETTING, str(tenant_id)
+            )
+            yield connection
+
+    @asynccontextmanager
+    async def system(self) -> AsyncIterator[Connection]:
+        """A transaction across tenants, for the few jobs that need it (see the module doc)."""
+        async with self.connection() as connection, connection.transaction():
+            await connection.execute("SELECT set_config($1, 'system', true)", SCOPE_SETTING)
+            yield connection
+
+    async def ping(self) -> float:
+        """Round-trip time of a trivial query, in milliseconds (for health checks)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with self.connection() as connection:
+            await connection.fetchval("SELECT 1")
+        return (loop.time() - started) * 1000
+
+
+async def _init_connection(connection: Connection) -> None:
+    """JSON columns arrive as Python values and are written from them."""
+    for type_name in ("json", "jsonb"):
+        await connection.set_type_codec(
+            type_name, encoder=_dump_json, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+def _dump_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

@@ -1,0 +1,300 @@
+"""Executions and their event log.
+
+An execution row holds what a run is (workflow version or inline spec, inputs, who started it)
+and what became of it (status, outputs, error, token usage, timings). Its events are stored with
+`(execution_id, sequence)` as the key, and each append must continue exactly where the log
+ends (`executions.last_sequence`), in the same statement that moves it on: a duplicated, skipped
+or reordered event is refused, never stored. The row's status follows the events appended:
+`execution_started` makes it running, a terminal event completes, fails or cancels it, and
+nothing may be appended after that.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from agentflow_grpc.errors import ConflictError, NotFoundError
+from agentflow_grpc.runtime.events import EventType, ExecutionEvent, TokenUsage
+from agentflow_grpc.storage.database import Connection
+from agentflow_grpc.storage.pagination import Page, decode_token, encode_token, page_size
+from agentflow_grpc.storage.records import Execution, ExecutionStatus
+
+_FINAL_STATUS = {
+    EventType.EXECUTION_COMPLETED: ExecutionStatus.COMPLETED,
+    EventType.EXECUTION_FAILED: ExecutionStatus.FAILED,
+    EventType.EXECUTION_CANCELLED: ExecutionStatus.CANCELLED,
+}
+
+
+class EventLogError(ConflictError):
+    """An append that does not continue the log: a gap, a duplicate, or after the end."""
+
+    code = "event_log.out_of_order"
+
+
+async def create(
+    connection: Connection,
+    tenant_id: uuid.UUID,
+    *,
+    spec_hash: str,
+    inputs: dict[str, Any],
+    actor: str,
+    workflow_id: uuid.UUID | None = None,
+    workflow_version: int | None = None,
+    inline_spec: dict[str, Any] | None = None,
+    execution_id: uuid.UUID | None = None,
+) -> Execution:
+    """A pending execution of a stored workflow version, or of an inline spec."""
+    row = await connection.fetchrow(
+        """
+        INSERT INTO executions (id, tenant_id, workflow_id, workflow_version, inline_spec,
+                                spec_hash, status, inputs, created_by)
+        VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)
+        RETURNING *
+        """,
+        execution_id or uuid.uuid4(),
+        tenant_id,
+        workflow_id,
+        workflow_version,
+        inline_spec,
+        spec_hash,
+        inputs,
+        actor,
+    )
+    return _execution(row)
+
+
+async def get(connection: Connection, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> Execution:
+    row = await connection.fetchrow(
+        "SELECT * FROM executions WHERE tenant_id = $1 AND id = $2", tenant_id, execution_id
+    )
+    if row is None:
+        raise NotFoundError(f"execution {execution_id} not found")
+    return _execution(row)
+
+
+async def inline_spec(
+    connection: Connection, tenant_id: uuid.UUID, execution_id: uuid.UUID
+) -> dict[str, Any] | None:
+    return await connection.fetchval(  # type: ignore[no-any-return]
+        "SELECT inline_spec FROM executions WHERE tenant_id = $1 AND id = $2",
+        tenant_id,
+        execution_id,
+    )
+
+
+async def list_executions(
+    connection: Connection,
+    tenant_id: uuid.UUID,
+    *,
+    size: int = 0,
+    token: str = "",
+    statuses: Collection[ExecutionStatus] = (),
+    workflow_id: uuid.UUID | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> Page[Execution]:
+    """Newest first, filtered by status (any of), workflow and creation time [after, before)."""
+    limit = page_size(size)
+    status_values = sorted(status.value for status in statuses)
+    filters = {
+        "statuses": status_values,
+        "workflow": workflow_id,
+        "after": created_after,
+        "before": created_before,
+    }
+    after: list[Any] = (
+        decode_token(token, filters, kinds=(datetime, uuid.UUID)) if token else [None, None]
+    )
+    rows = await connection.fetch(
+        """
+        SELECT * FROM executions
+        WHERE tenant_id = $1
+          AND (cardinality($2::text[]) = 0 OR status = ANY ($2))
+          AND ($3::uuid IS NULL OR workflow_id = $3)
+          AND ($4::timestamptz IS NULL OR created_at >= $4)
+          AND ($5::timestamptz IS NULL OR created_at < $5)
+          AND ($6::timestamptz IS NULL OR (created_at, id) < ($6, $7::uuid))
+        ORDER BY created_at DESC, id DESC
+        LIMIT $8
+        """,
+        tenant_id,
+        status_values,
+        workflow_id,
+        created_after,
+        created_before,
+        after[0],
+        after[1],
+        limit + 1,
+    )
+    items = [_execution(row) for row in rows[:limit]]
+    last = items[-1] if items else None
+    more = len(rows) > limit
+    return Page(items, encode_token([last.created_at, last.id], filters) if more and last else "")
+
+
+async def append_events(
+    connection: Connection,
+    tenant_id: uuid.UUID,
+    execution_id: uuid.UUID,
+    events: Sequence[ExecutionEvent],
+) -> None:
+    """Store `events` (consecutive sequence numbers, continuing the log) in one statement."""
+    if not events:
+        return
+    first = events[0].sequence
+    for offset, event in enumerate(events):
+        if event.sequence != first + offset:
+            raise EventLogError(
+                f"events to append are not consecutive: {event.sequence} follows "
+                f"{first + offset - 1}"
+            )
+    progress = _progress(events)
+    status = await connection.fetchval(
+        """
+        WITH advanced AS (
+            UPDATE executions SET
+                last_sequence = $4,
+                status = coalesce($5, status),
+                started_at = coalesce(started_at, $6),
+                finished_at = coalesce($7, finished_at),
+                outputs = coalesce($8, outputs),
+                error = coalesce($9, error),
+                prompt_tokens = coalesce($10, prompt_tokens),
+                completion_tokens = coalesce($11, completion_tokens),
+                total_tokens = coalesce($12, total_tokens),
+                duration_ms = coalesce($13, duration_ms)
+            WHERE tenant_id = $1 AND id = $2 AND last_sequence = $3 - 1
+              AND status NOT IN ('completed', 'failed', 'cancelled')
+            RETURNING 1
+        ), stored AS (
+            INSERT INTO execution_events (tenant_id, execution_id, sequence, type, node_id,
+                                          attempt, occurred_at, data)
+            SELECT $1, $2, e.sequence, e.type, e.node_id, e.attempt, e.occurred_at, e.data
+            FROM unnest($14::bigint[], $15::text[], $16::text[], $17::integer[],
+                        $18::timestamptz[], $19::jsonb[])
+                 AS e(sequence, type, node_id, attempt, occurred_at, data)
+            WHERE EXISTS (SELECT FROM advanced)
+            RETURNING 1
+        )
+        SELECT count(*) FROM stored
+        """,
+        tenant_id,
+        execution_id,
+        first,
+        events[-1].sequence,
+        *progress,
+        [event.sequence for event in events],
+        [event.type.value for event in events],
+        [event.node_id for event in events],
+        [event.attempt for event in events],
+        [event.timestamp for event in events],
+        [event.data for event in events],
+    )
+    if status != len(events):
+        await _explain_refused_append(connection, tenant_id, execution_id, first)
+
+
+async def list_events(
+    connection: Connection,
+    tenant_id: uuid.UUID,
+    execution_id: uuid.UUID,
+    *,
+    after_sequence: int = 0,
+    limit: int | None = None,
+) -> list[ExecutionEvent]:
+    """Stored events after `after_sequence`, in order. NotFound for an unknown execution."""
+    rows = await connection.fetch(
+        """
+        SELECT * FROM execution_events
+        WHERE tenant_id = $1 AND execution_id = $2 AND sequence > $3
+        ORDER BY sequence
+        LIMIT $4
+        """,
+        tenant_id,
+        execution_id,
+        after_sequence,
+        limit,
+    )
+    if not rows:
+        await get(connection, tenant_id, execution_id)
+    return [
+        ExecutionEvent(
+            execution_id=str(row["execution_id"]),
+            sequence=row["sequence"],
+            timestamp=row["occurred_at"],
+            type=EventType(row["type"]),
+            node_id=row["node_id"],
+            attempt=row["attempt"],
+            data=row["data"],
+        )
+        for row in rows
+    ]
+
+
+def _progress(events: Sequence[ExecutionEvent]) -> list[Any]:
+    """What the batch changes on the execution row: $5..$13 of the append."""
+    status: str | None = None
+    started_at = finished_at = outputs = error = None
+    usage: TokenUsage | None = None
+    duration_ms: float | None = None
+    for event in events:
+        if event.type is EventType.EXECUTION_STARTED:
+            status, started_at = ExecutionStatus.RUNNING.value, event.timestamp
+        elif event.type in _FINAL_STATUS:
+            status, finished_at = _FINAL_STATUS[event.type].value, event.timestamp
+            outputs = event.data.get("outputs")
+            error = event.data.get("error")
+            if event.type is EventType.EXECUTION_CANCELLED:
+                error = {"code": "cancelled", "message": event.data.get("reason", "")}
+            usage = TokenUsage.from_dict(event.data.get("usage", {}))
+            duration_ms = event.data.get("duration_ms")
+    return [
+        status,
+        started_at,
+        finished_at,
+        outputs,
+        error,
+        None if usage is None else usage.prompt_tokens,
+        None if usage is None else usage.completion_tokens,
+        None if usage is None else usage.total_tokens,
+        duration_ms,
+    ]
+
+
+async def _explain_refused_append(
+    connection: Connection, tenant_id: uuid.UUID, execution_id: uuid.UUID, first: int
+) -> None:
+    execution = await get(connection, tenant_id, execution_id)
+    if execution.status.is_final:
+        raise EventLogError(
+            f"execution {execution_id} has ended ({execution.status.value}); no events may follow"
+        )
+    raise EventLogError(
+        f"execution {execution_id} has {execution.last_sequence} events stored; the next must "
+        f"be {execution.last_sequence + 1}, not {first}"
+    )
+
+
+def _execution(row: Any) -> Execution:
+    return Execution(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        workflow_id=row["workflow_id"],
+        workflow_version=row["workflow_version"],
+        spec_hash=row["spec_hash"],
+        status=ExecutionStatus(row["status"]),
+        inputs=row["inputs"],
+        outputs=row["outputs"],
+        error=row["error"],
+        usage=TokenUsage(row["prompt_tokens"], row["completion_tokens"], row["total_tokens"]),
+        last_sequence=row["last_sequence"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        duration_ms=row["duration_ms"],
+        created_by=row["created_by"],
+    )

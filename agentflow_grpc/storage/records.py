@@ -1,0 +1,181 @@
+"""What the repositories return: plain, immutable records of stored rows.
+
+They carry no secrets: a source's record names its secrets but never holds their values.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from agentflow_grpc.errors import InvalidArgumentError
+from agentflow_grpc.runtime.events import TokenUsage
+
+_ETAG = re.compile(r'^(?:W/)?"(\d{1,18})"$')
+
+
+def etag_of(revision: int) -> str:
+    """The etag of a stored revision: opaque to clients, `"<n>"` in fact."""
+    return f'"{revision}"'
+
+
+def revision_of(etag: str) -> int:
+    """The revision an etag names; InvalidArgumentError(field="etag") if it is not one of ours."""
+    match = _ETAG.match(etag.strip())
+    if match is None:
+        raise InvalidArgumentError(f"{etag[:40]!r} is not an etag this server issued", field="etag")
+    return int(match.group(1))
+
+
+class Role(StrEnum):
+    """What an API key may do; each role includes the ones after it."""
+
+    ADMIN = "admin"  # everything, API keys included
+    EDITOR = "editor"  # create and change workflows and sources, run them
+    RUNNER = "runner"  # run workflows, read everything
+    VIEWER = "viewer"  # read only
+
+
+class ExecutionStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (
+            ExecutionStatus.COMPLETED,
+            ExecutionStatus.FAILED,
+            ExecutionStatus.CANCELLED,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    prefix: str  # the key's first characters, to tell keys apart; the rest is never stored
+    role: Role
+    description: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the tenant and role of an authenticated API key (or a local operator)."""
+
+    tenant_id: uuid.UUID
+    role: Role
+    api_key_id: uuid.UUID | None = None
+    operator: str | None = None  # e.g. "cli" for commands run on the server itself
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller."""
+        if self.api_key_id is not None:
+            return f"api_key:{self.api_key_id}"
+        return f"operator:{self.operator or 'unknown'}"
+
+
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    """A workflow with its current version's spec."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    name: str
+    version: int
+    spec: dict[str, Any]
+    spec_hash: str
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+    created_by: str
+    updated_by: str
+
+    @property
+    def etag(self) -> str:
+        return etag_of(self.revision)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowVersion:
+    workflow_id: uuid.UUID
+    version: int
+    spec: dict[str, Any]
+    spec_hash: str
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSource:
+    """A source as stored, without its secrets' values (`secret_names` says which are set)."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    name: str
+    type: str
+    description: str
+    config: dict[str, Any]
+    secret_names: tuple[str, ...]
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+    created_by: str
+    updated_by: str
+
+    @property
+    def etag(self) -> str:
+        return etag_of(self.revision)
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    workflow_id: uuid.UUID | None
+    workflow_version: int | None
+    spec_hash: str
+    status: ExecutionStatus
+    inputs: dict[str, Any]
+    outputs: dict[str, Any] | None
+    error: dict[str, Any] | None
+    usage: TokenUsage
+    last_sequence: int  # events stored so far
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: float | None
+    created_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    tenant_id: uuid.UUID
+    occurred_at: datetime
+    actor: str
+    action: str
+    resource_type: str
+    resource_id: str
+    before_hash: str | None
+    after_hash: str | None
+    details: dict[str, Any]

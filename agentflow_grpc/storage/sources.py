@@ -1,0 +1,340 @@
+"""Sources: a public `config` in the clear, and `secrets` sealed with the keyring.
+
+Secrets are write-only: records list their names, never their values. The one way back to the
+values is `definitions()`, which opens them for a run. Each sealed blob is bound to its tenant
+and source id, so a blob copied to another row does not open. `reseal_stale()` moves secrets
+sealed under an older key to the newest one, a few rows per transaction, while the service runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from agentflow_grpc.errors import AlreadyExistsError, EtagMismatchError, NotFoundError
+from agentflow_grpc.sources.base import SourceDefinition
+from agentflow_grpc.storage import audit
+from agentflow_grpc.storage.crypto import Keyring, SealedSecrets
+from agentflow_grpc.storage.database import Connection
+from agentflow_grpc.storage.pagination import Page, decode_token, encode_token, page_size
+from agentflow_grpc.storage.records import StoredSource, revision_of
+
+_LIVE = "deleted_at IS NULL"
+
+
+def secrets_context(tenant_id: uuid.UUID, source_id: uuid.UUID) -> bytes:
+    return f"agentflow/source/{tenant_id}/{source_id}".encode()
+
+
+async def create(
+    connection: Connection,
+    tenant_id: uuid.UUID,
+    keyring: Keyring,
+    *,
+    name: str,
+    type: str,
+    description: str = "",
+    config: Mapping[str, Any],
+    secrets: Mapping[str, str],
+    actor: str,
+) -> StoredSource:
+    source_id = uuid.uuid4()
+    sealed = _seal(keyring, tenant_id, source_id, secrets)
+    try:
+        row = await connection.fetchrow(
+            """
+            INSERT INTO sources (id, tenant_id, name, type, description, config, secret_names,
+                                 secret_key_id, secret_blob, created_by, updated_by)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+            RETURNING *
+            """,
+            source_id,
+            tenant_id,
+            name,
+            type,
+            description,
+            dict(config),
+            sorted(secrets),
+            sealed.key_id if sealed else None,
+            sealed.blob if sealed else None,
+            actor,
+        )
+    except asyncpg.UniqueViolationError:
+        raise AlreadyExistsError(f"a source named {name!r} already exists") from None
+    source = _source(row)
+    await _audit(connection, "source.create", None, row, actor)
+    return source
+
+
+async def get(
+    connection: Connection, tenant_id: uuid.UUID, source_id: uuid.UUID, *, lock: bool = False
+) -> StoredSource:
+    return _source(await _row(connection, tenant_id, source_id, lock=lock))
+
+
+async def find(connection: Connection, tenant_id: uuid.UUID, name: str) -> StoredSource:
+    row = await connection.fetchrow(
+        f"SELECT * FROM sources WHERE tenant_id = $1 AND name = $2 AND {_LIVE}", tenant_id, name
+    )
+    if row is None:
+        raise NotFoundError(f"no source named {name!r}")
+    return _source(row)
+
+
+async def list_sources(
+    connection: Connection, tenant_id: uuid.UUID, *, size: int = 0, token: str = ""
+) -> Page[StoredSource]:
+    limit = page_size(size)
+    filters: dict[str, Any] = {}
+    after: list[Any] = (
+        decode_token(token, filters, kinds=(datetime, uuid.UUID)) if token else [None, None]
+    )
+    rows = await connection.fetch(
+        f"""
+        SELECT * FROM sources
+        WHERE tenant_id = $1 AND {_LIVE}
+          AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
+        ORDER BY created_at DESC, id DESC
+        LIMIT $4
+        """,
+        tenant_id,
+        after[0],
+        after[1],
+        limit + 1,
+    )
+    items = [_source(row) for row in rows[:limit]]
+    last = items[-1] if items else None
+    more = len(rows) > limit
+    return Page(items, encode_token([last.created_at, last.id], filters) if more and last else "")
+
+
+async def update(
+    connection: Connection,
+    tenant_id: uuid.UUID,
+    source_id: uuid.UUID,
+    keyring: Keyring,
+    *,
+    etag: str | None,
+    actor: str,
+    name: str | None = None,
+    description: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
+) -> StoredSource:
+    """Change the fields given (None keeps a field); `secrets` replaces all of them."""
+    expected = revision_of(etag) if etag else None
+    before = await _row(connection, tenant_id, source_id, lock=True)
+    if expected is not None and expected != before["revision"]:
+        raise EtagMismatchError(
+            f"source {source_id} has changed since etag {expected}; read it again"
+        )
+    sealed: SealedSecrets | None = None
+    if secrets is not None:
+        sealed = _seal(keyring, tenant_id, source_id, secrets)
+    try:
+        row = await connection.fetchrow(
+            """
+            UPDATE sources SET
+                name = coalesce($3, name),
+                description = coalesce($4, description),
+                config = coalesce($5, config),
+                secret_names = CASE WHEN $6 THEN $7 ELSE secret_names END,
+                secret_key_id = CASE WHEN $6 THEN $8 ELSE secret_key_id END,
+                secret_blob = CASE WHEN $6 THEN $9 ELSE secret_blob END,
+                revision = revision + 1, updated_at = now(), updated_by = $10
+            WHERE tenant_id = $1 AND id = $2
+            RETURNING *
+            """,
+            tenant_id,
+            source_id,
+            name,
+            description,
+            None if config is None else dict(config),
+            secrets is not None,
+            sorted(secrets or {}),
+            sealed.key_id if sealed else None,
+            sealed.blob if sealed else None,
+            actor,
+        )
+    except asyncpg.UniqueViolationError:
+        raise AlreadyExistsError(f"a source named {name!r} already exists") from None
+    await _audit(connection, "source.update", before, row, actor)
+    return _source(row)
+
+
+async def delete(
+    connection: Connection,
+    tenant_id: uuid.UUID,
+    source_id: uuid.UUID,
+    *,
+    etag: str | None,
+    actor: str,
+) -> StoredSource:
+    """Soft delete; the sealed secrets are erased with it, and the name is free again."""
+    expected = revision_of(etag) if etag else None
+    before = await _row(connection, tenant_id, source_id, lock=True)
+    if expected is not None and expected != before["revision"]:
+        raise EtagMismatchError(
+            f"source {source_id} has changed since etag {expected}; read it again"
+        )
+    row = await connection.fetchrow(
+        """
+        UPDATE sources SET deleted_at = now(), secret_key_id = NULL, secret_blob = NULL,
+                           revision = revision + 1, updated_at = now(), updated_by = $3
+        WHERE tenant_id = $1 AND id = $2
+        RETURNING *
+        """,
+        tenant_id,
+        source_id,
+        actor,
+    )
+    await _audit(connection, "source.delete", before, row, actor)
+    return _source(row)
+
+
+async def definitions(
+    connection: Connection, tenant_id: uuid.UUID, keyring: Keyring
+) -> list[SourceDefinition]:
+    """Every live source of the tenant, secrets opened: what a run needs."""
+    rows = await connection.fetch(
+        f"SELECT * FROM sources WHERE tenant_id = $1 AND {_LIVE} ORDER BY name", tenant_id
+    )
+    return [
+        SourceDefinition(
+            id=str(row["id"]),
+            name=row["name"],
+            type=row["type"],
+            config=row["config"],
+            secrets=_open(keyring, row),  # type: ignore[arg-type]  # pydantic makes SecretStr
+        )
+        for row in rows
+    ]
+
+
+async def reseal_stale(connection: Connection, keyring: Keyring, *, limit: int = 100) -> int:
+    """Re-seal up to `limit` secrets not under the newest key, across tenants (system scope).
+
+    Rows are locked one transaction at a time; a source being edited meanwhile waits, then
+    is skipped here if its edit already sealed it under the newest key. Returns how many rows
+    were re-sealed (0: none is left).
+    """
+    rows = await connection.fetch(
+        """
+        SELECT * FROM sources
+        WHERE secret_key_id IS NOT NULL AND secret_key_id <> $1
+        ORDER BY id LIMIT $2 FOR UPDATE
+        """,
+        keyring.newest_key_id,
+        limit,
+    )
+    for row in rows:
+        secrets = _open(keyring, row)
+        sealed = _seal(keyring, row["tenant_id"], row["id"], secrets)
+        assert sealed is not None  # a row with a key id has secrets
+        await connection.execute(
+            "UPDATE sources SET secret_key_id = $2, secret_blob = $3 WHERE id = $1",
+            row["id"],
+            sealed.key_id,
+            sealed.blob,
+        )
+        await audit.record(
+            connection,
+            row["tenant_id"],
+            actor="operator:rotate-keys",
+            action="source.reseal",
+            resource_type="source",
+            resource_id=row["id"],
+            before=_state(row),
+            after={**_state(row), "secret_key_id": sealed.key_id},
+            details={"from_key": row["secret_key_id"], "to_key": sealed.key_id},
+        )
+    return len(rows)
+
+
+async def count_by_key(connection: Connection) -> dict[str, int]:
+    """How many sources each key seals (system scope): what rotation still has to do."""
+    rows = await connection.fetch(
+        "SELECT secret_key_id, count(*) AS n FROM sources WHERE secret_key_id IS NOT NULL "
+        "GROUP BY secret_key_id"
+    )
+    return {row["secret_key_id"]: row["n"] for row in rows}
+
+
+def _seal(
+    keyring: Keyring, tenant_id: uuid.UUID, source_id: uuid.UUID, secrets: Mapping[str, str]
+) -> SealedSecrets | None:
+    if not secrets:
+        return None
+    return keyring.seal(secrets, context=secrets_context(tenant_id, source_id))
+
+
+def _open(keyring: Keyring, row: Any) -> dict[str, str]:
+    if row["secret_blob"] is None:
+        return {}
+    sealed = SealedSecrets(key_id=row["secret_key_id"], blob=row["secret_blob"])
+    return keyring.open(sealed, context=secrets_context(row["tenant_id"], row["id"]))
+
+
+async def _row(
+    connection: Connection, tenant_id: uuid.UUID, source_id: uuid.UUID, *, lock: bool
+) -> Any:
+    row = await connection.fetchrow(
+        f"SELECT * FROM sources WHERE tenant_id = $1 AND id = $2 AND {_LIVE}"
+        + (" FOR UPDATE" if lock else ""),
+        tenant_id,
+        source_id,
+    )
+    if row is None:
+        raise NotFoundError(f"source {source_id} not found")
+    return row
+
+
+async def _audit(connection: Connection, action: str, before: Any, after: Any, actor: str) -> None:
+    await audit.record(
+        connection,
+        after["tenant_id"],
+        actor=actor,
+        action=action,
+        resource_type="source",
+        resource_id=after["id"],
+        before=None if before is None else _state(before),
+        after=_state(after),
+    )
+
+
+def _state(row: Any) -> dict[str, Any]:
+    """The public state, for the audit hashes: the blob's digest stands in for the secrets."""
+    return {
+        "name": row["name"],
+        "type": row["type"],
+        "description": row["description"],
+        "config": row["config"],
+        "secret_names": list(row["secret_names"]),
+        "secret_key_id": row["secret_key_id"],
+        "secrets": audit.state_hash({"blob": row["secret_blob"].hex()})
+        if row["secret_blob"] is not None
+        else None,
+        "deleted": row["deleted_at"] is not None,
+    }
+
+
+def _source(row: Any) -> StoredSource:
+    return StoredSource(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        name=row["name"],
+        type=row["type"],
+        description=row["description"],
+        config=row["config"],
+        secret_names=tuple(row["secret_names"]),
+        revision=row["revision"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        deleted_at=row["deleted_at"],
+        created_by=row["created_by"],
+        updated_by=row["updated_by"],
+    )

@@ -84,3 +84,15 @@ class UnavailableError(AgentFlowError):
     """A dependency (the database) cannot be reached, or gave no connection in time."""
 
     code = "unavailable"
+
+
+class UnauthenticatedError(AgentFlowError):
+    """No credentials, or credentials that are not (or no longer) valid."""
+
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(AgentFlowError):
+    """The caller is known, but its role does not allow this."""
+
+    code = "permission_denied"

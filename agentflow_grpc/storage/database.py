@@ -14,7 +14,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
@@ -27,7 +27,7 @@ APP_ROLE = "agentflow_app"
 TENANT_SETTING = "agentflow.tenant_id"
 SCOPE_SETTING = "agentflow.scope"
 
-Connection = asyncpg.Connection
+Connection: TypeAlias = asyncpg.Connection  # asyncpg has no type hints: Any to mypy
 
 
 class Database:

@@ -196,6 +196,16 @@ async def delete(
     return _source(row)
 
 
+async def types_by_name(connection: Connection, tenant_id: uuid.UUID) -> dict[str, str]:
+    """Name (and id) → type of every live source: what the validator checks references with."""
+    rows = await connection.fetch(
+        f"SELECT id, name, type FROM sources WHERE tenant_id = $1 AND {_LIVE}", tenant_id
+    )
+    types = {row["name"]: row["type"] for row in rows}
+    types.update({str(row["id"]): row["type"] for row in rows})
+    return types
+
+
 async def definitions(
     connection: Connection, tenant_id: uuid.UUID, keyring: Keyring
 ) -> list[SourceDefinition]:
@@ -209,7 +219,7 @@ async def definitions(
             name=row["name"],
             type=row["type"],
             config=row["config"],
-            secrets=_open(keyring, row),  # type: ignore[arg-type]  # pydantic makes SecretStr
+            secrets=_open(keyring, row),
         )
         for row in rows
     ]

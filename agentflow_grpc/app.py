@@ -1,0 +1,134 @@
+"""The composition root: settings → database (embedded or `DATABASE_URL`) → keyring → services.
+
+`open_app(settings)` is the one place these are built and torn down, for `agentflow serve`,
+the CLI's storage commands and the tests alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentflow_grpc.config import Settings
+from agentflow_grpc.devstack.postgres import EmbeddedPostgres
+from agentflow_grpc.errors import ConfigurationError
+from agentflow_grpc.nodes.registry import NodeRegistry
+from agentflow_grpc.observability.logging import get_logger
+from agentflow_grpc.runtime.engine import ExecutionEngine
+from agentflow_grpc.services.executions import ExecutionService
+from agentflow_grpc.services.sources import SourceService
+from agentflow_grpc.services.tenants import TenantService
+from agentflow_grpc.services.workflows import WorkflowService
+from agentflow_grpc.sources.registry import SourceRegistry
+from agentflow_grpc.storage import migrations
+from agentflow_grpc.storage.crypto import Keyring
+from agentflow_grpc.storage.database import Database
+
+log = get_logger("agentflow.app")
+
+DEV_KEY_FILE = "secret-keys"
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    settings: Settings
+    dsn: str
+    embedded: bool  # the database is the embedded server under AGENTFLOW_HOME
+    database: Database
+    keyring: Keyring
+    tenants: TenantService
+    workflows: WorkflowService
+    sources: SourceService
+    executions: ExecutionService
+
+
+@asynccontextmanager
+async def database_dsn(settings: Settings) -> AsyncIterator[tuple[str, bool]]:
+    """The DSN to use, and whether it is the embedded server (started here, stopped on exit)."""
+    if settings.database_url is not None:
+        yield settings.database_url.get_secret_value(), False
+        return
+    server = EmbeddedPostgres(settings.home)
+    dsn = await asyncio.to_thread(server.start)
+    try:
+        yield dsn, True
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+@asynccontextmanager
+async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterator[App]:
+    """Everything wired; `migrate=True` first upgrades the schema to the newest revision."""
+    async with database_dsn(settings) as (dsn, embedded):
+        if migrate:
+            await migrations.upgrade(dsn)
+        keyring = load_keyring(settings, embedded=embedded)
+        database = await Database.connect(
+            dsn,
+            min_size=settings.database_pool_min,
+            max_size=settings.database_pool_max,
+            acquire_timeout=settings.database_acquire_timeout,
+        )
+        try:
+            nodes = NodeRegistry.from_entry_points()
+            source_registry = SourceRegistry.default()
+            limits = settings.spec_limits()
+            engine = ExecutionEngine(
+                registry=nodes,
+                cache_size=settings.compiled_cache_size,
+                node_timeout=settings.node_timeout,
+                execution_timeout=settings.execution_timeout,
+            )
+            yield App(
+                settings=settings,
+                dsn=dsn,
+                embedded=embedded,
+                database=database,
+                keyring=keyring,
+                tenants=TenantService(database),
+                workflows=WorkflowService(database, plugins=nodes.catalog, limits=limits),
+                sources=SourceService(database, keyring, source_registry),
+                executions=ExecutionService(
+                    database,
+                    engine,
+                    keyring,
+                    sources=source_registry,
+                    plugins=nodes.catalog,
+                    limits=limits,
+                ),
+            )
+        finally:
+            await database.close()
+
+
+def load_keyring(settings: Settings, *, embedded: bool) -> Keyring:
+    """`AGENTFLOW_SECRET_KEYS`; for the embedded dev database only, a key kept in
+    `AGENTFLOW_HOME/secret-keys` (made on first start, readable by its owner only)."""
+    if settings.secret_keys is not None:
+        return Keyring.parse(settings.secret_keys.get_secret_value())
+    if not embedded:
+        raise ConfigurationError(
+            "AGENTFLOW_SECRET_KEYS is not set: with DATABASE_URL, source secrets need keys "
+            "from the environment (`agentflow generate-key` makes one)"
+        )
+    return Keyring.parse(_dev_key_text(settings.home / DEV_KEY_FILE))
+
+
+def _dev_key_text(path: Path) -> str:
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    text = f"dev:{Keyring.generate_key()}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text + "\n")
+    log.warning(
+        "secret_keys.generated",
+        path=str(path),
+        hint="set AGENTFLOW_SECRET_KEYS in production; this key only serves the embedded database",
+    )
+    return text

@@ -1,0 +1,179 @@
+"""Operator commands on the database: migrate, tenant create, apikey create, rotate-keys,
+generate-key. Each uses `DATABASE_URL`, or starts the embedded server under AGENTFLOW_HOME.
+
+What a script needs (a new key, a tenant id) is printed alone on stdout; notes go to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import click
+
+from agentflow_grpc.cli.common import fail
+from agentflow_grpc.config import Settings
+from agentflow_grpc.errors import AgentFlowError
+
+T = TypeVar("T")
+
+OPERATOR = "operator:cli"
+
+
+def _run(coroutine: Awaitable[T]) -> T:
+    async def main() -> T:
+        return await coroutine
+
+    try:
+        return asyncio.run(main())
+    except AgentFlowError as exc:
+        raise fail(exc.message) from None
+
+
+@click.command()
+@click.option(
+    "--revision",
+    default="head",
+    show_default=True,
+    help="Target revision: `head`, an id, `+1`/`-1`, or `base` (an empty schema).",
+)
+@click.option("--status", "show_status", is_flag=True, help="Print the revisions; change nothing.")
+@click.pass_obj
+def migrate(settings: Settings, revision: str, show_status: bool) -> None:
+    """Bring the database schema to REVISION (the newest by default)."""
+    from agentflow_grpc.app import database_dsn
+    from agentflow_grpc.storage import migrations
+
+    async def apply() -> migrations.MigrationStatus:
+        async with database_dsn(settings) as (dsn, _):
+            before = await migrations.status(dsn)
+            if show_status:
+                return before
+            if revision in ("head", "+1") or _is_upgrade(before.current, revision):
+                return await migrations.upgrade(dsn, revision)
+            return await migrations.downgrade(dsn, revision)
+
+    result = _run(apply())
+    current = result.current or "base (empty)"
+    state = "up to date" if result.up_to_date else f"newest is {result.head}"
+    click.echo(f"database at revision {current} ({state})")
+
+
+def _is_upgrade(current: str | None, target: str) -> bool:
+    """Whether reaching `target` from `current` goes forward (revision ids are numbered)."""
+    if target == "base" or target.startswith("-"):
+        return False
+    if current is None:
+        return True
+    try:
+        return int(target) >= int(current)
+    except ValueError:
+        return True  # let Alembic say what is wrong with the target
+
+
+@click.group()
+def tenant() -> None:
+    """Tenants: each has its own workflows, sources, executions and API keys."""
+
+
+@tenant.command("create")
+@click.argument("name")
+@click.pass_obj
+def tenant_create(settings: Settings, name: str) -> None:
+    """Create the tenant NAME (lower-case letters, digits, dashes); print its id."""
+    from agentflow_grpc.app import open_app
+
+    async def create() -> Any:
+        async with open_app(settings) as app:
+            return await app.tenants.create_tenant(name, actor=OPERATOR)
+
+    created = _run(create())
+    click.echo(f"created tenant {created.name}", err=True)
+    click.echo(str(created.id))
+
+
+@click.group()
+def apikey() -> None:
+    """API keys: how services and browsers authenticate, each key with one role."""
+
+
+@apikey.command("create")
+@click.option("--tenant", "tenant_name", required=True, help="The tenant's name.")
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "editor", "runner", "viewer"]),
+    required=True,
+    help="admin: everything; editor: change workflows and sources; runner: run; viewer: read.",
+)
+@click.option("--description", default="", help="What the key is for (shown in listings).")
+@click.option("--json", "as_json", is_flag=True, help="Print the key and its record as JSON.")
+@click.pass_obj
+def apikey_create(
+    settings: Settings, tenant_name: str, role: str, description: str, as_json: bool
+) -> None:
+    """Create an API key and print it, once: only its hash is stored."""
+    from agentflow_grpc.app import open_app
+    from agentflow_grpc.storage.records import Role
+
+    async def create() -> Any:
+        async with open_app(settings) as app:
+            return await app.tenants.create_api_key(
+                tenant_name, role=Role(role), description=description, actor=OPERATOR
+            )
+
+    record, key = _run(create())
+    if as_json:
+        document = {
+            "key": key,
+            "id": str(record.id),
+            "tenant_id": str(record.tenant_id),
+            "role": record.role.value,
+            "prefix": record.prefix,
+        }
+        click.echo(json.dumps(document))
+        return
+    click.echo(f"API key {record.prefix}… for tenant {tenant_name}, role {role}:", err=True)
+    click.echo(key)
+    click.echo("Keep it now: it cannot be shown again.", err=True)
+
+
+@click.command("rotate-keys")
+@click.option("--batch", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.pass_obj
+def rotate_keys(settings: Settings, batch: int) -> None:
+    """Re-encrypt every source secret under the newest key of AGENTFLOW_SECRET_KEYS.
+
+    The service keeps running: it reads secrets under any key in the list. Add the new key at
+    the end of AGENTFLOW_SECRET_KEYS everywhere, run this, then remove the old key.
+    """
+    from agentflow_grpc.app import open_app
+    from agentflow_grpc.services.keys import rotate_secrets
+
+    async def rotate() -> Any:
+        async with open_app(settings) as app:
+            return await rotate_secrets(app.database, app.keyring, batch=batch), app.keyring
+
+    report, keyring = _run(rotate())
+    click.echo(
+        f"re-encrypted {report.resealed} source secret(s) under key {keyring.newest_key_id}; "
+        f"secrets by key now: {json.dumps(report.by_key_after, sort_keys=True)}"
+    )
+
+
+@click.command("generate-key")
+@click.option("--id", "key_id", default="k1", show_default=True, help="The key's id.")
+def generate_key(key_id: str) -> None:
+    """Print a new AES-256 key as an AGENTFLOW_SECRET_KEYS entry (`ID:BASE64`)."""
+    from agentflow_grpc.storage.crypto import Keyring, SecretKeyError
+
+    entry = f"{key_id}:{Keyring.generate_key()}"
+    try:
+        Keyring.parse(entry)
+    except SecretKeyError as exc:
+        raise fail(exc.message) from None
+    click.echo(entry)
+
+
+COMMANDS = (migrate, tenant, apikey, rotate_keys, generate_key)

@@ -1,0 +1,107 @@
+"""Write a run's events to the log as they happen, in batches, without holding the run back.
+
+`EventLogWriter.put()` never waits: events queue up, and one task writes whatever has gathered
+in one statement (up to `max_batch`), so a burst of token events costs a few round trips, and a
+quiet run writes each event at once. `close()` returns once everything put is stored.
+
+A write that fails on a lost connection is tried again; the retry first reads how far the log
+got, so a batch that committed before the connection died is not stored twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+
+import asyncpg
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from agentflow_grpc.errors import UnavailableError
+from agentflow_grpc.observability.logging import get_logger
+from agentflow_grpc.runtime.events import ExecutionEvent
+from agentflow_grpc.storage import executions as store
+from agentflow_grpc.storage.database import Database
+
+log = get_logger("agentflow.event_log")
+
+_TRANSIENT = (UnavailableError, asyncpg.PostgresConnectionError, OSError)
+
+
+class EventLogWriter:
+    def __init__(
+        self,
+        database: Database,
+        tenant_id: uuid.UUID,
+        execution_id: uuid.UUID,
+        *,
+        max_batch: int = 500,
+        attempts: int = 4,
+    ) -> None:
+        self._database = database
+        self._tenant_id = tenant_id
+        self._execution_id = execution_id
+        self._max_batch = max_batch
+        self._attempts = attempts
+        self._queue: asyncio.Queue[ExecutionEvent | None] = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(), name=f"event-log-{execution_id}")
+        self.stored = 0  # events written so far
+
+    def put(self, event: ExecutionEvent) -> None:
+        """Queue `event`; raises the writer's error if writing has failed for good."""
+        if self._task.done():
+            self._task.result()  # raises what stopped it
+            raise RuntimeError("the event log writer is closed")
+        self._queue.put_nowait(event)
+
+    async def close(self) -> None:
+        """Store everything queued, then stop; raises if it could not be stored."""
+        if not self._task.done():
+            self._queue.put_nowait(None)
+        await self._task
+
+    async def abort(self) -> None:
+        """Stop without waiting for the queue (the database is gone, say)."""
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task  # the caller already knows why it aborts
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            closing = batch[-1] is None
+            events = [event for event in batch if event is not None]
+            if events:
+                await self._write(events)
+            if closing:
+                return
+
+    async def _write(self, events: list[ExecutionEvent]) -> None:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_TRANSIENT),
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential_jitter(initial=0.05, max=1.0),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                async with self._database.tenant(self._tenant_id) as connection:
+                    if attempt.retry_state.attempt_number > 1:
+                        execution = await store.get(connection, self._tenant_id, self._execution_id)
+                        events = [e for e in events if e.sequence > execution.last_sequence]
+                        log.warning(
+                            "event_log.retry",
+                            execution_id=str(self._execution_id),
+                            remaining=len(events),
+                        )
+                    await store.append_events(
+                        connection, self._tenant_id, self._execution_id, events
+                    )
+        self.stored += len(events)

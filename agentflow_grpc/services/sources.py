@@ -1,0 +1,133 @@
+"""Sources: provider configurations, checked by their adapter, secrets sealed at rest."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from agentflow_grpc.errors import InvalidArgumentError
+from agentflow_grpc.services.access import require
+from agentflow_grpc.sources.base import SourceDefinition
+from agentflow_grpc.sources.registry import SourceConfigError, SourceRegistry
+from agentflow_grpc.storage import sources as store
+from agentflow_grpc.storage.crypto import Keyring
+from agentflow_grpc.storage.database import Database
+from agentflow_grpc.storage.pagination import Page
+from agentflow_grpc.storage.records import Principal, Role, StoredSource
+
+
+class SourceService:
+    def __init__(self, database: Database, keyring: Keyring, registry: SourceRegistry) -> None:
+        self._database = database
+        self._keyring = keyring
+        self._registry = registry
+
+    async def create(
+        self,
+        principal: Principal,
+        *,
+        name: str,
+        type: str,
+        config: Mapping[str, Any],
+        secrets: Mapping[str, str],
+        description: str = "",
+    ) -> StoredSource:
+        require(principal, Role.EDITOR, "creating a source")
+        await self._check(name, type, config, secrets)
+        async with self._database.tenant(principal.tenant_id) as connection:
+            return await store.create(
+                connection,
+                principal.tenant_id,
+                self._keyring,
+                name=name,
+                type=type,
+                description=description,
+                config=config,
+                secrets=secrets,
+                actor=principal.actor,
+            )
+
+    async def get(self, principal: Principal, source_id: uuid.UUID) -> StoredSource:
+        require(principal, Role.VIEWER, "reading a source")
+        async with self._database.tenant(principal.tenant_id) as connection:
+            return await store.get(connection, principal.tenant_id, source_id)
+
+    async def list(
+        self, principal: Principal, *, page_size: int = 0, page_token: str = ""
+    ) -> Page[StoredSource]:
+        require(principal, Role.VIEWER, "listing sources")
+        async with self._database.tenant(principal.tenant_id) as connection:
+            return await store.list_sources(
+                connection, principal.tenant_id, size=page_size, token=page_token
+            )
+
+    async def update(
+        self,
+        principal: Principal,
+        source_id: uuid.UUID,
+        *,
+        etag: str | None,
+        name: str | None = None,
+        description: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> StoredSource:
+        """Change the fields given; the result is checked by the adapter as a whole."""
+        require(principal, Role.EDITOR, "updating a source")
+        async with self._database.tenant(principal.tenant_id) as connection:
+            current = await store.get(connection, principal.tenant_id, source_id)
+            # Secrets not being replaced are checked as present but unknown: the adapter sees
+            # their names, never their values.
+            await self._check(
+                name if name is not None else current.name,
+                current.type,
+                config if config is not None else current.config,
+                secrets if secrets is not None else dict.fromkeys(current.secret_names, "set"),
+            )
+            return await store.update(
+                connection,
+                principal.tenant_id,
+                source_id,
+                self._keyring,
+                etag=etag,
+                actor=principal.actor,
+                name=name,
+                description=description,
+                config=config,
+                secrets=secrets,
+            )
+
+    async def delete(
+        self, principal: Principal, source_id: uuid.UUID, *, etag: str | None
+    ) -> StoredSource:
+        require(principal, Role.EDITOR, "deleting a source")
+        async with self._database.tenant(principal.tenant_id) as connection:
+            return await store.delete(
+                connection, principal.tenant_id, source_id, etag=etag, actor=principal.actor
+            )
+
+    async def _check(
+        self, name: str, type: str, config: Mapping[str, Any], secrets: Mapping[str, str]
+    ) -> None:
+        """The adapter's own checks, so a stored source can always be opened."""
+        if type not in self._registry.types():
+            known = ", ".join(self._registry.types())
+            raise InvalidArgumentError(
+                f"no adapter runs sources of type {type!r} (known: {known})", field="type"
+            )
+        try:
+            definition = SourceDefinition(
+                name=name, type=type, config=dict(config), secrets=dict(secrets)
+            )
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            field = ".".join(str(part) for part in error["loc"])
+            raise InvalidArgumentError(f"{field}: {error['msg']}", field=field) from None
+        try:
+            source = self._registry.open(definition)
+        except SourceConfigError as exc:
+            raise InvalidArgumentError(exc.message, field="config", code=exc.code) from None
+        await source.aclose()

@@ -41,6 +41,7 @@ schema: install ## Regenerate schemas/workflow.schema.json from the models
 bench: install ## Run the benchmarks
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/storage.py
 
 lock: ## Re-pin constraints.txt to the newest versions pyproject.toml allows
 	rm -rf /tmp/agentflow-lock && $(PYTHON) -m venv /tmp/agentflow-lock

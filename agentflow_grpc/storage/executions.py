@@ -142,7 +142,9 @@ async def append_events(
     execution_id: uuid.UUID,
     events: Sequence[ExecutionEvent],
 ) -> None:
-    """Store `events` (consecutive sequence numbers, continuing the log) in one statement."""
+    """Store `events` (consecutive sequence numbers, continuing the log) in one statement.
+
+    The events' data travel as one JSON array (encoded once, not once per event)."""
     if not events:
         return
     first = events[0].sequence
@@ -151,6 +153,11 @@ async def append_events(
             raise EventLogError(
                 f"events to append are not consecutive: {event.sequence} follows "
                 f"{first + offset - 1}"
+            )
+        if event.is_terminal and offset != len(events) - 1:
+            raise EventLogError(
+                f"event {event.sequence} ({event.type.value}) ends the execution, "
+                "so no event may follow it"
             )
     progress = _progress(events)
     status = await connection.fetchval(
@@ -174,8 +181,9 @@ async def append_events(
             INSERT INTO execution_events (tenant_id, execution_id, sequence, type, node_id,
                                           attempt, occurred_at, data)
             SELECT $1, $2, e.sequence, e.type, e.node_id, e.attempt, e.occurred_at, e.data
-            FROM unnest($14::bigint[], $15::text[], $16::text[], $17::integer[],
-                        $18::timestamptz[], $19::jsonb[])
+            FROM ROWS FROM (unnest($14::bigint[]), unnest($15::text[]), unnest($16::text[]),
+                            unnest($17::integer[]), unnest($18::timestamptz[]),
+                            jsonb_array_elements($19::jsonb))
                  AS e(sequence, type, node_id, attempt, occurred_at, data)
             WHERE EXISTS (SELECT FROM advanced)
             RETURNING 1

@@ -18,6 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -101,6 +102,8 @@ async def _run(dsn: str, alembic_command: Any, revision: str) -> None:
             await connection.run_sync(run)
     except (OSError, asyncpg.PostgresConnectionError) as exc:
         raise UnavailableError(f"cannot connect to PostgreSQL: {exc}") from None
+    except CommandError as exc:  # an unknown target, or `+1`/`-1` past either end
+        raise ConfigurationError(f"cannot migrate to revision {revision!r}: {exc}") from None
     finally:
         await engine.dispose()
 

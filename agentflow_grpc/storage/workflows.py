@@ -59,10 +59,16 @@ async def get(
     include_deleted: bool = False,
     lock: bool = False,
 ) -> Workflow:
+    if lock:
+        # Lock the workflow row on its own first: a transaction that waited for the lock must
+        # then read the version the winner committed, which a locking join would not re-read.
+        await connection.execute(
+            "SELECT FROM workflows WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+            tenant_id,
+            workflow_id,
+        )
     row = await connection.fetchrow(
-        f"{_SELECT} WHERE w.tenant_id = $1 AND w.id = $2 {'FOR UPDATE OF w' if lock else ''}",
-        tenant_id,
-        workflow_id,
+        f"{_SELECT} WHERE w.tenant_id = $1 AND w.id = $2", tenant_id, workflow_id
     )
     if row is None or (row["deleted_at"] is not None and not include_deleted):
         raise NotFoundError(f"workflow {workflow_id} not found")

@@ -211,6 +211,8 @@ def upgrade() -> None:
     GRANT SELECT, INSERT ON tenants, workflow_versions, execution_events, audit_log
         TO agentflow_app;
     GRANT SELECT, INSERT, UPDATE ON api_keys, workflows, sources, executions TO agentflow_app;
+    -- So that the runtime can tell an up-to-date schema from a missing or older one.
+    GRANT SELECT ON alembic_version TO agentflow_app;
     """)
 
     execute_script("""
@@ -235,6 +237,7 @@ def downgrade() -> None:
     DROP FUNCTION agentflow_forbid_change();
     DROP FUNCTION agentflow_visible(uuid);
     REVOKE USAGE ON SCHEMA public FROM agentflow_app;
+    REVOKE SELECT ON alembic_version FROM agentflow_app;
     """)
     # The role is the cluster's: drop it only when no other database still uses it.
     execute_script("""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agentflow_grpc.config import ENV_PREFIX, Settings, load_settings
+from agentflow_grpc.config import Settings, load_settings, variable_name
 from agentflow_grpc.errors import ConfigurationError
 from agentflow_grpc.spec import Limits
 
@@ -15,7 +15,8 @@ from agentflow_grpc.spec import Limits
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in Settings.model_fields:
-        monkeypatch.delenv(f"{ENV_PREFIX}{name.upper()}", raising=False)
+        monkeypatch.delenv(variable_name(name), raising=False)
+    monkeypatch.delenv("AGENTFLOW_DATABASE_URL", raising=False)
 
 
 def test_defaults() -> None:
@@ -61,6 +62,38 @@ def test_settings_are_frozen() -> None:
 
 def test_readme_documents_every_setting(repo_root: Path) -> None:
     readme = (repo_root / "README.md").read_text()
-    documented = set(re.findall(r"^\| `(AGENTFLOW_[A-Z_]+)` \|", readme, flags=re.MULTILINE))
-    expected = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    documented = set(re.findall(r"^\| `([A-Z][A-Z_]+)` \|", readme, flags=re.MULTILINE))
+    expected = {variable_name(name) for name in Settings.model_fields}
     assert documented == expected
+
+
+def test_database_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://agentflow:pw@db.internal/agentflow")
+    monkeypatch.setenv("AGENTFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("AGENTFLOW_DATABASE_POOL_MAX", "25")
+    settings = load_settings()
+    assert settings.database_url is not None
+    assert settings.database_url.get_secret_value().endswith("@db.internal/agentflow")
+    assert "pw" not in repr(settings)  # the DSN's password stays out of logs and reprs
+    assert settings.home == tmp_path
+    assert settings.database_pool_max == 25
+
+
+def test_no_database_url_means_the_embedded_server() -> None:
+    settings = load_settings()
+    assert settings.database_url is None
+    assert settings.home.name == "agentflow"
+
+
+def test_pool_bounds_are_checked_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTFLOW_DATABASE_POOL_MIN", "20")
+    monkeypatch.setenv("AGENTFLOW_DATABASE_POOL_MAX", "10")
+    with pytest.raises(ConfigurationError, match=r"AGENTFLOW_DATABASE_POOL_MIN \(20\) is larger"):
+        load_settings()
+
+
+def test_secret_keys_are_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTFLOW_SECRET_KEYS", "k1:c2VjcmV0")
+    settings = load_settings()
+    assert settings.secret_keys is not None
+    assert "c2VjcmV0" not in repr(settings)

@@ -15,12 +15,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## Create .venv and install AgentFlow with its development tools
 
-run: install ## Install, validate the examples, and run one live against a local fake provider
+run: install ## Install, migrate the embedded database, validate the examples, run one live
+	$(BIN)/agentflow migrate
+	@echo
 	$(BIN)/agentflow validate examples/*.json
 	@echo
 	$(BIN)/python examples/run_demo.py
 	@echo
-	@echo "AgentFlow CLI ready: $(BIN)/agentflow --help  (run, validate, schema)"
+	@echo "AgentFlow CLI ready: $(BIN)/agentflow --help  (run, validate, migrate, tenant, apikey, ...)"
 
 test: install lint typecheck unit ## Install, lint, type-check and run every test
 

@@ -153,7 +153,7 @@ class Database:
             except _CONNECTION_LOST as exc:
                 raise UnavailableError(f"the database connection was lost: {exc}") from exc
             except asyncpg.InterfaceError as exc:
-                if not connection.is_closed():
+                if not _is_lost(connection):
                     raise
                 raise UnavailableError(f"the database connection was lost: {exc}") from exc
 
@@ -176,6 +176,13 @@ async def _init_connection(connection: Connection) -> None:
 
 # One encoder for every value: json.dumps with options builds a new encoder on each call.
 _dump_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def _is_lost(connection: Connection) -> bool:
+    try:
+        return bool(connection.is_closed())
+    except asyncpg.InterfaceError:  # the pool has already taken back the closed connection
+        return True
 
 
 def _where(dsn: str) -> str:

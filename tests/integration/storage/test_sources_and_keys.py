@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -222,3 +223,20 @@ async def test_secrets_are_never_logged(
     for text in (caplog.text, written.out, written.err):
         assert SECRET not in text
         assert base64.b64encode(SECRET.encode()).decode() not in text
+
+
+async def test_rotation_runs_while_runs_read_secrets(database: Database, tenant_a: Tenant) -> None:
+    """No downtime: readers with both keys keep opening every secret while rows switch keys."""
+    old, both = ring("old"), ring("old", "new")
+    for index in range(40):
+        await make_source(database, tenant_a, old, f"source-{index}")
+    rotating = asyncio.create_task(rotate_secrets(database, both, batch=3))
+    reads = 0
+    while not rotating.done():
+        async with database.tenant(tenant_a.id) as connection:
+            opened = await sources.definitions(connection, tenant_a.id, both)
+        assert {d.secrets["api_key"].get_secret_value() for d in opened} == {SECRET}
+        assert len(opened) == 40
+        reads += 1
+    assert (await rotating).resealed == 40
+    assert reads >= 2

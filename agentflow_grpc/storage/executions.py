@@ -19,7 +19,13 @@ from typing import Any
 from agentflow_grpc.errors import ConflictError, NotFoundError
 from agentflow_grpc.runtime.events import EventType, ExecutionEvent, TokenUsage
 from agentflow_grpc.storage.database import Connection
-from agentflow_grpc.storage.pagination import Page, decode_token, encode_token, page_size
+from agentflow_grpc.storage.pagination import (
+    Page,
+    by_creation,
+    continue_after,
+    page_of,
+    page_size,
+)
 from agentflow_grpc.storage.records import Execution, ExecutionStatus
 
 _FINAL_STATUS = {
@@ -106,9 +112,7 @@ async def list_executions(
         "after": created_after,
         "before": created_before,
     }
-    after: list[Any] = (
-        decode_token(token, filters, kinds=(datetime, uuid.UUID)) if token else [None, None]
-    )
+    after = continue_after(token, filters, kinds=(datetime, uuid.UUID))
     rows = await connection.fetch(
         """
         SELECT * FROM executions
@@ -130,10 +134,7 @@ async def list_executions(
         after[1],
         limit + 1,
     )
-    items = [_execution(row) for row in rows[:limit]]
-    last = items[-1] if items else None
-    more = len(rows) > limit
-    return Page(items, encode_token([last.created_at, last.id], filters) if more and last else "")
+    return page_of([_execution(row) for row in rows], limit, filters, by_creation)
 
 
 async def append_events(

@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -39,6 +39,25 @@ def page_size(requested: int) -> int:
             f"page_size must not be negative, got {requested}", field="page_size"
         )
     return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def continue_after(token: str, filters: dict[str, Any], *, kinds: Sequence[type]) -> list[Any]:
+    """The sort key the page after `token` starts below; all None for the first page."""
+    return decode_token(token, filters, kinds=kinds) if token else [None] * len(kinds)
+
+
+def page_of(
+    fetched: list[Item], limit: int, filters: dict[str, Any], key: Callable[[Item], list[Any]]
+) -> Page[Item]:
+    """A page from `limit + 1` fetched items: the extra one only says another page follows."""
+    items = fetched[:limit]
+    more = len(fetched) > limit
+    return Page(items, encode_token(key(items[-1]), filters) if more else "")
+
+
+def by_creation(item: Any) -> list[Any]:
+    """The sort key of lists ordered newest first: (created_at, id)."""
+    return [item.created_at, item.id]
 
 
 def fingerprint(filters: dict[str, Any]) -> str:

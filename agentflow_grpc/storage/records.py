@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from agentflow_grpc.errors import InvalidArgumentError
+from agentflow_grpc.errors import EtagMismatchError, InvalidArgumentError
 from agentflow_grpc.runtime.events import TokenUsage
 
 _ETAG = re.compile(r'^(?:W/)?"(\d{1,18})"$')
@@ -29,6 +29,18 @@ def revision_of(etag: str) -> int:
     if match is None:
         raise InvalidArgumentError(f"{etag[:40]!r} is not an etag this server issued", field="etag")
     return int(match.group(1))
+
+
+def check_etag(etag: str | None, *, current: int, resource: str) -> None:
+    """Nothing when `etag` is None or names revision `current`; else the right error."""
+    if not etag:
+        return
+    expected = revision_of(etag)
+    if expected != current:
+        raise EtagMismatchError(
+            f"{resource} has changed since etag {etag}: it is now at {etag_of(current)}; "
+            "read it again and reapply the change"
+        )
 
 
 class Role(StrEnum):

@@ -15,13 +15,19 @@ from typing import Any
 
 import asyncpg
 
-from agentflow_grpc.errors import AlreadyExistsError, EtagMismatchError, NotFoundError
+from agentflow_grpc.errors import AlreadyExistsError, NotFoundError
 from agentflow_grpc.sources.base import SourceDefinition
 from agentflow_grpc.storage import audit
 from agentflow_grpc.storage.crypto import Keyring, SealedSecrets
 from agentflow_grpc.storage.database import Connection
-from agentflow_grpc.storage.pagination import Page, decode_token, encode_token, page_size
-from agentflow_grpc.storage.records import StoredSource, revision_of
+from agentflow_grpc.storage.pagination import (
+    Page,
+    by_creation,
+    continue_after,
+    page_of,
+    page_size,
+)
+from agentflow_grpc.storage.records import StoredSource, check_etag
 
 _LIVE = "deleted_at IS NULL"
 
@@ -90,9 +96,7 @@ async def list_sources(
 ) -> Page[StoredSource]:
     limit = page_size(size)
     filters: dict[str, Any] = {}
-    after: list[Any] = (
-        decode_token(token, filters, kinds=(datetime, uuid.UUID)) if token else [None, None]
-    )
+    after = continue_after(token, filters, kinds=(datetime, uuid.UUID))
     rows = await connection.fetch(
         f"""
         SELECT * FROM sources
@@ -106,10 +110,7 @@ async def list_sources(
         after[1],
         limit + 1,
     )
-    items = [_source(row) for row in rows[:limit]]
-    last = items[-1] if items else None
-    more = len(rows) > limit
-    return Page(items, encode_token([last.created_at, last.id], filters) if more and last else "")
+    return page_of([_source(row) for row in rows], limit, filters, by_creation)
 
 
 async def update(
@@ -126,12 +127,8 @@ async def update(
     secrets: Mapping[str, str] | None = None,
 ) -> StoredSource:
     """Change the fields given (None keeps a field); `secrets` replaces all of them."""
-    expected = revision_of(etag) if etag else None
     before = await _row(connection, tenant_id, source_id, lock=True)
-    if expected is not None and expected != before["revision"]:
-        raise EtagMismatchError(
-            f"source {source_id} has changed since etag {expected}; read it again"
-        )
+    check_etag(etag, current=before["revision"], resource=f"source {source_id}")
     sealed: SealedSecrets | None = None
     if secrets is not None:
         sealed = _seal(keyring, tenant_id, source_id, secrets)
@@ -175,12 +172,8 @@ async def delete(
     actor: str,
 ) -> StoredSource:
     """Soft delete; the sealed secrets are erased with it, and the name is free again."""
-    expected = revision_of(etag) if etag else None
     before = await _row(connection, tenant_id, source_id, lock=True)
-    if expected is not None and expected != before["revision"]:
-        raise EtagMismatchError(
-            f"source {source_id} has changed since etag {expected}; read it again"
-        )
+    check_etag(etag, current=before["revision"], resource=f"source {source_id}")
     row = await connection.fetchrow(
         """
         UPDATE sources SET deleted_at = now(), secret_key_id = NULL, secret_blob = NULL,

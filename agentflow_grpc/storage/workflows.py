@@ -12,11 +12,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from agentflow_grpc.errors import EtagMismatchError, NotFoundError
+from agentflow_grpc.errors import NotFoundError
 from agentflow_grpc.storage import audit
 from agentflow_grpc.storage.database import Connection
-from agentflow_grpc.storage.pagination import Page, decode_token, encode_token, page_size
-from agentflow_grpc.storage.records import Workflow, WorkflowVersion, revision_of
+from agentflow_grpc.storage.pagination import (
+    Page,
+    by_creation,
+    continue_after,
+    page_of,
+    page_size,
+)
+from agentflow_grpc.storage.records import Workflow, WorkflowVersion, check_etag
 
 _SELECT = """
     SELECT w.*, v.spec, v.spec_hash
@@ -87,9 +93,7 @@ async def list_workflows(
     """Newest first; `name` keeps only workflows whose spec has that name."""
     limit = page_size(size)
     filters = {"name": name, "show_deleted": show_deleted}
-    after: list[Any] = (
-        decode_token(token, filters, kinds=(datetime, uuid.UUID)) if token else [None, None]
-    )
+    after = continue_after(token, filters, kinds=(datetime, uuid.UUID))
     rows = await connection.fetch(
         f"""{_SELECT}
         WHERE w.tenant_id = $1
@@ -106,11 +110,7 @@ async def list_workflows(
         after[1],
         limit + 1,
     )
-    items = [_workflow(row) for row in rows[:limit]]
-    more = len(rows) > limit
-    last = items[-1] if items else None
-    next_token = encode_token([last.created_at, last.id], filters) if more and last else ""
-    return Page(items, next_token)
+    return page_of([_workflow(row) for row in rows], limit, filters, by_creation)
 
 
 async def update(
@@ -125,9 +125,8 @@ async def update(
     actor: str,
 ) -> Workflow:
     """Store `spec` as the next version. The same spec again changes nothing."""
-    expected = revision_of(etag) if etag else None
     current = await get(connection, tenant_id, workflow_id, lock=True)
-    _check_etag(current, expected)
+    check_etag(etag, current=current.revision, resource=f"workflow {workflow_id}")
     if current.spec_hash == spec_hash:
         return current
     version = current.version + 1
@@ -159,9 +158,8 @@ async def delete(
     actor: str,
 ) -> Workflow:
     """Soft delete: hidden from get and list, its versions and executions kept."""
-    expected = revision_of(etag) if etag else None
     current = await get(connection, tenant_id, workflow_id, lock=True)
-    _check_etag(current, expected)
+    check_etag(etag, current=current.revision, resource=f"workflow {workflow_id}")
     await connection.execute(
         """
         UPDATE workflows SET deleted_at = now(), revision = revision + 1, updated_at = now(),
@@ -207,7 +205,7 @@ async def list_versions(
     await get(connection, tenant_id, workflow_id)  # NotFound for unknown or deleted workflows
     limit = page_size(size)
     filters = {"workflow": str(workflow_id)}
-    before = decode_token(token, filters, kinds=(int,))[0] if token else None
+    (below,) = continue_after(token, filters, kinds=(int,))
     rows = await connection.fetch(
         """
         SELECT * FROM workflow_versions
@@ -217,20 +215,10 @@ async def list_versions(
         """,
         tenant_id,
         workflow_id,
-        before,
+        below,
         limit + 1,
     )
-    items = [_version(row) for row in rows[:limit]]
-    next_token = encode_token([items[-1].version], filters) if len(rows) > limit else ""
-    return Page(items, next_token)
-
-
-def _check_etag(current: Workflow, expected: int | None) -> None:
-    if expected is not None and expected != current.revision:
-        raise EtagMismatchError(
-            f"workflow {current.id} has changed since etag {expected}: it is now at "
-            f"{current.etag}; read it again and reapply the change"
-        )
+    return page_of([_version(row) for row in rows], limit, filters, lambda v: [v.version])
 
 
 async def _insert_version(

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit schema bench clean
+.PHONY: install run test lint typecheck unit schema proto bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "AgentFlow needs Python 3.11 or newer, found " + sys.version.split()[0]'
@@ -30,12 +30,17 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/python scripts/generate_protos.py --check
+	$(BIN)/buf lint
 
 typecheck: install
 	$(BIN)/mypy
 
 unit: install
 	$(BIN)/pytest
+
+proto: install ## Regenerate agentflow_grpc/_gen (and the client) from protos/
+	$(BIN)/python scripts/generate_protos.py
 
 schema: install ## Regenerate schemas/workflow.schema.json from the models
 	$(BIN)/agentflow schema --output schemas/workflow.schema.json

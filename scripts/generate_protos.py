@@ -1,0 +1,117 @@
+"""Regenerate the Python code of protos/ (one command: `make proto`).
+
+- `agentflow_grpc/_gen/`: messages and gRPC stubs (grpcio-tools' protoc), with mypy stubs
+  (mypy-protobuf), and `agentflow_grpc/_gen/descriptor_set.binpb`, the FileDescriptorSet with
+  imports and source info (Envoy's gRPC-JSON transcoder and server reflection read it).
+- `build/proto-deps/`: the googleapis protos (google/api, google/rpc) that protos/ imports, copied
+  from the installed googleapis-common-protos package so that `buf lint` can resolve them offline.
+  Nothing of googleapis is kept in the repository.
+
+`--check` regenerates into a temporary directory and fails if `agentflow_grpc/_gen` differs (the
+test suite runs it). Generated files are never edited by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTOS = ROOT / "protos"
+GENERATED = ROOT / "agentflow_grpc" / "_gen"
+DEPS = ROOT / "build" / "proto-deps"
+GOOGLEAPIS = ("google/api", "google/rpc")
+# protoc writes `from agentflow.v1 import x_pb2`; the code lives in agentflow_grpc._gen.
+_IMPORT = re.compile(r"^from agentflow\.v1 import ", re.MULTILINE)
+_PACKAGE_DOC = '"""Generated from protos/ by scripts/generate_protos.py. Never edit by hand."""\n'
+
+
+def googleapis_root() -> Path:
+    """The directory holding google/api/*.proto (googleapis-common-protos installs them)."""
+    from google.api import annotations_pb2
+
+    return Path(annotations_pb2.__file__).resolve().parent.parent.parent
+
+
+def proto_files() -> list[Path]:
+    return sorted(PROTOS.rglob("*.proto"))
+
+
+def generate(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    well_known = Path(protoc.__file__).resolve().parent / "_proto"
+    sources = [str(path.relative_to(PROTOS)) for path in proto_files()]
+    arguments = [
+        "grpc_tools.protoc",
+        f"--proto_path={PROTOS}",
+        f"--proto_path={googleapis_root()}",
+        f"--proto_path={well_known}",
+        f"--plugin=protoc-gen-mypy={Path(sys.executable).parent / 'protoc-gen-mypy'}",
+        f"--plugin=protoc-gen-mypy_grpc={Path(sys.executable).parent / 'protoc-gen-mypy_grpc'}",
+        f"--python_out={out}",
+        f"--grpc_python_out={out}",
+        f"--mypy_out={out}",
+        f"--mypy_grpc_out={out}",
+        f"--descriptor_set_out={out / 'descriptor_set.binpb'}",
+        "--include_imports",
+        "--include_source_info",
+        *sources,
+    ]
+    if protoc.main(arguments) != 0:
+        raise SystemExit("protoc failed")
+    for path in (out / "agentflow" / "v1").glob("*.py*"):
+        text = _IMPORT.sub("from agentflow_grpc._gen.agentflow.v1 import ", path.read_text())
+        path.write_text(text)
+    for package in (out, out / "agentflow", out / "agentflow" / "v1"):
+        (package / "__init__.py").write_text(_PACKAGE_DOC)
+
+
+def copy_googleapis() -> None:
+    shutil.rmtree(DEPS, ignore_errors=True)
+    for folder in GOOGLEAPIS:
+        target = DEPS / folder
+        target.mkdir(parents=True)
+        for proto in (googleapis_root() / folder).glob("*.proto"):
+            shutil.copy2(proto, target / proto.name)
+
+
+def differences(left: Path, right: Path) -> list[str]:
+    comparison = filecmp.dircmp(left, right, ignore=["__pycache__"])
+    found = [f"only in {comparison.left}: {name}" for name in comparison.left_only]
+    found += [f"only in {comparison.right}: {name}" for name in comparison.right_only]
+    found += [f"differs: {Path(comparison.left) / name}" for name in comparison.diff_files]
+    for sub in comparison.common_dirs:
+        found += differences(left / sub, right / sub)
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if the generated code is stale")
+    args = parser.parse_args()
+    copy_googleapis()
+    if not args.check:
+        shutil.rmtree(GENERATED, ignore_errors=True)
+        generate(GENERATED)
+        print(f"generated {GENERATED.relative_to(ROOT)} from {len(proto_files())} protos")
+        return 0
+    with tempfile.TemporaryDirectory() as scratch:
+        fresh = Path(scratch) / "_gen"
+        generate(fresh)
+        stale = differences(GENERATED, fresh) if GENERATED.exists() else ["no generated code"]
+    if stale:
+        print("generated code is stale; run `make proto`:", *stale, sep="\n  ", file=sys.stderr)
+        return 1
+    print("generated code is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -65,6 +65,15 @@ class Settings(BaseSettings):
         description="Keys that encrypt source secrets: `ID:BASE64KEY,…`, the newest last.",
     )
 
+    grpc_host: str = Field("127.0.0.1", description="Address the gRPC server listens on.")
+    grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
+    max_message_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024, description="Largest gRPC message."
+    )
+    shutdown_grace: float = Field(
+        10.0, ge=0, le=3600, description="Seconds running calls and runs get to finish on stop."
+    )
+
     @model_validator(mode="after")
     def _pool_bounds(self) -> Self:
         if self.database_pool_min > self.database_pool_max:

@@ -41,11 +41,12 @@ class InvalidSpecError(AgentFlowError):
 
     code = "invalid_spec"
 
-    def __init__(self, violations: Sequence[Violation]) -> None:
+    def __init__(self, violations: Sequence[Violation], *, field: str = "spec") -> None:
         count = len(violations)
         first = f": {violations[0].path or '/'} {violations[0].message}" if violations else ""
         super().__init__(f"the spec has {count} violation{'s' if count != 1 else ''}{first}")
         self.violations = tuple(violations)
+        self.field = field  # where the spec was in the request (the API's field name)
 
 
 class NotFoundError(AgentFlowError):

@@ -26,7 +26,7 @@ from agentflow_grpc.runtime.engine import ExecutionEngine
 from agentflow_grpc.sources.base import SourceDefinition
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
-pytest_plugins = ["support.storage_fixtures"]
+pytest_plugins = ["support.storage_fixtures", "support.api_fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SUPPORT = Path(__file__).resolve().parent / "support"

@@ -17,6 +17,7 @@ import click
 from agentflow_grpc import __version__
 from agentflow_grpc.cli.common import EXIT_INVALID, EXIT_USAGE, fail, format_violation
 from agentflow_grpc.cli.run import run
+from agentflow_grpc.cli.serve import serve
 from agentflow_grpc.cli.storage import COMMANDS as STORAGE_COMMANDS
 from agentflow_grpc.config import Settings, load_settings
 from agentflow_grpc.errors import AgentFlowError, SpecReadError
@@ -146,6 +147,7 @@ def _print_reports(reports: list[dict[str, Any]]) -> None:
 
 
 cli.add_command(run)
+cli.add_command(serve)
 for command in STORAGE_COMMANDS:
     cli.add_command(command)
 

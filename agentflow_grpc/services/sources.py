@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from agentflow_grpc.errors import InvalidArgumentError
+from agentflow_grpc.runtime.failures import NodeFailure
 from agentflow_grpc.services.access import require
-from agentflow_grpc.sources.base import SourceDefinition
+from agentflow_grpc.sources.base import Checkable, SourceDefinition
 from agentflow_grpc.sources.registry import SourceConfigError, SourceRegistry
 from agentflow_grpc.storage import sources as store
 from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import Database
 from agentflow_grpc.storage.pagination import Page
 from agentflow_grpc.storage.records import Principal, Role, StoredSource
+
+
+@dataclass(frozen=True, slots=True)
+class SourceCheck:
+    ok: bool
+    message: str
+    latency_ms: float
+
+
+def _since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
 
 
 class SourceService:
@@ -34,7 +49,9 @@ class SourceService:
         config: Mapping[str, Any],
         secrets: Mapping[str, str],
         description: str = "",
+        request_id: str | None = None,
     ) -> StoredSource:
+        """A new source; a `request_id` seen before returns the source it created."""
         require(principal, Role.EDITOR, "creating a source")
         await self._check(name, type, config, secrets)
         async with self._database.tenant(principal.tenant_id) as connection:
@@ -48,6 +65,7 @@ class SourceService:
                 config=config,
                 secrets=secrets,
                 actor=principal.actor,
+                request_id=request_id,
             )
 
     async def get(self, principal: Principal, source_id: uuid.UUID) -> StoredSource:
@@ -108,6 +126,28 @@ class SourceService:
             return await store.delete(
                 connection, principal.tenant_id, source_id, etag=etag, actor=principal.actor
             )
+
+    async def test(self, principal: Principal, source_id: uuid.UUID) -> SourceCheck:
+        """Connect to the source with its stored secrets and make one cheap call."""
+        require(principal, Role.RUNNER, "testing a source")
+        async with self._database.tenant(principal.tenant_id) as connection:
+            stored = await store.get(connection, principal.tenant_id, source_id)
+            definitions = await store.definitions(connection, principal.tenant_id, self._keyring)
+        (definition,) = [d for d in definitions if d.id == str(stored.id)]
+        started = time.perf_counter()
+        source = self._registry.open(definition)
+        try:
+            if not isinstance(source, Checkable):
+                return SourceCheck(False, f"sources of type {stored.type!r} cannot be tested", 0.0)
+            try:
+                message = await asyncio.wait_for(source.check(), timeout=30)
+            except NodeFailure as exc:
+                return SourceCheck(False, f"{exc.code}: {exc.message}", _since(started))
+            except TimeoutError:
+                return SourceCheck(False, "no answer within 30 s", _since(started))
+            return SourceCheck(True, message, _since(started))
+        finally:
+            await source.aclose()
 
     async def _check(
         self, name: str, type: str, config: Mapping[str, Any], secrets: Mapping[str, str]

@@ -27,7 +27,10 @@ class WorkflowService:
         async with self._database.tenant(principal.tenant_id) as connection:
             return await self._validate(connection, principal, document)
 
-    async def create(self, principal: Principal, document: Any) -> Workflow:
+    async def create(
+        self, principal: Principal, document: Any, *, request_id: str | None = None
+    ) -> Workflow:
+        """Version 1 of a new workflow; a `request_id` seen before returns what it created."""
         require(principal, Role.EDITOR, "creating a workflow")
         async with self._database.tenant(principal.tenant_id) as connection:
             spec = _valid(await self._validate(connection, principal, document))
@@ -38,6 +41,7 @@ class WorkflowService:
                 spec=spec.to_document(),
                 spec_hash=spec.content_hash,
                 actor=principal.actor,
+                request_id=request_id,
             )
 
     async def get(self, principal: Principal, workflow_id: uuid.UUID) -> Workflow:

@@ -41,6 +41,12 @@ class Source(Protocol):
 # --- capabilities ---
 
 
+@runtime_checkable
+class Checkable(Protocol):
+    async def check(self) -> str:
+        """Connect and make one cheap call; what was done. Raises NodeFailure when it fails."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     messages: Sequence[dict[str, str]]

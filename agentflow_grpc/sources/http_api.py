@@ -105,5 +105,12 @@ class HttpApiSource:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    async def check(self) -> str:
+        try:
+            response = await self._client.get(self._config.base_url)
+        except httpx2.HTTPError as exc:
+            raise NodeFailure("http.unavailable", f"cannot reach {self._origin}: {exc}") from exc
+        return f"GET {self._config.base_url} answered {response.status_code}"
+
 
 ADAPTERS = (HttpApiAdapter(),)

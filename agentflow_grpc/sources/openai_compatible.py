@@ -109,6 +109,13 @@ class OpenAICompatibleSource:
     async def aclose(self) -> None:
         await self._client.close()
 
+    async def check(self) -> str:
+        try:
+            page = await self._client.models.list()
+        except openai.OpenAIError as exc:
+            raise provider_failure(exc) from exc
+        return f"listed {len(page.data)} model(s) at {self._client.base_url}"
+
     def _model(self, requested: str | None, default: str | None, what: str) -> str:
         model = requested or default
         if model is None:

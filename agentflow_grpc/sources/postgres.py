@@ -120,6 +120,12 @@ class PostgresSource:
             await self._pool.close()
             self._pool = None
 
+    async def check(self) -> str:
+        result = await self.fetch(
+            "SELECT version()", (), read_only=True, max_rows=1, statement_timeout=10
+        )
+        return f"connected: {result.rows[0]['version'].split(' on ')[0]}"
+
     async def fetch(
         self,
         query: str,

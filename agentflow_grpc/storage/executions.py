@@ -52,13 +52,16 @@ async def create(
     workflow_version: int | None = None,
     inline_spec: dict[str, Any] | None = None,
     execution_id: uuid.UUID | None = None,
+    request_id: str | None = None,
 ) -> Execution:
-    """A pending execution of a stored workflow version, or of an inline spec."""
+    """A pending execution of a stored workflow version, or of an inline spec; with a
+    `request_id` seen before, the execution that request made (its id tells it apart)."""
     row = await connection.fetchrow(
         """
         INSERT INTO executions (id, tenant_id, workflow_id, workflow_version, inline_spec,
-                                spec_hash, status, inputs, created_by)
-        VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)
+                                spec_hash, status, inputs, created_by, request_id)
+        VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9)
+        ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
         RETURNING *
         """,
         execution_id or uuid.uuid4(),
@@ -69,8 +72,22 @@ async def create(
         spec_hash,
         inputs,
         actor,
+        request_id,
     )
+    if row is None:  # the request_id was seen before
+        earlier = await find_by_request_id(connection, tenant_id, request_id or "")
+        assert earlier is not None
+        return earlier
     return _execution(row)
+
+
+async def find_by_request_id(
+    connection: Connection, tenant_id: uuid.UUID, request_id: str
+) -> Execution | None:
+    row = await connection.fetchrow(
+        "SELECT * FROM executions WHERE tenant_id = $1 AND request_id = $2", tenant_id, request_id
+    )
+    return None if row is None else _execution(row)
 
 
 async def get(connection: Connection, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> Execution:

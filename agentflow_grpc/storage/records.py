@@ -15,12 +15,13 @@ from typing import Any
 from agentflow_grpc.errors import EtagMismatchError, InvalidArgumentError
 from agentflow_grpc.runtime.events import TokenUsage
 
-_ETAG = re.compile(r'^(?:W/)?"(\d{1,18})"$')
+# As issued (`7`), or quoted the HTTP way (`"7"`, `W/"7"`).
+_ETAG = re.compile(r'^(?:W/)?"?(\d{1,18})"?$')
 
 
 def etag_of(revision: int) -> str:
-    """The etag of a stored revision: opaque to clients, `"<n>"` in fact."""
-    return f'"{revision}"'
+    """The etag of a stored revision: opaque to clients (the revision number, in fact)."""
+    return str(revision)
 
 
 def revision_of(etag: str) -> int:

@@ -47,15 +47,18 @@ async def create(
     config: Mapping[str, Any],
     secrets: Mapping[str, str],
     actor: str,
+    request_id: str | None = None,
 ) -> StoredSource:
+    """A new source; with a `request_id` seen before, the source it made."""
     source_id = uuid.uuid4()
     sealed = _seal(keyring, tenant_id, source_id, secrets)
     try:
         row = await connection.fetchrow(
             """
             INSERT INTO sources (id, tenant_id, name, type, description, config, secret_names,
-                                 secret_key_id, secret_blob, created_by, updated_by)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+                                 secret_key_id, secret_blob, created_by, updated_by, request_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)
+            ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
             RETURNING *
             """,
             source_id,
@@ -68,9 +71,15 @@ async def create(
             sealed.key_id if sealed else None,
             sealed.blob if sealed else None,
             actor,
+            request_id,
         )
     except asyncpg.UniqueViolationError:
         raise AlreadyExistsError(f"a source named {name!r} already exists") from None
+    if row is None:
+        earlier = await connection.fetchrow(
+            "SELECT * FROM sources WHERE tenant_id = $1 AND request_id = $2", tenant_id, request_id
+        )
+        return _source(earlier)
     source = _source(row)
     await _audit(connection, "source.create", None, row, actor)
     return source

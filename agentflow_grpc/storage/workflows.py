@@ -39,20 +39,32 @@ async def create(
     spec: dict[str, Any],
     spec_hash: str,
     actor: str,
+    request_id: str | None = None,
 ) -> Workflow:
-    workflow_id = uuid.uuid4()
-    await connection.execute(
+    """Version 1 of a new workflow; with a `request_id` seen before, the workflow it made."""
+    inserted = await connection.fetchval(
         """
-        INSERT INTO workflows (id, tenant_id, name, current_version, created_by, updated_by)
-        VALUES ($1, $2, $3, 1, $4, $4)
+        INSERT INTO workflows (id, tenant_id, name, current_version, created_by, updated_by,
+                               request_id)
+        VALUES ($1, $2, $3, 1, $4, $4, $5)
+        ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
+        RETURNING id
         """,
-        workflow_id,
+        uuid.uuid4(),
         tenant_id,
         name,
         actor,
+        request_id,
     )
-    await _insert_version(connection, tenant_id, workflow_id, 1, spec, spec_hash, actor)
-    workflow = await get(connection, tenant_id, workflow_id)
+    if inserted is None:
+        earlier = await connection.fetchval(
+            "SELECT id FROM workflows WHERE tenant_id = $1 AND request_id = $2",
+            tenant_id,
+            request_id,
+        )
+        return await get(connection, tenant_id, earlier, include_deleted=True)
+    await _insert_version(connection, tenant_id, inserted, 1, spec, spec_hash, actor)
+    workflow = await get(connection, tenant_id, inserted)
     await _audit(connection, workflow, "workflow.create", before=None, actor=actor)
     return workflow
 

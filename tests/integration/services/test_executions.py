@@ -25,7 +25,7 @@ from agentflow_grpc.nodes.registry import NodeRegistry
 from agentflow_grpc.runtime.engine import ExecutionEngine
 from agentflow_grpc.runtime.events import EventType
 from agentflow_grpc.runtime.inputs import InvalidInputsError
-from agentflow_grpc.services.executions import ExecutionService
+from agentflow_grpc.services.executions import ExecutionService, RunRequest
 from agentflow_grpc.services.sources import SourceService
 from agentflow_grpc.services.workflows import WorkflowService
 from agentflow_grpc.sources.registry import SourceRegistry
@@ -92,7 +92,7 @@ async def test_a_stored_workflow_runs_and_reads_back_as_it_streamed(
 ) -> None:
     workflow = await services.workflows.create(services.editor, answer_spec())
     run = await services.executions.start(
-        services.editor, workflow_id=workflow.id, inputs={"question": "why?"}
+        services.editor, RunRequest(workflow_id=workflow.id, inputs={"question": "why?"})
     )
     streamed = await collect(run.events())
     assert_well_formed(streamed)
@@ -130,7 +130,7 @@ async def test_a_stored_workflow_runs_and_reads_back_as_it_streamed(
 
 async def test_an_inline_spec_run_is_recorded_with_its_spec(services: Services) -> None:
     run = await services.executions.start(
-        services.editor, spec=answer_spec("inline"), inputs={"question": "q"}
+        services.editor, RunRequest(spec=answer_spec("inline"), inputs={"question": "q"})
     )
     events = await collect(run.events())
     detail = await services.executions.get(services.editor, run.id)
@@ -148,40 +148,41 @@ async def test_a_pinned_version_runs_that_version(services: Services) -> None:
         services.editor, first.id, answer_spec(prompt="two {{ inputs.question }}"), etag=first.etag
     )
     pinned = await services.executions.start(
-        services.editor, workflow_id=first.id, version=1, inputs={"question": "x"}
+        services.editor, RunRequest(workflow_id=first.id, version=1, inputs={"question": "x"})
     )
     current = await services.executions.start(
-        services.editor, workflow_id=first.id, inputs={"question": "x"}
+        services.editor, RunRequest(workflow_id=first.id, inputs={"question": "x"})
     )
     assert (await collect(pinned.events()))[-1].data["outputs"] == {"answer": "Echo: one x"}
     assert (await collect(current.events()))[-1].data["outputs"] == {"answer": "Echo: two x"}
     assert (pinned.record.workflow_version, current.record.workflow_version) == (1, 2)
     with pytest.raises(NotFoundError):
         await services.executions.start(
-            services.editor, workflow_id=first.id, version=3, inputs={"question": "x"}
+            services.editor, RunRequest(workflow_id=first.id, version=3, inputs={"question": "x"})
         )
 
 
 async def test_refused_runs_leave_no_record(services: Services) -> None:
     with pytest.raises(InvalidInputsError):
-        await services.executions.start(services.editor, spec=answer_spec(), inputs={})
+        await services.executions.start(services.editor, RunRequest(spec=answer_spec(), inputs={}))
     with pytest.raises(InvalidSpecError) as invalid:
         await services.executions.start(
-            services.editor, spec={**answer_spec(), "edges": []}, inputs={"question": "q"}
+            services.editor,
+            RunRequest(spec={**answer_spec(), "edges": []}, inputs={"question": "q"}),
         )
     assert invalid.value.violations
     unknown_source = answer_spec()
     unknown_source["nodes"][1]["source"] = "nowhere"
     with pytest.raises(InvalidSpecError) as invalid:
         await services.executions.start(
-            services.editor, spec=unknown_source, inputs={"question": "q"}
+            services.editor, RunRequest(spec=unknown_source, inputs={"question": "q"})
         )
     assert [v.code.value for v in invalid.value.violations] == ["source.unknown"]
     with pytest.raises(InvalidArgumentError):
-        await services.executions.start(services.editor, inputs={"question": "q"})
+        await services.executions.start(services.editor, RunRequest(inputs={"question": "q"}))
     with pytest.raises(NotFoundError):
         await services.executions.start(
-            services.editor, workflow_id=uuid.uuid4(), inputs={"question": "q"}
+            services.editor, RunRequest(workflow_id=uuid.uuid4(), inputs={"question": "q"})
         )
     assert (await services.executions.list(services.editor)).items == []
 
@@ -192,8 +193,9 @@ async def test_a_failed_run_is_recorded_with_its_error(
     provider.add_rule(contains="refuse", status=400, message="bad request from the provider")
     run = await services.executions.start(
         services.editor,
-        spec=answer_spec(prompt="refuse {{ inputs.question }}"),
-        inputs={"question": "q"},
+        RunRequest(
+            spec=answer_spec(prompt="refuse {{ inputs.question }}"), inputs={"question": "q"}
+        ),
     )
     events = await collect(run.events())
     assert events[-1].type is EventType.EXECUTION_FAILED
@@ -214,8 +216,9 @@ async def test_a_caller_that_stops_reading_leaves_the_run_cancelled_and_recorded
     provider.add_rule(contains=SLOW, delay=30)
     run = await services.executions.start(
         services.editor,
-        spec=answer_spec(prompt=SLOW + " {{ inputs.question }}"),
-        inputs={"question": "q"},
+        RunRequest(
+            spec=answer_spec(prompt=SLOW + " {{ inputs.question }}"), inputs={"question": "q"}
+        ),
     )
     before = asyncio.all_tasks()
     stream = run.events()
@@ -236,7 +239,7 @@ async def test_a_caller_that_stops_reading_leaves_the_run_cancelled_and_recorded
 
 async def test_events_after_a_sequence(services: Services) -> None:
     run = await services.executions.start(
-        services.editor, spec=answer_spec(), inputs={"question": "q"}
+        services.editor, RunRequest(spec=answer_spec(), inputs={"question": "q"})
     )
     streamed = await collect(run.events())
     later = await services.executions.events(services.editor, run.id, after_sequence=2)
@@ -250,10 +253,14 @@ async def test_roles_decide_who_may_run_and_read(services: Services) -> None:
     viewer = Principal(tenant_id=tenant_id, role=Role.VIEWER, api_key_id=uuid.uuid4())
     runner = Principal(tenant_id=tenant_id, role=Role.RUNNER, api_key_id=uuid.uuid4())
     with pytest.raises(PermissionDeniedError, match="needs the runner role"):
-        await services.executions.start(viewer, spec=answer_spec(), inputs={"question": "q"})
+        await services.executions.start(
+            viewer, RunRequest(spec=answer_spec(), inputs={"question": "q"})
+        )
     with pytest.raises(PermissionDeniedError, match="needs the editor role"):
         await services.workflows.create(runner, answer_spec())
-    run = await services.executions.start(runner, spec=answer_spec(), inputs={"question": "q"})
+    run = await services.executions.start(
+        runner, RunRequest(spec=answer_spec(), inputs={"question": "q"})
+    )
     await collect(run.events())
     assert (await services.executions.get(viewer, run.id)).execution.created_by == runner.actor
 
@@ -263,12 +270,12 @@ async def test_listing_filters_by_status_workflow_and_time(services: Services) -
     runs = []
     for _ in range(3):
         run = await services.executions.start(
-            services.editor, workflow_id=workflow.id, inputs={"question": "q"}
+            services.editor, RunRequest(workflow_id=workflow.id, inputs={"question": "q"})
         )
         await collect(run.events())
         runs.append(run.id)
     inline = await services.executions.start(
-        services.editor, spec=answer_spec(), inputs={"question": "q"}
+        services.editor, RunRequest(spec=answer_spec(), inputs={"question": "q"})
     )
     await collect(inline.events())
 

@@ -74,8 +74,9 @@ def test_page_sizes() -> None:
 
 def test_etags() -> None:
     assert revision_of(etag_of(42)) == 42
-    assert revision_of('W/"42"') == 42
-    for bad in ("42", '"x"', "", '"' + "9" * 30 + '"'):
+    assert etag_of(42) == "42"
+    assert revision_of('W/"42"') == revision_of('"42"') == 42
+    for bad in ("v42", '"x"', "", '"' + "9" * 30 + '"', "-1"):
         with pytest.raises(InvalidArgumentError) as invalid:
             revision_of(bad)
         assert invalid.value.field == "etag"

@@ -1,0 +1,34 @@
+"""What the interceptor learns about a call, for the servicer handling it (context variables:
+each RPC runs in its own task, so each sees its own)."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any, TypeAlias
+
+import grpc
+
+from agentflow_grpc.errors import UnauthenticatedError
+from agentflow_grpc.storage.records import Principal
+
+# What a servicer method gets as its second argument.
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"  # generic in the stubs only
+
+_principal: ContextVar[Principal | None] = ContextVar("agentflow_principal", default=None)
+_request_id: ContextVar[str] = ContextVar("agentflow_request_id", default="")
+
+
+def current_principal() -> Principal:
+    principal = _principal.get()
+    if principal is None:  # a method the interceptor let through without a key
+        raise UnauthenticatedError("this method needs an API key")
+    return principal
+
+
+def current_request_id() -> str:
+    return _request_id.get()
+
+
+def bind(principal: Principal | None, request_id: str) -> None:
+    _principal.set(principal)
+    _request_id.set(request_id)

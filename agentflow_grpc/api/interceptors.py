@@ -1,0 +1,209 @@
+"""The one interceptor every call passes: request id, authentication, error mapping, access log.
+
+It wraps each method's handler in a handler of the same shape (unary → unary, server-streaming
+→ server-streaming), so a refusal reaches the client the way that RPC ends: a unary call gets
+its status, a stream ends with it before any message. In order, for each call:
+
+1. Request id: the caller's `x-request-id` (if sane) or a new one; sent back as initial metadata.
+2. A request that did not parse (bad wire bytes, nesting beyond protobuf's limit) is
+   INVALID_ARGUMENT, never INTERNAL: the deserializer hands a marker to the wrapper instead of
+   raising inside gRPC.
+3. API key from `x-api-key` or `authorization: Bearer …` → the key's tenant and role; no key or
+   an unknown or revoked one is UNAUTHENTICATED. Health checks and reflection need none.
+4. AgentFlowError → its status (api/errors.py); anything else → INTERNAL with the request id, the
+   traceback logged, never sent.
+5. One structured access-log line per call: method, code, duration, tenant, request id.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeAlias
+
+import grpc
+from grpc_status import rpc_status
+
+from agentflow_grpc.api import context as call_context
+from agentflow_grpc.api.context import Context
+from agentflow_grpc.api.errors import internal_status, status_code, status_of
+from agentflow_grpc.errors import AgentFlowError, InvalidArgumentError, UnauthenticatedError
+from agentflow_grpc.observability.logging import get_logger
+from agentflow_grpc.storage.records import Principal
+
+log = get_logger("agentflow.api")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+Authenticator = Callable[[str], Awaitable[Principal]]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic in the stubs only
+
+
+class Malformed:
+    """Stands for a request whose bytes did not parse."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class ApiInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, authenticate: Authenticator, *, public_prefixes: tuple[str, ...]) -> None:
+        self._authenticate = authenticate
+        self._public = public_prefixes
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        public = method.startswith(self._public)
+        deserialize = _tolerant(handler.request_deserializer)
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(handler.unary_unary, method, metadata, public),
+                request_deserializer=deserialize,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(handler.unary_stream, method, metadata, public),
+                request_deserializer=deserialize,
+                response_serializer=handler.response_serializer,
+            )
+        return handler  # no client-streaming methods in this API
+
+    def _unary(
+        self, behavior: Any, method: str, metadata: Mapping[str, Any], public: bool
+    ) -> Callable[[Any, Context], Awaitable[Any]]:
+        async def handle(request: Any, context: Context) -> Any:
+            call = _Call(method, metadata)
+            try:
+                await call.begin(context, request, self._authenticate, public)
+                return await behavior(request, context)
+            except BaseException as exc:
+                await call.fail(context, exc)
+            finally:
+                call.log(context)
+
+        return handle
+
+    def _stream(
+        self, behavior: Any, method: str, metadata: Mapping[str, Any], public: bool
+    ) -> Callable[[Any, Context], AsyncIterator[Any]]:
+        async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
+            call = _Call(method, metadata)
+            try:
+                await call.begin(context, request, self._authenticate, public)
+                async for response in behavior(request, context):
+                    call.messages += 1
+                    yield response
+            except BaseException as exc:
+                await call.fail(context, exc)
+            finally:
+                call.log(context)
+
+        return handle
+
+
+class _Call:
+    """One call's bookkeeping: its request id, principal, outcome and timing."""
+
+    def __init__(self, method: str, metadata: Mapping[str, Any]) -> None:
+        self.method = method
+        self.metadata = metadata
+        given = str(metadata.get("x-request-id", ""))
+        self.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        self.principal: Principal | None = None
+        self.code = grpc.StatusCode.OK
+        self.messages = 0
+        self.started = time.perf_counter()
+
+    async def begin(
+        self,
+        context: Context,
+        request: Any,
+        authenticate: Authenticator,
+        public: bool,
+    ) -> None:
+        call_context.bind(None, self.request_id)
+        await context.send_initial_metadata((("x-request-id", self.request_id),))
+        if isinstance(request, Malformed):
+            raise InvalidArgumentError(
+                f"the request could not be parsed: {request.reason}", field="request"
+            )
+        key = _api_key(self.metadata)
+        if key is None:
+            if public:
+                return
+            raise UnauthenticatedError(
+                "no API key: send it as `x-api-key: <key>` or `authorization: Bearer <key>`"
+            )
+        self.principal = await authenticate(key)
+        call_context.bind(self.principal, self.request_id)
+
+    async def fail(self, context: Context, exc: BaseException) -> None:
+        """Turn `exc` into the call's status (re-raising what gRPC itself must see)."""
+        if isinstance(exc, grpc.aio.AbortError):
+            self.code = context.code() or grpc.StatusCode.UNKNOWN
+            raise exc
+        if isinstance(exc, AgentFlowError):
+            self.code = status_code(exc)
+            status = status_of(exc, self.request_id)
+        elif isinstance(exc, Exception):
+            self.code = grpc.StatusCode.INTERNAL
+            log.exception("rpc.crashed", method=self.method, request_id=self.request_id)
+            status = internal_status(self.request_id)
+        else:  # cancelled (the client went away, or the deadline passed), or shutting down
+            self.code = grpc.StatusCode.CANCELLED
+            raise exc
+        await context.abort_with_status(rpc_status.to_status(status))
+
+    def log(self, context: Context) -> None:
+        duration_ms = round((time.perf_counter() - self.started) * 1000, 3)
+        fields: dict[str, Any] = {
+            "method": self.method,
+            "code": self.code.name,
+            "duration_ms": duration_ms,
+            "request_id": self.request_id,
+            "peer": context.peer(),
+        }
+        if self.principal is not None:
+            fields["tenant_id"] = str(self.principal.tenant_id)
+            fields["api_key_id"] = str(self.principal.api_key_id)
+        if self.messages:
+            fields["messages"] = self.messages
+        if self.code is grpc.StatusCode.INTERNAL:
+            log.error("rpc", **fields)
+        else:
+            log.info("rpc", **fields)
+
+
+def _api_key(metadata: Mapping[str, Any]) -> str | None:
+    key = metadata.get("x-api-key")
+    if key:
+        return str(key)
+    authorization = str(metadata.get("authorization", ""))
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # DecodeError, or recursion beyond protobuf's nesting limit
+            return Malformed(type(exc).__name__ if not str(exc) else str(exc)[:200])
+
+    return parse

@@ -1,0 +1,114 @@
+"""The grpc.aio server: servicers, the interceptor, standard health checking, reflection.
+
+`ApiServer.start(app, …)` binds (port 0: a free one) and serves; `stop(grace)` drains: the
+standard health service turns NOT_SERVING first (so load balancers and Envoy stop sending new
+calls), running calls and background runs get `grace` seconds, then what is left is cancelled —
+and recorded as cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer as StandardHealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from agentflow_grpc._gen.agentflow.v1 import (
+    execution_pb2,
+    execution_pb2_grpc,
+    source_pb2,
+    source_pb2_grpc,
+    workflow_pb2,
+    workflow_pb2_grpc,
+)
+from agentflow_grpc._gen.agentflow.v1 import (
+    health_pb2 as agentflow_health_pb2,
+)
+from agentflow_grpc._gen.agentflow.v1 import (
+    health_pb2_grpc as agentflow_health_pb2_grpc,
+)
+from agentflow_grpc.api.interceptors import ApiInterceptor
+from agentflow_grpc.api.servicers.executions import ExecutionServicer
+from agentflow_grpc.api.servicers.health import HealthServicer
+from agentflow_grpc.api.servicers.sources import SourceServicer
+from agentflow_grpc.api.servicers.workflows import WorkflowServicer
+from agentflow_grpc.app import App
+from agentflow_grpc.observability.logging import get_logger
+
+log = get_logger("agentflow.api")
+
+SERVICE_NAMES = (
+    workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
+    source_pb2.DESCRIPTOR.services_by_name["SourceService"].full_name,
+    execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
+    agentflow_health_pb2.DESCRIPTOR.services_by_name["HealthService"].full_name,
+)
+# Calls that need no API key: health checks (ours and the standard one) and reflection.
+PUBLIC_METHOD_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.",
+    "/agentflow.v1.HealthService/",
+)
+
+
+@dataclass
+class ApiServer:
+    server: grpc.aio.Server
+    app: App
+    address: str  # host:port actually bound
+    health: StandardHealthServicer
+
+    @classmethod
+    async def start(
+        cls, app: App, *, host: str = "127.0.0.1", port: int = 0, max_message_bytes: int
+    ) -> ApiServer:
+        interceptor = ApiInterceptor(
+            app.tenants.authenticate, public_prefixes=PUBLIC_METHOD_PREFIXES
+        )
+        server = grpc.aio.server(
+            interceptors=[interceptor],
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.so_reuseport", 0),  # a second server on the same port must fail
+            ],
+        )
+        workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
+            WorkflowServicer(app.workflows), server
+        )
+        source_pb2_grpc.add_SourceServiceServicer_to_server(SourceServicer(app.sources), server)
+        execution_pb2_grpc.add_ExecutionServiceServicer_to_server(
+            ExecutionServicer(app.executions), server
+        )
+        agentflow_health_pb2_grpc.add_HealthServiceServicer_to_server(
+            HealthServicer(app.database), server
+        )
+        health = StandardHealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME),
+            server,
+        )  # fmt: skip
+        bound = server.add_insecure_port(f"{host}:{port}")
+        if bound == 0:
+            raise OSError(f"cannot listen on {host}:{port}")
+        await server.start()
+        for name in ("", *SERVICE_NAMES):
+            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        address = f"{host}:{bound}"
+        log.info("server.started", address=address)
+        return cls(server, app, address, health)
+
+    async def stop(self, grace: float) -> None:
+        """Drain and stop (see the module doc)."""
+        log.info("server.stopping", grace_s=grace)
+        await self.health.enter_graceful_shutdown()
+        await asyncio.gather(self.app.executions.shutdown(grace), self.server.stop(grace))
+        log.info("server.stopped")
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()

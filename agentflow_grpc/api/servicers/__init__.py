@@ -1,0 +1,1 @@
+"""One servicer per service of protos/agentflow/v1; each method is parse → call → convert."""

@@ -1,0 +1,127 @@
+"""A run whose events go to the event log, and to anyone following it in this process.
+
+`RecordedRun.events()` drives the run (iterate it once): the engine runs in a task that hands
+each event to an `EventLogWriter` (queued, never waiting) and then to every subscriber. The
+terminal event is handed on only once the whole log is stored, so whoever has seen the end can
+read the same run back. A driver that stops reading cancels the run, and that is recorded too.
+
+`subscribe()` gives a queue with every event so far and then the live ones, ending with None:
+a follower that joins late misses nothing, with no window between "stored" and "live".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+from agentflow_grpc.observability.logging import get_logger
+from agentflow_grpc.runtime.engine import Execution as RunningExecution
+from agentflow_grpc.runtime.events import ExecutionEvent
+from agentflow_grpc.services.event_log import EventLogWriter
+from agentflow_grpc.sources.registry import SourceSet
+from agentflow_grpc.spec import WorkflowSpec
+from agentflow_grpc.storage.database import Database
+from agentflow_grpc.storage.records import Execution
+
+log = get_logger("agentflow.executions")
+
+Subscription = asyncio.Queue[ExecutionEvent | None]
+
+
+class RecordedRun:
+    def __init__(
+        self,
+        database: Database,
+        record: Execution,
+        running: RunningExecution,
+        sources: SourceSet,
+        spec: WorkflowSpec,
+        *,
+        on_finish: Callable[[RecordedRun], None] | None = None,
+    ) -> None:
+        self.record = record
+        self.spec = spec
+        self._database = database
+        self._running = running
+        self._sources = sources
+        self._on_finish = on_finish
+        self._pump: asyncio.Task[None] | None = None
+        self._history: list[ExecutionEvent] = []
+        self._subscribers: set[Subscription] = set()
+        self._finished = asyncio.Event()
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.record.id
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    def cancel(self, reason: str = "cancelled by request") -> None:
+        self._running.cancel(reason)
+
+    async def wait(self) -> None:
+        """Until the run has ended and its log is stored (or could not be)."""
+        await self._finished.wait()
+
+    def subscribe(self) -> Subscription:
+        queue: Subscription = asyncio.Queue()
+        for event in self._history:
+            queue.put_nowait(event)
+        if self.finished:
+            queue.put_nowait(None)
+        else:
+            self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: Subscription) -> None:
+        self._subscribers.discard(queue)
+
+    async def events(self) -> AsyncIterator[ExecutionEvent]:
+        if self._pump is not None:
+            raise RuntimeError("a run's events can be iterated only once")
+        passed_on = self.subscribe()
+        self._pump = asyncio.create_task(self._record(), name=f"record-{self.id}")
+        try:
+            while (event := await passed_on.get()) is not None:
+                yield event
+                if event.is_terminal:
+                    break
+        finally:
+            self.unsubscribe(passed_on)
+            if not self._pump.done():
+                # The caller stopped reading: the run is cancelled, and that is recorded.
+                self._running.cancel("the caller stopped reading the execution's events")
+            await asyncio.wait({self._pump})  # a cancelled caller does not cancel the recording
+        self._pump.result()  # the recording's failure, if it failed
+
+    def _publish(self, event: ExecutionEvent | None) -> None:
+        if event is not None:
+            self._history.append(event)
+        for queue in self._subscribers:
+            queue.put_nowait(event)
+
+    async def _record(self) -> None:
+        writer = EventLogWriter(self._database, self.record.tenant_id, self.id)
+        stream = self._running.events()
+        try:
+            async for event in stream:
+                writer.put(event)
+                if event.is_terminal:
+                    await writer.close()
+                self._publish(event)
+            await writer.close()
+        except BaseException:
+            log.exception("execution.recording_failed", execution_id=str(self.id))
+            await stream.aclose()  # stops the run: its events can no longer be kept
+            await writer.abort()
+            raise
+        finally:
+            self._publish(None)
+            self._subscribers.clear()
+            self._finished.set()
+            await self._sources.aclose()
+            if self._on_finish is not None:
+                self._on_finish(self)

@@ -7,10 +7,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint typecheck unit schema proto bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "AgentFlow needs Python 3.11 or newer, found " + sys.version.split()[0]'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ./clients/python
 	@touch $@
 
 install: $(STAMP) ## Create .venv and install AgentFlow with its development tools
@@ -52,8 +53,8 @@ bench: install ## Run the benchmarks
 
 lock: ## Re-pin constraints.txt to the newest versions pyproject.toml allows
 	rm -rf /tmp/agentflow-lock && $(PYTHON) -m venv /tmp/agentflow-lock
-	/tmp/agentflow-lock/bin/pip install --quiet '.[dev]'
-	/tmp/agentflow-lock/bin/pip freeze --exclude-editable | grep -v '^agentflow-grpc' > constraints.txt
+	/tmp/agentflow-lock/bin/pip install --quiet '.[dev]' ./clients/python
+	/tmp/agentflow-lock/bin/pip freeze --exclude-editable | grep -v -e '^agentflow-grpc' -e '^agentflow-client' > constraints.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -3,22 +3,29 @@
 - `agentflow_grpc/_gen/`: messages and gRPC stubs (grpcio-tools' protoc), with mypy stubs
   (mypy-protobuf), and `agentflow_grpc/_gen/descriptor_set.binpb`, the FileDescriptorSet with
   imports and source info (Envoy's gRPC-JSON transcoder and server reflection read it).
+- `clients/python/src/agentflow_client/_gen/`: the client's typed dataclasses and asyncio stubs
+  (betterproto2-compiler's protoc plugin, grpclib clients only), with the google.protobuf
+  well-known types the compiler generates beside them (Timestamp as datetime, Struct with
+  from_dict/to_dict). google/api is dropped: protos/ use it for options only, nothing imports it.
 - `build/proto-deps/`: the googleapis protos (google/api, google/rpc) that protos/ imports, copied
   from the installed googleapis-common-protos package so that `buf lint` can resolve them offline.
   Nothing of googleapis is kept in the repository.
 
-`--check` regenerates into a temporary directory and fails if `agentflow_grpc/_gen` differs (the
-test suite runs it). Generated files are never edited by hand.
+`--check` regenerates into a temporary directory and fails if `agentflow_grpc/_gen` or the
+client's `_gen` differs (the test suite runs it). Generated files are never edited by hand.
 """
 
 from __future__ import annotations
 
 import argparse
 import filecmp
+import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from grpc_tools import protoc
@@ -26,10 +33,13 @@ from grpc_tools import protoc
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 GENERATED = ROOT / "agentflow_grpc" / "_gen"
+CLIENT_GENERATED = ROOT / "clients" / "python" / "src" / "agentflow_client" / "_gen"
 DEPS = ROOT / "build" / "proto-deps"
 GOOGLEAPIS = ("google/api", "google/rpc")
 # protoc writes `from agentflow.v1 import x_pb2`; the code lives in agentflow_grpc._gen.
 _IMPORT = re.compile(r"^from agentflow\.v1 import ", re.MULTILINE)
+# betterproto2 generates every package protoc hands it, imports included; these are not imported.
+_CLIENT_UNUSED = ("google/api",)
 _PACKAGE_DOC = '"""Generated from protos/ by scripts/generate_protos.py. Never edit by hand."""\n'
 
 
@@ -44,15 +54,17 @@ def proto_files() -> list[Path]:
     return sorted(PROTOS.rglob("*.proto"))
 
 
+def proto_paths() -> list[str]:
+    well_known = Path(protoc.__file__).resolve().parent / "_proto"
+    return [f"--proto_path={folder}" for folder in (PROTOS, googleapis_root(), well_known)]
+
+
 def generate(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    well_known = Path(protoc.__file__).resolve().parent / "_proto"
     sources = [str(path.relative_to(PROTOS)) for path in proto_files()]
     arguments = [
         "grpc_tools.protoc",
-        f"--proto_path={PROTOS}",
-        f"--proto_path={googleapis_root()}",
-        f"--proto_path={well_known}",
+        *proto_paths(),
         f"--plugin=protoc-gen-mypy={Path(sys.executable).parent / 'protoc-gen-mypy'}",
         f"--plugin=protoc-gen-mypy_grpc={Path(sys.executable).parent / 'protoc-gen-mypy_grpc'}",
         f"--python_out={out}",
@@ -71,6 +83,46 @@ def generate(out: Path) -> None:
         path.write_text(text)
     for package in (out, out / "agentflow", out / "agentflow" / "v1"):
         (package / "__init__.py").write_text(_PACKAGE_DOC)
+
+
+def generate_client(out: Path) -> None:
+    """The plugin pipes its code through `ruff check --fix` and `ruff format` from PATH, reading
+    the ruff config of its working directory: it runs from ROOT (the root's config, wherever `out`
+    is) with this environment's ruff first on PATH, so that `--check` sees the same bytes."""
+    out.mkdir(parents=True, exist_ok=True)
+    bin_dir = Path(sys.executable).parent
+    sources = [str(path.relative_to(PROTOS)) for path in proto_files()]
+    arguments = [
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        *proto_paths(),
+        f"--plugin=protoc-gen-python_betterproto2={bin_dir / 'protoc-gen-python_betterproto2'}",
+        f"--python_betterproto2_out={out}",
+        "--python_betterproto2_opt=client_generation=async",
+        *sources,
+    ]
+    environment = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run(arguments, cwd=ROOT, env=environment, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit("protoc (betterproto2) failed")
+    for unused in _CLIENT_UNUSED:
+        shutil.rmtree(out / unused)
+        alias = f"__{unused.replace('/', '__')}__"  # how betterproto2 names an imported package
+        for path in out.rglob("*.py"):
+            if alias in path.read_text():
+                raise SystemExit(f"{path} imports {unused}, which _CLIENT_UNUSED drops")
+    for package in out.rglob("__init__.py"):
+        if not package.read_text():
+            package.write_text(_PACKAGE_DOC)
+
+
+# Each generated folder, with the function that writes it.
+TARGETS: tuple[tuple[Path, Callable[[Path], None]], ...] = (
+    (GENERATED, generate),
+    (CLIENT_GENERATED, generate_client),
+)
 
 
 def copy_googleapis() -> None:
@@ -98,14 +150,20 @@ def main() -> int:
     args = parser.parse_args()
     copy_googleapis()
     if not args.check:
-        shutil.rmtree(GENERATED, ignore_errors=True)
-        generate(GENERATED)
-        print(f"generated {GENERATED.relative_to(ROOT)} from {len(proto_files())} protos")
+        for target, write in TARGETS:
+            shutil.rmtree(target, ignore_errors=True)
+            write(target)
+            print(f"generated {target.relative_to(ROOT)} from {len(proto_files())} protos")
         return 0
+    stale: list[str] = []
     with tempfile.TemporaryDirectory() as scratch:
-        fresh = Path(scratch) / "_gen"
-        generate(fresh)
-        stale = differences(GENERATED, fresh) if GENERATED.exists() else ["no generated code"]
+        for index, (target, write) in enumerate(TARGETS):
+            fresh = Path(scratch) / str(index) / "_gen"
+            write(fresh)
+            if target.exists():
+                stale += differences(target, fresh)
+            else:
+                stale.append(f"no generated code in {target.relative_to(ROOT)}")
     if stale:
         print("generated code is stale; run `make proto`:", *stale, sep="\n  ", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""Idempotency keys: a create or start carrying a `request_id` already seen returns the first result.
+"""Idempotency keys: a create or start with a `request_id` seen before returns the first result.
 
 Revision ID: 0002
 Revises: 0001

@@ -46,6 +46,8 @@ SERVICE_NAMES = (
     execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
     agentflow_health_pb2.DESCRIPTOR.services_by_name["HealthService"].full_name,
 )
+_RECORDING_SPARE = 5.0  # seconds for cancelled runs to store their last events
+
 # Calls that need no API key: health checks (ours and the standard one) and reflection.
 PUBLIC_METHOD_PREFIXES = (
     "/grpc.health.v1.Health/",
@@ -93,9 +95,12 @@ class ApiServer:
              reflection.SERVICE_NAME),
             server,
         )  # fmt: skip
-        bound = server.add_insecure_port(f"{host}:{port}")
+        try:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError:  # grpc's way of saying the address is taken or not ours
+            bound = 0
         if bound == 0:
-            raise OSError(f"cannot listen on {host}:{port}")
+            raise OSError(f"cannot listen on {host}:{port}: the address is in use or not local")
         await server.start()
         for name in ("", *SERVICE_NAMES):
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -107,7 +112,11 @@ class ApiServer:
         """Drain and stop (see the module doc)."""
         log.info("server.stopping", grace_s=grace)
         await self.health.enter_graceful_shutdown()
-        await asyncio.gather(self.app.executions.shutdown(grace), self.server.stop(grace))
+        # Stop taking calls now; calls still running get until the runs they drive have ended
+        # (at `grace`, cancelled) and recorded that, with a few seconds to spare.
+        stopping = asyncio.create_task(self.server.stop(grace + _RECORDING_SPARE))
+        await self.app.executions.shutdown(grace)
+        await stopping
         log.info("server.stopped")
 
     async def wait(self) -> None:

@@ -11,6 +11,7 @@ from types import ModuleType
 import agentflow_client
 import pytest
 from google.protobuf import json_format
+from multidict import MultiDict
 
 from agentflow_grpc._gen.agentflow.v1 import (
     common_pb2,
@@ -225,10 +226,34 @@ def test_connect_rejects_a_target_without_host_and_port(target: str) -> None:
         agentflow_client.connect(target)
 
 
-def test_connect_builds_a_channel_without_connecting() -> None:
+async def test_connect_builds_a_channel_without_connecting() -> None:
     channel = agentflow_client.connect("[::1]:50051", api_key="key")
     try:
-        assert channel._host == "::1"
-        assert channel._port == 50051
+        assert (channel._host, channel._port) == ("::1", 50051)
     finally:
         channel.close()
+
+
+@pytest.mark.parametrize(
+    ("api_key", "given", "sent"),
+    [
+        ("key-1", {}, {"x-api-key": "key-1"}),
+        ("key-1", {"x-api-key": "per-call"}, {"x-api-key": "per-call"}),
+        (None, {}, {}),
+    ],
+)
+async def test_connect_adds_the_api_key_to_every_request(
+    api_key: str | None, given: dict[str, str], sent: dict[str, str]
+) -> None:
+    # What grpclib's Stream does before it sends a request's headers (no server involved).
+    channel = agentflow_client.connect("localhost:50051", api_key=api_key)
+    try:
+        (metadata,) = await channel.__dispatch__.send_request(
+            MultiDict({"x-request-id": "r1", **given}),
+            method_name="/agentflow.v1.HealthService/GetHealth",
+            deadline=None,
+            content_type="application/grpc+proto",
+        )
+    finally:
+        channel.close()
+    assert dict(metadata) == {"x-request-id": "r1", **sent}

@@ -138,10 +138,10 @@ class _Call:
             raise InvalidArgumentError(
                 f"the request could not be parsed: {request.reason}", field="request"
             )
+        if public:  # health and reflection: no key needed, and any key sent is not checked
+            return
         key = _api_key(self.metadata)
         if key is None:
-            if public:
-                return
             raise UnauthenticatedError(
                 "no API key: send it as `x-api-key: <key>` or `authorization: Bearer <key>`"
             )

@@ -84,7 +84,7 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                 node_timeout=settings.node_timeout,
                 execution_timeout=settings.execution_timeout,
             )
-            yield App(
+            app = App(
                 settings=settings,
                 dsn=dsn,
                 embedded=embedded,
@@ -102,6 +102,10 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                     limits=limits,
                 ),
             )
+            try:
+                yield app
+            finally:
+                await app.executions.shutdown(grace=0)  # no-op after a server's drain
         finally:
             await database.close()
 

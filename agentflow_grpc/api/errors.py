@@ -110,7 +110,7 @@ def _bad_request(error: AgentFlowError) -> error_details_pb2.BadRequest | None:
     elif isinstance(error, InvalidInputsError):
         violations = [
             error_details_pb2.BadRequest.FieldViolation(
-                field=f"inputs{violation.path}",
+                field=violation.path.removeprefix("/"),  # `/inputs/x` → `inputs/x`
                 description=violation.message,
                 reason=violation.code,
             )

@@ -24,8 +24,9 @@ from agentflow_grpc.runtime.engine import ExecutionEngine
 from agentflow_grpc.runtime.events import EventType, ExecutionEvent
 from agentflow_grpc.services.access import require
 from agentflow_grpc.services.recorded_run import RecordedRun
+from agentflow_grpc.services.shared_sources import SharedSources
 from agentflow_grpc.services.traces import NodeTrace, build_trace
-from agentflow_grpc.sources.registry import SourceRegistry, SourceSet
+from agentflow_grpc.sources.registry import SourceRegistry
 from agentflow_grpc.spec import Limits, PluginCatalog, validate_spec
 from agentflow_grpc.storage import executions as store
 from agentflow_grpc.storage import sources as source_store
@@ -72,7 +73,7 @@ class ExecutionService:
         self._database = database
         self._engine = engine
         self._keyring = keyring
-        self._sources = sources
+        self._shared_sources = SharedSources(sources)
         self._plugins = plugins
         self._limits = limits
         self._live: dict[uuid.UUID, RecordedRun] = {}
@@ -216,6 +217,7 @@ class ExecutionService:
             driver.cancel()
         if self._drivers:
             await asyncio.wait(self._drivers, timeout=10)
+        await self._shared_sources.close()
 
     async def _prepare(self, principal: Principal, request: RunRequest) -> RecordedRun | None:
         if (request.workflow_id is None) == (request.spec is None):
@@ -241,43 +243,45 @@ class ExecutionService:
             else:
                 document = request.spec
             definitions = await source_store.definitions(connection, tenant_id, self._keyring)
-        sources = SourceSet(definitions, self._sources)
-        result = validate_spec(
-            document, sources=sources.types_by_name(), plugins=self._plugins, limits=self._limits
-        )
-        if result.spec is None or not result.ok:
-            raise InvalidSpecError(result.violations)
-        execution_id = uuid.uuid4()
-        running = self._engine.start(
-            result.spec,
-            request.inputs,
-            sources=sources,
-            execution_id=str(execution_id),
-            timeout=request.timeout,
-        )
-        async with self._database.tenant(tenant_id) as connection:
-            record = await store.create(
-                connection,
-                tenant_id,
-                execution_id=execution_id,
-                spec_hash=result.spec.content_hash,
-                inputs=running.inputs,
-                actor=principal.actor,
-                workflow_id=request.workflow_id,
-                workflow_version=version if request.workflow_id is not None else None,
-                inline_spec=result.spec.to_document() if request.workflow_id is None else None,
-                request_id=request.request_id,
+        lease = await self._shared_sources.lease(tenant_id, definitions)
+        try:
+            result = validate_spec(
+                document,
+                sources=lease.sources.types_by_name(),
+                plugins=self._plugins,
+                limits=self._limits,
             )
+            if result.spec is None or not result.ok:
+                raise InvalidSpecError(result.violations)
+            execution_id = uuid.uuid4()
+            running = self._engine.start(
+                result.spec,
+                request.inputs,
+                sources=lease.sources,
+                execution_id=str(execution_id),
+                timeout=request.timeout,
+            )
+            async with self._database.tenant(tenant_id) as connection:
+                record = await store.create(
+                    connection,
+                    tenant_id,
+                    execution_id=execution_id,
+                    spec_hash=result.spec.content_hash,
+                    inputs=running.inputs,
+                    actor=principal.actor,
+                    workflow_id=request.workflow_id,
+                    workflow_version=version if request.workflow_id is not None else None,
+                    inline_spec=result.spec.to_document() if request.workflow_id is None else None,
+                    request_id=request.request_id,
+                )
+        except BaseException:
+            await lease.release()
+            raise
         if record.id != execution_id:  # a concurrent start with the same request_id won
-            await sources.aclose()
+            await lease.release()
             return None
         run = RecordedRun(
-            self._database,
-            record,
-            running,
-            sources,
-            result.spec,
-            on_finish=self._forget,
+            self._database, record, running, lease, result.spec, on_finish=self._forget
         )
         self._live[run.id] = run
         return run

@@ -19,7 +19,7 @@ from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.runtime.engine import Execution as RunningExecution
 from agentflow_grpc.runtime.events import ExecutionEvent
 from agentflow_grpc.services.event_log import EventLogWriter
-from agentflow_grpc.sources.registry import SourceSet
+from agentflow_grpc.services.shared_sources import SourceLease
 from agentflow_grpc.spec import WorkflowSpec
 from agentflow_grpc.storage.database import Database
 from agentflow_grpc.storage.records import Execution
@@ -35,7 +35,7 @@ class RecordedRun:
         database: Database,
         record: Execution,
         running: RunningExecution,
-        sources: SourceSet,
+        sources: SourceLease,
         spec: WorkflowSpec,
         *,
         on_finish: Callable[[RecordedRun], None] | None = None,
@@ -122,6 +122,6 @@ class RecordedRun:
             self._publish(None)
             self._subscribers.clear()
             self._finished.set()
-            await self._sources.aclose()
+            await self._sources.release()
             if self._on_finish is not None:
                 self._on_finish(self)

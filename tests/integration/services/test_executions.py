@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -65,7 +66,7 @@ class Services:
 @pytest.fixture
 async def services(
     database: Database, keyring: Keyring, tenant_a: Tenant, provider: FakeProviderServer
-) -> Services:
+) -> AsyncIterator[Services]:
     registry = SourceRegistry.default()
     limits, plugins = Limits(), PluginCatalog()
     engine = ExecutionEngine(registry=NodeRegistry(), node_timeout=30, execution_timeout=60)
@@ -84,7 +85,8 @@ async def services(
         config={"base_url": f"{provider.url}/v1", "model": "fake-model"},
         secrets={"api_key": "sk-stored"},
     )
-    return found
+    yield found
+    await found.executions.shutdown(grace=0)  # closes the tenant's opened sources
 
 
 async def test_a_stored_workflow_runs_and_reads_back_as_it_streamed(

@@ -116,11 +116,14 @@ def timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
     return message
 
 
-def datetime_of(message: timestamp_pb2.Timestamp) -> datetime | None:
-    """None for an unset timestamp (zero)."""
+def datetime_of(message: timestamp_pb2.Timestamp, *, field: str) -> datetime | None:
+    """None for an unset timestamp (zero); InvalidArgumentError beyond years 1-9999."""
     if message.seconds == 0 and message.nanos == 0:
         return None
-    return message.ToDatetime(tzinfo=UTC)
+    try:
+        return message.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgumentError(f"{field} is outside the years 1 to 9999", field=field) from None
 
 
 # --- resources ---

@@ -1,10 +1,14 @@
-"""Checks of request fields that the protos cannot express (field masks, request ids)."""
+"""Checks of request fields that the protos cannot express: field masks, request ids, and what
+no field may hold (NUL characters, non-finite JSON numbers)."""
 
 from __future__ import annotations
 
+import math
 import re
 
 from google.protobuf import field_mask_pb2
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 
 from agentflow_grpc.errors import InvalidArgumentError
 
@@ -42,3 +46,49 @@ def optional_request_id(text: str) -> str | None:
             field="request_id",
         )
     return text
+
+
+def check_request(message: Message) -> None:
+    """Refuse what no field may hold: U+0000 in text (PostgreSQL text cannot store it) and
+    NaN or infinities in JSON values (JSON has no such numbers). Names the first bad field."""
+    problem = _first_problem(message, "")
+    if problem is not None:
+        path, what = problem
+        raise InvalidArgumentError(f"{path or 'the request'}: {what}", field=path or "request")
+
+
+def _first_problem(message: Message, prefix: str) -> tuple[str, str] | None:
+    for descriptor, value in message.ListFields():
+        path = f"{prefix}.{descriptor.name}" if prefix else descriptor.name
+        if descriptor.message_type is not None and descriptor.message_type.GetOptions().map_entry:
+            value_field = descriptor.message_type.fields_by_name["value"]
+            for key, item in value.items():
+                found = _scalar_problem(key, f"{path}[{key!r}]") or _value_problem(
+                    item, value_field, f"{path}[{key!r}]"
+                )
+                if found:
+                    return found
+        elif descriptor.is_repeated:
+            for index, item in enumerate(value):
+                found = _value_problem(item, descriptor, f"{path}[{index}]")
+                if found:
+                    return found
+        else:
+            found = _value_problem(value, descriptor, path)
+            if found:
+                return found
+    return None
+
+
+def _value_problem(value: object, descriptor: FieldDescriptor, path: str) -> tuple[str, str] | None:
+    if isinstance(value, Message):
+        return _first_problem(value, path)
+    if descriptor.name == "number_value" and isinstance(value, float) and not math.isfinite(value):
+        return path, f"{value} is not a JSON number"
+    return _scalar_problem(value, path)
+
+
+def _scalar_problem(value: object, path: str) -> tuple[str, str] | None:
+    if isinstance(value, str) and "\x00" in value:
+        return path, "text must not contain U+0000 (NUL)"
+    return None

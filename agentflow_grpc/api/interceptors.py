@@ -7,7 +7,7 @@ its status, a stream ends with it before any message. In order, for each call:
 1. Request id: the caller's `x-request-id` (if sane) or a new one; sent back as initial metadata.
 2. A request that did not parse (bad wire bytes, nesting beyond protobuf's limit) is
    INVALID_ARGUMENT, never INTERNAL: the deserializer hands a marker to the wrapper instead of
-   raising inside gRPC.
+   raising inside gRPC. So is one holding what no field may (NUL characters, NaN).
 3. API key from `x-api-key` or `authorization: Bearer …` → the key's tenant and role; no key or
    an unknown or revoked one is UNAUTHENTICATED. Health checks and reflection need none.
 4. AgentFlowError → its status (api/errors.py); anything else → INTERNAL with the request id, the
@@ -29,6 +29,7 @@ from grpc_status import rpc_status
 from agentflow_grpc.api import context as call_context
 from agentflow_grpc.api.context import Context
 from agentflow_grpc.api.errors import internal_status, status_code, status_of
+from agentflow_grpc.api.fields import check_request
 from agentflow_grpc.errors import AgentFlowError, InvalidArgumentError, UnauthenticatedError
 from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.storage.records import Principal
@@ -138,6 +139,7 @@ class _Call:
             raise InvalidArgumentError(
                 f"the request could not be parsed: {request.reason}", field="request"
             )
+        check_request(request)
         if public:  # health and reflection: no key needed, and any key sent is not checked
             return
         key = _api_key(self.metadata)

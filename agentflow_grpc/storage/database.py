@@ -175,7 +175,26 @@ async def _init_connection(connection: Connection) -> None:
 
 
 # One encoder for every value: json.dumps with options builds a new encoder on each call.
-_dump_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def _dump_json(value: object) -> str:
+    """JSON text for a json/jsonb column. PostgreSQL cannot store U+0000 in text: it becomes
+    U+FFFD (the replacement character), so a provider's odd reply cannot lose a run's events."""
+    text = _encode_json(value)
+    if "\\u0000" in text:  # rare: only then walk the value to replace it exactly
+        text = _encode_json(_without_nul(value))
+    return text
+
+
+def _without_nul(value: object) -> object:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 def _is_lost(connection: Connection) -> bool:

@@ -67,6 +67,31 @@ def plain(message: struct_pb2.Struct) -> dict[str, Any]:
     return json_format.MessageToDict(message)  # type: ignore[no-any-return]
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def deep_struct_field(field: int, key: str, depth: int) -> bytes:
+    """The wire bytes of message field `field`, a Struct {key: {"a": {"a": … true}}} nested
+    `depth` objects deep. Encoded by hand: the Python protobuf runtime refuses to build a
+    message that deep. Appended to a serialized request, it merges into that Struct field."""
+    value = _varint(4 << 3) + b"\x01"  # Value.bool_value = true
+    for name in ["a"] * depth + [key]:
+        entry = _length_delimited(1, name.encode()) + _length_delimited(2, value)
+        nested = _length_delimited(1, entry)  # Struct.fields map entry
+        value = _length_delimited(5, nested)  # Value.struct_value
+    return _length_delimited(field, nested)
+
+
 # --- specs ---
 
 
@@ -76,7 +101,9 @@ def router_spec(name: str = "router-demo") -> dict[str, Any]:
         "api_version": "agentflow/v1",
         "name": name,
         "inputs": {"n": {"type": "integer", "default": 1}},
-        "outputs": {"result": {"from": "nodes.hi.output if nodes.hi is defined else nodes.lo.output"}},
+        "outputs": {
+            "result": {"from": "nodes.hi.output if nodes.hi is defined else nodes.lo.output"}
+        },
         "nodes": [
             {"id": "start", "type": "input"},
             {
@@ -99,7 +126,21 @@ def router_spec(name: str = "router-demo") -> dict[str, Any]:
     }
 
 
-def answer_spec(name: str = "answer", prompt: str = "Answer: {{ inputs.question }}") -> dict[str, Any]:
+def echo_spec(name: str = "echo") -> dict[str, Any]:
+    """The smallest runnable spec: one input node; output `n` is input `n` (default 1)."""
+    return {
+        "api_version": "agentflow/v1",
+        "name": name,
+        "inputs": {"n": {"type": "integer", "default": 1}},
+        "outputs": {"n": {"from": "nodes.start.output.n"}},
+        "nodes": [{"id": "start", "type": "input"}],
+        "edges": [],
+    }
+
+
+def answer_spec(
+    name: str = "answer", prompt: str = "Answer: {{ inputs.question }}"
+) -> dict[str, Any]:
     """input `start` → llm `reply` on source `openai-main`; output `answer`."""
     return {
         "api_version": "agentflow/v1",
@@ -129,9 +170,13 @@ async def stream_error(
 ) -> tuple[list[Any], grpc.aio.AioRpcError]:
     """The messages a streaming call yields before it fails, and its error."""
     received: list[Any] = []
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
+
+    async def drain() -> None:
         async for message in call:
             received.append(message)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await drain()
     if before_any:
         assert received == []
     return received, caught.value
@@ -149,6 +194,14 @@ def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
         if detail.Unpack(info):
             return info
     raise AssertionError("no ErrorInfo in the status")
+
+
+def request_info(error: grpc.aio.AioRpcError) -> error_details_pb2.RequestInfo:
+    for detail in rich_status(error).details:
+        info = error_details_pb2.RequestInfo()
+        if detail.Unpack(info):
+            return info
+    raise AssertionError("no RequestInfo in the status")
 
 
 def field_violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
@@ -225,3 +278,16 @@ def assert_well_formed(events: list[execution_pb2.ExecutionEvent]) -> None:
     assert terminal.count(True) == 1
     assert terminal[-1]
 
+
+def non_finite(document: dict[str, Any], key: str, value: float) -> struct_pb2.Struct:
+    """`document` as a Struct with `key` set to NaN or an infinity (JSON has neither)."""
+    message = struct(document)
+    message[key] = value
+    return message
+
+
+async def refused_cleanly(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
+    """The call fails with INVALID_ARGUMENT: a client's mistake, never INTERNAL."""
+    error = await rpc_error(call)
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())
+    return error

@@ -82,8 +82,10 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
                 if request.workflow
                 else None
             ),
-            created_after=convert.datetime_of(request.create_time_after),
-            created_before=convert.datetime_of(request.create_time_before),
+            created_after=convert.datetime_of(request.create_time_after, field="create_time_after"),
+            created_before=convert.datetime_of(
+                request.create_time_before, field="create_time_before"
+            ),
         )
         return execution_pb2.ListExecutionsResponse(
             executions=[convert.execution_to_proto(execution) for execution in page.items],

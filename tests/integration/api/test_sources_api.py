@@ -18,6 +18,7 @@ from support.api_helpers import (
     client_of,
     create_openai_source,
     plain,
+    refused_cleanly,
     rpc_error,
     struct,
 )
@@ -64,9 +65,7 @@ async def create(
     return created  # type: ignore[no-any-return]
 
 
-async def update(
-    client: Client, md: Any, source: src.Source, paths: list[str]
-) -> src.Source:
+async def update(client: Client, md: Any, source: src.Source, paths: list[str]) -> src.Source:
     updated = await client.sources.UpdateSource(
         src.UpdateSourceRequest(source=source, update_mask=field_mask_pb2.FieldMask(paths=paths)),
         metadata=md,
@@ -81,9 +80,7 @@ async def list_sources(client: Client, md: Any) -> list[src.Source]:
     return list(response.sources)
 
 
-async def test_create_returns_secret_names_and_never_their_values(
-    client: Client, md: Any
-) -> None:
+async def test_create_returns_secret_names_and_never_their_values(client: Client, md: Any) -> None:
     created = await create(client, md)
     assert re.fullmatch(r"sources/[0-9a-f-]{36}", created.name)
     assert (created.display_name, created.type) == ("llm", "openai")
@@ -274,7 +271,9 @@ async def test_testing_rotated_secrets_uses_the_new_ones(
     client: Client, md: Any, provider: FakeProviderServer
 ) -> None:
     source = await create_openai_source(client, md, f"{provider.url}/v1")
-    await update(client, md, src.Source(name=source.name, secrets={"api_key": NEW_SECRET}), ["secrets"])
+    await update(
+        client, md, src.Source(name=source.name, secrets={"api_key": NEW_SECRET}), ["secrets"]
+    )
     result = await client.sources.TestSource(src.TestSourceRequest(name=source.name), metadata=md)
     assert result.ok, result.message
     assert provider.requests[-1].headers["authorization"] == f"Bearer {NEW_SECRET}"
@@ -299,3 +298,27 @@ async def test_testing_a_postgres_source(client: Client, md: Any, postgres_dsn: 
     result = await client.sources.TestSource(src.TestSourceRequest(name=source.name), metadata=md)
     assert result.ok, result.message
     assert "PostgreSQL" in result.message
+
+
+@pytest.mark.parametrize("field", ["display_name", "description"])
+async def test_a_nul_character_is_invalid_argument(client: Client, md: Any, field: str) -> None:
+    # PostgreSQL cannot store U+0000 in text: the client's mistake, not an INTERNAL.
+    source = src.Source(
+        display_name="db", type="postgres", config=struct({"dsn": "postgresql://x@h/db"})
+    )
+    setattr(source, field, "a\x00b")
+    await refused_cleanly(
+        client.sources.CreateSource(src.CreateSourceRequest(source=source), metadata=md)
+    )
+    created = await create(client, md)
+    setattr(source, field, "a\x00b")
+    source.name = created.name
+    await refused_cleanly(
+        client.sources.UpdateSource(
+            src.UpdateSourceRequest(
+                source=source, update_mask=field_mask_pb2.FieldMask(paths=[field])
+            ),
+            metadata=md,
+        )
+    )
+    assert await list_sources(client, md) == [created]

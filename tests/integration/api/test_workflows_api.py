@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -17,7 +18,9 @@ from support.api_helpers import (
     client_of,
     create_workflow,
     field_violations,
+    non_finite,
     plain,
+    refused_cleanly,
     router_spec,
     rpc_error,
     struct,
@@ -56,9 +59,7 @@ INVALID_SPEC_VIOLATIONS = [
 
 
 async def list_all(client: Client, md: Any, **request: Any) -> list[wf.Workflow]:
-    response = await client.workflows.ListWorkflows(
-        wf.ListWorkflowsRequest(**request), metadata=md
-    )
+    response = await client.workflows.ListWorkflows(wf.ListWorkflowsRequest(**request), metadata=md)
     assert not response.next_page_token
     return list(response.workflows)
 
@@ -126,9 +127,7 @@ async def test_list_pages_newest_first_and_filters_by_spec_name(client: Client, 
     assert await list_all(client, md, spec_name="gamma") == []
 
 
-async def test_update_stores_the_next_version_guarded_by_the_etag(
-    client: Client, md: Any
-) -> None:
+async def test_update_stores_the_next_version_guarded_by_the_etag(client: Client, md: Any) -> None:
     created = await create_workflow(client, md)
     changed = router_spec()
     changed["title"] = "Second version"
@@ -233,9 +232,7 @@ async def test_delete_is_soft(client: Client, md: Any) -> None:
     assert not shown[1].HasField("delete_time")
 
 
-async def test_validate_reports_every_violation_and_stores_nothing(
-    client: Client, md: Any
-) -> None:
+async def test_validate_reports_every_violation_and_stores_nothing(client: Client, md: Any) -> None:
     good = await client.workflows.ValidateWorkflow(
         wf.ValidateWorkflowRequest(spec=struct(router_spec())), metadata=md
     )
@@ -287,7 +284,9 @@ async def test_a_malformed_name_is_invalid_argument_naming_the_field(
     client: Client, md: Any, name: str
 ) -> None:
     assert_invalid(
-        await rpc_error(client.workflows.GetWorkflow(wf.GetWorkflowRequest(name=name), metadata=md)),
+        await rpc_error(
+            client.workflows.GetWorkflow(wf.GetWorkflowRequest(name=name), metadata=md)
+        ),
         "name",
     )
     assert_invalid(
@@ -334,3 +333,45 @@ async def test_an_invalid_request_id_is_invalid_argument(
     error = await rpc_error(create_workflow(client, md, request_id=request_id))
     assert_invalid(error, "request_id")
     assert await list_all(client, md, show_deleted=True) == []
+
+
+# PostgreSQL cannot store U+0000 in text or jsonb, and JSON has no NaN or infinities: such
+# requests are the client's mistake (INVALID_ARGUMENT), not the server's (INTERNAL).
+
+
+async def test_a_nul_character_in_a_spec_is_invalid_argument(client: Client, md: Any) -> None:
+    spec = router_spec()
+    spec["title"] = "a\x00b"
+    await refused_cleanly(create_workflow(client, md, spec))
+    created = await create_workflow(client, md)
+    await refused_cleanly(
+        client.workflows.UpdateWorkflow(
+            wf.UpdateWorkflowRequest(workflow=wf.Workflow(name=created.name, spec=struct(spec))),
+            metadata=md,
+        )
+    )
+    assert [w.name for w in await list_all(client, md)] == [created.name]
+
+
+async def test_a_nul_character_in_the_spec_name_filter_is_invalid_argument(
+    client: Client, md: Any
+) -> None:
+    await refused_cleanly(
+        client.workflows.ListWorkflows(wf.ListWorkflowsRequest(spec_name="a\x00b"), metadata=md)
+    )
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+async def test_a_non_finite_number_in_a_spec_is_invalid_argument(
+    client: Client, md: Any, value: float
+) -> None:
+    spec = non_finite(router_spec(), "title", value)
+    await refused_cleanly(
+        client.workflows.ValidateWorkflow(wf.ValidateWorkflowRequest(spec=spec), metadata=md)
+    )
+    await refused_cleanly(
+        client.workflows.CreateWorkflow(
+            wf.CreateWorkflowRequest(workflow=wf.Workflow(spec=spec)), metadata=md
+        )
+    )
+    assert await list_all(client, md) == []

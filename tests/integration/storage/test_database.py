@@ -13,7 +13,8 @@ from agentflow_grpc.storage.records import Tenant
 
 async def test_the_pool_refuses_a_schema_at_another_revision(migrated_dsn: str) -> None:
     with pytest.raises(
-        ConfigurationError, match="is at revision 0001, and this AgentFlow needs 9999"
+        ConfigurationError,
+        match=f"is at revision {migrations.head_revision()}, and this AgentFlow needs 9999",
     ):
         await Database.connect(migrated_dsn, schema_revision="9999")
     database = await Database.connect(migrated_dsn, schema_revision=migrations.head_revision())

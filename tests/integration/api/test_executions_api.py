@@ -332,6 +332,20 @@ async def test_two_followers_of_one_run_both_see_every_event(
     assert sum(1 for e in first if e.type == "node_token") > 1
 
 
+async def test_a_follower_that_goes_away_leaves_a_background_run_going(
+    client: Client, md: Any, provider: FakeProviderServer
+) -> None:
+    provider.add_rule(contains=SLOW, delay=1)
+    started = await start(client, md, spec=struct(slow_spec()))
+    call = follow(client, md, started.name)
+    await until_node_started(call, "reply")
+    call.cancel()  # type: ignore[attr-defined]  # the follower disconnects mid-run
+    execution = await final(client, md, started.name, timeout=10)
+    assert execution.state == State.STATE_COMPLETED  # the run went on without it
+    events = await collect(follow(client, md, started.name))
+    assert events[-1].type == "execution_completed"
+
+
 async def test_a_repeated_request_id_starts_one_run(
     client: Client, md: Any, provider: FakeProviderServer
 ) -> None:

@@ -87,7 +87,7 @@ from agentflow_grpc._gen.agentflow.v1 import (
 from agentflow_grpc.api.server import ApiServer
 from agentflow_grpc.app import App, open_app
 from agentflow_grpc.config import Settings
-from agentflow_grpc.devstack.postgres import EmbeddedPostgres
+from agentflow_grpc.devstack.postgres import EmbeddedPostgres, create_database
 from agentflow_grpc.observability.logging import configure_logging
 from agentflow_grpc.storage.records import Role
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
@@ -349,16 +349,6 @@ class Bench:
         self.executions = execution_pb2_grpc.ExecutionServiceStub(self.channel)
 
 
-async def create_database(server_dsn: str) -> str:
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    connection = await asyncpg.connect(server_dsn)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return server_dsn.replace("/postgres?", f"/{name}?")
-
-
 async def server_settings(dsn: str) -> str:
     connection = await asyncpg.connect(dsn)
     try:
@@ -379,7 +369,7 @@ async def running(args: argparse.Namespace, home: Path) -> AsyncIterator[Bench]:
     through the API. All stopped on the way out."""
     postgres = EmbeddedPostgres(home, delete=True)
     with postgres as server_dsn, FakeProviderServer(latency=args.latency) as provider:
-        dsn = await create_database(server_dsn)
+        dsn = await create_database(server_dsn, "bench")
         print(await server_settings(dsn))
         server = ServerProcess(dsn, args.pool, home / "server.log")
         try:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import asyncpg
 
-from agentflow_grpc.devstack.postgres import EmbeddedPostgres
+from agentflow_grpc.devstack.postgres import EmbeddedPostgres, create_database
 from agentflow_grpc.observability.logging import configure_logging
 from agentflow_grpc.runtime.events import (
     EventType,
@@ -120,16 +120,6 @@ def batches(events: list[ExecutionEvent], size: int) -> list[list[ExecutionEvent
 
 
 # --- setup ---------------------------------------------------------------------------------
-
-
-async def create_database(server_dsn: str) -> str:
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    connection = await asyncpg.connect(server_dsn)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return server_dsn.replace("/postgres?", f"/{name}?")
 
 
 async def server_settings(dsn: str) -> str:
@@ -373,7 +363,7 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
         tempfile.TemporaryDirectory(prefix="agentflow-bench-") as home,
         EmbeddedPostgres(Path(home), delete=True) as dsn,
     ):
-        database_dsn = await create_database(dsn)
+        database_dsn = await create_database(dsn, "bench")
         await migrations.upgrade(database_dsn)
         print(await server_settings(database_dsn))
         pool_size = max(args.writers, args.concurrency) + 1

@@ -138,23 +138,6 @@ def echo_spec(name: str = "echo") -> dict[str, Any]:
     }
 
 
-def answer_spec(
-    name: str = "answer", prompt: str = "Answer: {{ inputs.question }}"
-) -> dict[str, Any]:
-    """input `start` → llm `reply` on source `openai-main`; output `answer`."""
-    return {
-        "api_version": "agentflow/v1",
-        "name": name,
-        "inputs": {"question": {"type": "string"}},
-        "outputs": {"answer": {"from": "nodes.reply.output.text"}},
-        "nodes": [
-            {"id": "start", "type": "input"},
-            {"id": "reply", "type": "llm", "source": "openai-main", "config": {"prompt": prompt}},
-        ],
-        "edges": [{"from": "start", "to": "reply"}],
-    }
-
-
 # --- errors ---
 
 

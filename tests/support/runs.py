@@ -30,6 +30,23 @@ def single_node_workflow(
     }
 
 
+def answer_spec(
+    name: str = "answer", prompt: str = "Answer: {{ inputs.question }}"
+) -> dict[str, Any]:
+    """input `start` → llm `reply` on source `openai-main` (`prompt`) → output `answer`."""
+    return {
+        "api_version": "agentflow/v1",
+        "name": name,
+        "inputs": {"question": {"type": "string"}},
+        "outputs": {"answer": {"from": "nodes.reply.output.text"}},
+        "nodes": [
+            {"id": "start", "type": "input"},
+            {"id": "reply", "type": "llm", "source": "openai-main", "config": {"prompt": prompt}},
+        ],
+        "edges": [{"from": "start", "to": "reply"}],
+    }
+
+
 def validated(document: dict[str, Any], sources: SourceSet | None) -> WorkflowSpec:
     """The spec of a document that must pass the validator (checked against `sources`' types)."""
     result = validate_spec(document, sources=None if sources is None else sources.types_by_name())

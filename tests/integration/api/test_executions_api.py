@@ -17,7 +17,6 @@ from support.api_fixtures import RunningApi
 from support.api_helpers import (
     FINAL_STATES,
     Client,
-    answer_spec,
     assert_invalid,
     assert_well_formed,
     client_of,
@@ -35,6 +34,7 @@ from support.api_helpers import (
     struct,
     violated_fields,
 )
+from support.runs import answer_spec
 
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2 as ex
 from agentflow_grpc._gen.agentflow.v1 import workflow_pb2 as wf

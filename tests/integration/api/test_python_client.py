@@ -31,25 +31,12 @@ from agentflow_client import (
 from google.rpc import error_details_pb2
 from grpclib import GRPCError, Status
 from support.api_fixtures import RunningApi
+from support.runs import answer_spec
 
 from agentflow_grpc.storage.records import Role
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
 SLOW = "[slow]"
-
-
-def answer_spec(prompt: str = "Answer: {{ inputs.question }}") -> dict[str, Any]:
-    return {
-        "api_version": "agentflow/v1",
-        "name": "answer",
-        "inputs": {"question": {"type": "string"}},
-        "outputs": {"answer": {"from": "nodes.reply.output.text"}},
-        "nodes": [
-            {"id": "start", "type": "input"},
-            {"id": "reply", "type": "llm", "source": "openai-main", "config": {"prompt": prompt}},
-        ],
-        "edges": [{"from": "start", "to": "reply"}],
-    }
 
 
 async def add_source(channel: Any, provider: FakeProviderServer) -> Source:
@@ -113,7 +100,7 @@ async def test_follow_and_cancel_a_background_run(
         executions = ExecutionServiceStub(channel)
         started = await executions.start_execution(
             StartExecutionRequest(
-                spec=Struct.from_dict(answer_spec(SLOW + " {{ inputs.question }}")),
+                spec=Struct.from_dict(answer_spec(prompt=SLOW + " {{ inputs.question }}")),
                 inputs=Struct.from_dict({"question": "q"}),
                 request_id="client-start-1",
             )
@@ -121,7 +108,7 @@ async def test_follow_and_cancel_a_background_run(
         assert started.state in (ExecutionState.PENDING, ExecutionState.RUNNING)
         again = await executions.start_execution(
             StartExecutionRequest(
-                spec=Struct.from_dict(answer_spec(SLOW + " {{ inputs.question }}")),
+                spec=Struct.from_dict(answer_spec(prompt=SLOW + " {{ inputs.question }}")),
                 inputs=Struct.from_dict({"question": "q"}),
                 request_id="client-start-1",
             )

@@ -11,10 +11,9 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from support.runs import assert_well_formed, collect
+from support.runs import answer_spec, assert_well_formed, collect
 
 from agentflow_grpc.errors import (
     InvalidArgumentError,
@@ -37,22 +36,6 @@ from agentflow_grpc.storage.records import ExecutionStatus, Principal, Role, Ten
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
 SLOW = "[slow]"
-
-
-def answer_spec(
-    name: str = "answer", prompt: str = "Answer: {{ inputs.question }}"
-) -> dict[str, Any]:
-    return {
-        "api_version": "agentflow/v1",
-        "name": name,
-        "inputs": {"question": {"type": "string"}},
-        "outputs": {"answer": {"from": "nodes.reply.output.text"}},
-        "nodes": [
-            {"id": "start", "type": "input"},
-            {"id": "reply", "type": "llm", "source": "openai-main", "config": {"prompt": prompt}},
-        ],
-        "edges": [{"from": "start", "to": "reply"}],
-    }
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""What the interceptor learns about a call, for the servicer handling it (context variables:
+"""Who the interceptor found a call to come from, for the servicer handling it (context variables:
 each RPC runs in its own task, so each sees its own)."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from agentflow_grpc.storage.records import Principal
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"  # generic in the stubs only
 
 _principal: ContextVar[Principal | None] = ContextVar("agentflow_principal", default=None)
-_request_id: ContextVar[str] = ContextVar("agentflow_request_id", default="")
 
 
 def current_principal() -> Principal:
@@ -25,10 +24,5 @@ def current_principal() -> Principal:
     return principal
 
 
-def current_request_id() -> str:
-    return _request_id.get()
-
-
-def bind(principal: Principal | None, request_id: str) -> None:
+def bind(principal: Principal | None) -> None:
     _principal.set(principal)
-    _request_id.set(request_id)

@@ -73,10 +73,6 @@ def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
     return _whole_numbers(json_format.MessageToDict(struct))  # type: ignore[no-any-return]
 
 
-def value_to_python(value: struct_pb2.Value) -> Any:
-    return _whole_numbers(json_format.MessageToDict(value))
-
-
 def dict_to_struct(document: Mapping[str, Any] | None) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
     if document:

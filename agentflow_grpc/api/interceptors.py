@@ -133,7 +133,7 @@ class _Call:
         authenticate: Authenticator,
         public: bool,
     ) -> None:
-        call_context.bind(None, self.request_id)
+        call_context.bind(None)
         await context.send_initial_metadata((("x-request-id", self.request_id),))
         if isinstance(request, Malformed):
             raise InvalidArgumentError(
@@ -148,7 +148,7 @@ class _Call:
                 "no API key: send it as `x-api-key: <key>` or `authorization: Bearer <key>`"
             )
         self.principal = await authenticate(key)
-        call_context.bind(self.principal, self.request_id)
+        call_context.bind(self.principal)
 
     async def fail(self, context: Context, exc: BaseException) -> None:
         """Turn `exc` into the call's status (re-raising what gRPC itself must see)."""

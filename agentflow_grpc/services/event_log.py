@@ -50,7 +50,6 @@ class EventLogWriter:
         self._attempts = attempts
         self._queue: asyncio.Queue[ExecutionEvent | None] = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name=f"event-log-{execution_id}")
-        self.stored = 0  # events written so far
 
     def put(self, event: ExecutionEvent) -> None:
         """Queue `event`; raises the writer's error if writing has failed for good."""
@@ -104,4 +103,3 @@ class EventLogWriter:
                     await store.append_events(
                         connection, self._tenant_id, self._execution_id, events
                     )
-        self.stored += len(events)

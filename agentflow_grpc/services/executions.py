@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,7 @@ from agentflow_grpc.services.access import require
 from agentflow_grpc.services.recorded_run import RecordedRun
 from agentflow_grpc.services.shared_sources import SharedSources
 from agentflow_grpc.services.traces import NodeTrace, build_trace
+from agentflow_grpc.sources.base import SourceDefinition
 from agentflow_grpc.sources.registry import SourceRegistry
 from agentflow_grpc.spec import Limits, PluginCatalog, validate_spec
 from agentflow_grpc.storage import executions as store
@@ -80,9 +82,10 @@ class ExecutionService:
         self._drivers: set[asyncio.Task[None]] = set()
 
     async def start(self, principal: Principal, request: RunRequest) -> RecordedRun:
-        """A run for the caller to drive by iterating `events()`."""
+        """A run for the caller to drive by iterating `events()` (a `request_id` plays no part:
+        a repeated streamed run is a new run)."""
         require(principal, Role.RUNNER, "running a workflow")
-        run = await self._prepare(principal, request)
+        run = await self._prepare(principal, dataclasses.replace(request, request_id=None))
         assert run is not None  # without a request_id a run is always new
         return run
 
@@ -130,7 +133,7 @@ class ExecutionService:
         _check_sequence(after_sequence)
         last = after_sequence
         async with self._database.tenant(principal.tenant_id) as connection:
-            execution = await store.get(connection, principal.tenant_id, execution_id)
+            await store.get(connection, principal.tenant_id, execution_id)  # NotFound, if so
         run = self._live.get(execution_id)
         if run is not None and run.record.tenant_id == principal.tenant_id:
             queue = run.subscribe()  # every event so far, then the live ones: no gap
@@ -143,16 +146,20 @@ class ExecutionService:
                             return
             finally:
                 run.unsubscribe(queue)
-        # Not (or no longer) run here: the event log, read until the run ends.
+        # Not (or no longer) run here: the event log, read until the run ends. The execution
+        # is read before its events, so once it is final, the events read hold its end.
         while True:
-            for event in await self.events(principal, execution_id, after_sequence=last):
+            async with self._database.tenant(principal.tenant_id) as connection:
+                execution = await store.get(connection, principal.tenant_id, execution_id)
+                events = await store.list_events(
+                    connection, principal.tenant_id, execution_id, after_sequence=last
+                )
+            for event in events:
                 yield event
                 last = event.sequence
                 if event.is_terminal:
                     return
-            async with self._database.tenant(principal.tenant_id) as connection:
-                execution = await store.get(connection, principal.tenant_id, execution_id)
-            if execution.status.is_final and execution.last_sequence <= last:
+            if execution.status.is_final:
                 return
             await asyncio.sleep(POLL_INTERVAL)
 
@@ -198,11 +205,6 @@ class ExecutionService:
                 created_before=created_before,
             )
 
-    @property
-    def running(self) -> int:
-        """Runs this process is driving or recording now."""
-        return len(self._live)
-
     async def shutdown(self, grace: float) -> None:
         """Give live runs `grace` seconds to finish, then cancel the rest (recorded as such)."""
         runs = list(self._live.values())
@@ -242,8 +244,10 @@ class ExecutionService:
                 document = stored.spec
             else:
                 document = request.spec
-            definitions = await source_store.definitions(connection, tenant_id, self._keyring)
-        lease = await self._shared_sources.lease(tenant_id, definitions)
+            stamp = await source_store.stamp(connection, tenant_id)
+        lease = await self._shared_sources.lease(
+            tenant_id, stamp, lambda: self._definitions(tenant_id)
+        )
         try:
             result = validate_spec(
                 document,
@@ -285,6 +289,10 @@ class ExecutionService:
         )
         self._live[run.id] = run
         return run
+
+    async def _definitions(self, tenant_id: uuid.UUID) -> Sequence[SourceDefinition]:
+        async with self._database.tenant(tenant_id) as connection:
+            return await source_store.definitions(connection, tenant_id, self._keyring)
 
     def _forget(self, run: RecordedRun) -> None:
         self._live.pop(run.id, None)

@@ -3,19 +3,18 @@
 Opening a source builds its client (an openai client loads the TLS certificate bundle, a
 PostgreSQL source opens a pool): doing that for every run costs tens of milliseconds of blocked
 event loop and a new connection to the provider each time. Runs instead lease the tenant's
-`SourceSet`. The set is keyed by a fingerprint of the tenant's source definitions, secrets
-included (in memory only): after a source is created, changed or deleted, new runs get a new
-set, and the old one is closed when the last run using it ends. Idle sets beyond `max_tenants`
-are closed, least recently used first.
+`SourceSet`. The set is keyed by the tenant's sources' stamp (each live source's id and
+revision, `storage.sources.stamp`): after a source is created, changed or deleted, new runs get
+a new set — only then are the definitions read and their secrets opened — and the old one is
+closed when the last run using it ends. Idle sets beyond `max_tenants` are closed, least
+recently used first.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 from agentflow_grpc.sources.base import SourceDefinition
@@ -39,7 +38,7 @@ class SourceLease:
 
 @dataclass(eq=False)
 class _Entry:
-    fingerprint: str
+    stamp: Hashable
     sources: SourceSet
     users: int = 0
     stale: bool = False
@@ -50,20 +49,32 @@ class SharedSources:
         self._registry = registry
         self._max_tenants = max_tenants
         self._entries: OrderedDict[uuid.UUID, _Entry] = OrderedDict()
+        self._closing: list[_Entry] = []  # retired, and used by no run: to close
 
     async def lease(
-        self, tenant_id: uuid.UUID, definitions: Sequence[SourceDefinition]
+        self,
+        tenant_id: uuid.UUID,
+        stamp: Hashable,
+        definitions: Callable[[], Awaitable[Sequence[SourceDefinition]]],
     ) -> SourceLease:
-        fingerprint = _fingerprint(definitions)
+        """The tenant's set for `stamp`; `definitions()` is called only to build a new one."""
         entry = self._entries.get(tenant_id)
-        if entry is None or entry.fingerprint != fingerprint:
-            if entry is not None:
-                await self._retire(entry)
-            entry = _Entry(fingerprint, SourceSet(definitions, self._registry))
-            self._entries[tenant_id] = entry
+        if entry is None or entry.stamp != stamp:
+            loaded = await definitions()
+            entry = self._entries.get(tenant_id)  # another lease may have built it meanwhile
+            if entry is None or entry.stamp != stamp:
+                replaced = entry
+                entry = _Entry(stamp, SourceSet(loaded, self._registry))
+                self._entries[tenant_id] = entry
+                if replaced is not None:
+                    self._retire(replaced)
+        # No await from the lookup above to here: the entry is claimed before anything else runs.
         self._entries.move_to_end(tenant_id)
         entry.users += 1
-        await self._evict_idle()
+        idle = [tenant for tenant, held in self._entries.items() if held.users == 0]
+        for tenant in idle[: max(0, len(self._entries) - self._max_tenants)]:
+            self._retire(self._entries.pop(tenant))
+        await self._close_retired()
         return SourceLease(entry.sources, entry, self)
 
     @property
@@ -72,37 +83,23 @@ class SharedSources:
 
     async def close(self) -> None:
         """Close every set (at shutdown, once no run is left)."""
-        entries, self._entries = list(self._entries.values()), OrderedDict()
-        for entry in entries:
-            await entry.sources.aclose()
+        for entry in self._entries.values():
+            self._retire(entry)
+        self._entries = OrderedDict()
+        await self._close_retired()
 
     async def _release(self, entry: _Entry) -> None:
         entry.users -= 1
         if entry.stale and entry.users == 0:
             await entry.sources.aclose()
 
-    async def _retire(self, entry: _Entry) -> None:
-        """No new run gets `entry`; it closes now, or when its last run ends."""
+    def _retire(self, entry: _Entry) -> None:
+        """No new run gets `entry`; it closes now if no run holds it, else with its last run."""
         entry.stale = True
         if entry.users == 0:
+            self._closing.append(entry)
+
+    async def _close_retired(self) -> None:
+        closing, self._closing = self._closing, []
+        for entry in closing:
             await entry.sources.aclose()
-
-    async def _evict_idle(self) -> None:
-        idle = [tenant for tenant, entry in self._entries.items() if entry.users == 0]
-        for tenant in idle[: max(0, len(self._entries) - self._max_tenants)]:
-            await self._retire(self._entries.pop(tenant))
-
-
-def _fingerprint(definitions: Sequence[SourceDefinition]) -> str:
-    described = [
-        {
-            "id": definition.id,
-            "name": definition.name,
-            "type": definition.type,
-            "config": definition.config,
-            "secrets": {key: value.get_secret_value() for key, value in definition.secrets.items()},
-        }
-        for definition in definitions
-    ]
-    canonical = json.dumps(described, sort_keys=True, default=str).encode()
-    return hashlib.sha256(canonical).hexdigest()

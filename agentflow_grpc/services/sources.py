@@ -131,14 +131,16 @@ class SourceService:
         """Connect to the source with its stored secrets and make one cheap call."""
         require(principal, Role.RUNNER, "testing a source")
         async with self._database.tenant(principal.tenant_id) as connection:
-            stored = await store.get(connection, principal.tenant_id, source_id)
-            definitions = await store.definitions(connection, principal.tenant_id, self._keyring)
-        (definition,) = [d for d in definitions if d.id == str(stored.id)]
+            definition = await store.definition(
+                connection, principal.tenant_id, source_id, self._keyring
+            )
         started = time.perf_counter()
         source = self._registry.open(definition)
         try:
             if not isinstance(source, Checkable):
-                return SourceCheck(False, f"sources of type {stored.type!r} cannot be tested", 0.0)
+                return SourceCheck(
+                    False, f"sources of type {definition.type!r} cannot be tested", 0.0
+                )
             try:
                 message = await asyncio.wait_for(source.check(), timeout=30)
             except NodeFailure as exc:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
-
 from agentflow_grpc.errors import UnauthenticatedError
-from agentflow_grpc.services.access import require
 from agentflow_grpc.storage import tenants as store
 from agentflow_grpc.storage.database import Database
 from agentflow_grpc.storage.records import ApiKey, Principal, Role, Tenant
@@ -40,15 +37,3 @@ class TenantService:
         if principal is None:
             raise UnauthenticatedError("the API key is not valid, or has been revoked")
         return principal
-
-    async def list_api_keys(self, principal: Principal) -> list[ApiKey]:
-        require(principal, Role.ADMIN, "listing API keys")
-        async with self._database.tenant(principal.tenant_id) as connection:
-            return await store.list_api_keys(connection, principal.tenant_id)
-
-    async def revoke_api_key(self, principal: Principal, key_id: uuid.UUID) -> ApiKey:
-        require(principal, Role.ADMIN, "revoking an API key")
-        async with self._database.tenant(principal.tenant_id) as connection:
-            return await store.revoke_api_key(
-                connection, principal.tenant_id, key_id, actor=principal.actor
-            )

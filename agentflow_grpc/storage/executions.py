@@ -99,16 +99,6 @@ async def get(connection: Connection, tenant_id: uuid.UUID, execution_id: uuid.U
     return _execution(row)
 
 
-async def inline_spec(
-    connection: Connection, tenant_id: uuid.UUID, execution_id: uuid.UUID
-) -> dict[str, Any] | None:
-    return await connection.fetchval(  # type: ignore[no-any-return]
-        "SELECT inline_spec FROM executions WHERE tenant_id = $1 AND id = $2",
-        tenant_id,
-        execution_id,
-    )
-
-
 async def list_executions(
     connection: Connection,
     tenant_id: uuid.UUID,

@@ -74,6 +74,30 @@ async def downgrade(dsn: str, revision: str) -> MigrationStatus:
     return await status(dsn)
 
 
+async def migrate_to(dsn: str, target: str) -> MigrationStatus:
+    """Upgrade or downgrade, whichever reaches `target` (`head`, an id, `+N`, `-N`, `base`)."""
+    current = (await status(dsn)).current
+    if _goes_forward(current, target):
+        return await upgrade(dsn, target)
+    return await downgrade(dsn, target)
+
+
+def _goes_forward(current: str | None, target: str) -> bool:
+    if target == "base" or target.startswith("-"):
+        return False
+    if target == "head" or target.startswith("+") or current is None:
+        return True
+    script = ScriptDirectory.from_config(alembic_config())
+    try:
+        wanted = script.get_revision(target)
+    except CommandError as exc:
+        raise ConfigurationError(f"cannot migrate to revision {target!r}: {exc}") from None
+    if wanted is None:
+        return False
+    # Forward when the current revision is the target or one of its ancestors.
+    return current in {rev.revision for rev in script.iterate_revisions(wanted.revision, "base")}
+
+
 async def status(dsn: str) -> MigrationStatus:
     engine = _engine(dsn)
     try:

@@ -90,19 +90,16 @@ class ApiKey:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the tenant and role of an authenticated API key (or a local operator)."""
+    """Who is calling: the tenant and role of an authenticated API key."""
 
     tenant_id: uuid.UUID
     role: Role
-    api_key_id: uuid.UUID | None = None
-    operator: str | None = None  # e.g. "cli" for commands run on the server itself
+    api_key_id: uuid.UUID
 
     @property
     def actor(self) -> str:
         """How the audit log names this caller."""
-        if self.api_key_id is not None:
-            return f"api_key:{self.api_key_id}"
-        return f"operator:{self.operator or 'unknown'}"
+        return f"api_key:{self.api_key_id}"
 
 
 @dataclass(frozen=True, slots=True)

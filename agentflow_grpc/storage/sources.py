@@ -208,6 +208,15 @@ async def types_by_name(connection: Connection, tenant_id: uuid.UUID) -> dict[st
     return types
 
 
+async def stamp(connection: Connection, tenant_id: uuid.UUID) -> tuple[tuple[str, int], ...]:
+    """(id, revision) of every live source of the tenant: it changes whenever one does."""
+    rows = await connection.fetch(
+        f"SELECT id, revision FROM sources WHERE tenant_id = $1 AND {_LIVE} ORDER BY id",
+        tenant_id,
+    )
+    return tuple((str(row["id"]), row["revision"]) for row in rows)
+
+
 async def definitions(
     connection: Connection, tenant_id: uuid.UUID, keyring: Keyring
 ) -> list[SourceDefinition]:
@@ -215,16 +224,24 @@ async def definitions(
     rows = await connection.fetch(
         f"SELECT * FROM sources WHERE tenant_id = $1 AND {_LIVE} ORDER BY name", tenant_id
     )
-    return [
-        SourceDefinition(
-            id=str(row["id"]),
-            name=row["name"],
-            type=row["type"],
-            config=row["config"],
-            secrets=_open(keyring, row),
-        )
-        for row in rows
-    ]
+    return [_definition(keyring, row) for row in rows]
+
+
+async def definition(
+    connection: Connection, tenant_id: uuid.UUID, source_id: uuid.UUID, keyring: Keyring
+) -> SourceDefinition:
+    """One live source, secrets opened (to test it)."""
+    return _definition(keyring, await _row(connection, tenant_id, source_id, lock=False))
+
+
+def _definition(keyring: Keyring, row: Any) -> SourceDefinition:
+    return SourceDefinition(
+        id=str(row["id"]),
+        name=row["name"],
+        type=row["type"],
+        config=row["config"],
+        secrets=_open(keyring, row),
+    )
 
 
 async def reseal_stale(connection: Connection, keyring: Keyring, *, limit: int = 100) -> int:

@@ -59,13 +59,6 @@ async def create_tenant(connection: Connection, name: str, *, actor: str) -> Ten
     return tenant
 
 
-async def get_tenant(connection: Connection, tenant_id: uuid.UUID) -> Tenant:
-    row = await connection.fetchrow("SELECT * FROM tenants WHERE id = $1", tenant_id)
-    if row is None:
-        raise NotFoundError(f"tenant {tenant_id} not found")
-    return _tenant(row)
-
-
 async def find_tenant(connection: Connection, name: str) -> Tenant:
     """By name; needs a system-scope connection (the CLI's `--tenant NAME`)."""
     row = await connection.fetchrow("SELECT * FROM tenants WHERE name = $1", name)

@@ -22,6 +22,7 @@ from support.api_helpers import (
     rpc_error,
     struct,
 )
+from support.network import closed_port
 
 from agentflow_grpc._gen.agentflow.v1 import source_pb2 as src
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
@@ -283,7 +284,8 @@ async def test_testing_rotated_secrets_uses_the_new_ones(
 async def test_testing_an_unreachable_source_reports_it_without_failing_the_call(
     client: Client, md: Any
 ) -> None:
-    source = await create(client, md, config={"base_url": "http://127.0.0.1:9/v1"})
+    closed = f"http://127.0.0.1:{closed_port()}/v1"
+    source = await create(client, md, config={"base_url": closed})
     result = await client.sources.TestSource(src.TestSourceRequest(name=source.name), metadata=md)
     assert not result.ok
     assert result.message

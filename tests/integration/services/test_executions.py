@@ -32,7 +32,7 @@ from agentflow_grpc.sources.registry import SourceRegistry
 from agentflow_grpc.spec import Limits, PluginCatalog
 from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import Database
-from agentflow_grpc.storage.records import ExecutionStatus, Principal, Role, Tenant
+from agentflow_grpc.storage.records import Execution, ExecutionStatus, Principal, Role, Tenant
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
 SLOW = "[slow]"
@@ -276,13 +276,14 @@ async def test_listing_filters_by_status_workflow_and_time(services: Services) -
     assert (await services.executions.list(services.editor, created_after=future)).items == []
     assert len((await services.executions.list(services.editor, created_before=future)).items) == 4
 
-    seen: list[uuid.UUID] = []
+    seen: list[Execution] = []
     token = ""
     while True:
         page = await services.executions.list(services.editor, page_size=3, page_token=token)
-        seen += [execution.id for execution in page.items]
+        seen += page.items
         if not (token := page.next_page_token):
             break
+    assert {execution.id for execution in seen} == {*runs, inline.id}  # each once, none lost
     assert len(seen) == 4
-    assert len(set(seen)) == 4
-    assert seen == sorted(seen, key=lambda i: seen.index(i))  # newest first, stable
+    keys = [(execution.created_at, execution.id) for execution in seen]
+    assert keys == sorted(keys, reverse=True)  # newest first

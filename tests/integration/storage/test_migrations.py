@@ -366,3 +366,21 @@ async def test_runtime_connections_run_as_the_app_role_without_rls_bypass(
                 assert await connection.fetchval("SELECT current_user") == APP_ROLE
     finally:
         await database.close()
+
+
+async def test_migrate_to_goes_whichever_way_reaches_the_target(postgres_dsn: str) -> None:
+    dsn = await create_database(postgres_dsn)
+    revisions = [
+        rev.revision
+        for rev in reversed(
+            list(ScriptDirectory.from_config(migrations.alembic_config()).walk_revisions())
+        )
+    ]
+    assert (await migrations.migrate_to(dsn, "head")).current == revisions[-1]
+    assert (await migrations.migrate_to(dsn, revisions[0])).current == revisions[0]  # down
+    assert (await migrations.migrate_to(dsn, revisions[-1])).current == revisions[-1]  # up
+    assert (await migrations.migrate_to(dsn, "-1")).current == revisions[-2]
+    assert (await migrations.migrate_to(dsn, "+1")).current == revisions[-1]
+    assert (await migrations.migrate_to(dsn, "base")).current is None
+    with pytest.raises(ConfigurationError, match="9999"):
+        await migrations.migrate_to(dsn, "9999")

@@ -1,4 +1,5 @@
-"""The composition root: settings → database (embedded or `DATABASE_URL`) → keyring → services.
+"""The composition root: settings → database (embedded or `DATABASE_URL`), Redis (embedded or
+`REDIS_URL`) → keyring → services.
 
 `open_app(settings)` is the one place these are built and torn down, for `agentflow serve`,
 the CLI's storage commands and the tests alike.
@@ -13,8 +14,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis.asyncio as redis
+
 from agentflow_grpc.config import Settings
 from agentflow_grpc.devstack.postgres import EmbeddedPostgres
+from agentflow_grpc.devstack.valkey import EmbeddedValkey
 from agentflow_grpc.errors import ConfigurationError
 from agentflow_grpc.nodes.registry import NodeRegistry
 from agentflow_grpc.observability.logging import get_logger
@@ -39,6 +43,8 @@ class App:
     dsn: str
     embedded: bool  # the database is the embedded server under AGENTFLOW_HOME
     database: Database
+    redis: redis.Redis
+    redis_embedded: bool  # Redis is the embedded Valkey under AGENTFLOW_HOME
     keyring: Keyring
     tenants: TenantService
     workflows: WorkflowService
@@ -61,9 +67,38 @@ async def database_dsn(settings: Settings) -> AsyncIterator[tuple[str, bool]]:
 
 
 @asynccontextmanager
+async def redis_url(settings: Settings) -> AsyncIterator[tuple[str, bool]]:
+    """The Redis URL to use, and whether it is the embedded Valkey (started here, stopped on
+    exit)."""
+    if settings.redis_url is not None:
+        yield settings.redis_url.get_secret_value(), False
+        return
+    server = EmbeddedValkey(settings.home)
+    url = await asyncio.to_thread(server.start)
+    try:
+        yield url, True
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+@asynccontextmanager
+async def open_redis(settings: Settings) -> AsyncIterator[tuple[redis.Redis, bool]]:
+    """A Redis client; it connects on first use, so a Redis that is down does not stop the start
+    (health reports it)."""
+    async with redis_url(settings) as (url, embedded):
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+        )
+        try:
+            yield client, embedded
+        finally:
+            await client.aclose()
+
+
+@asynccontextmanager
 async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterator[App]:
     """Everything wired; `migrate=True` first upgrades the schema to the newest revision."""
-    async with database_dsn(settings) as (dsn, embedded):
+    async with database_dsn(settings) as (dsn, embedded), open_redis(settings) as redis_client:
         if migrate:
             await migrations.upgrade(dsn)
         keyring = load_keyring(settings, embedded=embedded)
@@ -89,6 +124,8 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                 dsn=dsn,
                 embedded=embedded,
                 database=database,
+                redis=redis_client[0],
+                redis_embedded=redis_client[1],
                 keyring=keyring,
                 tenants=TenantService(database),
                 workflows=WorkflowService(database, plugins=nodes.catalog, limits=limits),
@@ -100,6 +137,7 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                     sources=source_registry,
                     plugins=nodes.catalog,
                     limits=limits,
+                    max_running=settings.max_running_executions,
                 ),
             )
             try:

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agentflow_grpc.errors import ConfigurationError
 from agentflow_grpc.spec import Limits
 
 ENV_PREFIX = "AGENTFLOW_"
+# An origin as browsers send it: scheme://host[:port], nothing after.
+_ORIGIN = re.compile(
+    r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$"
+)
 
 
 def default_home() -> Path:
@@ -73,6 +85,51 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(
         10.0, ge=0, le=3600, description="Seconds running calls and runs get to finish on stop."
     )
+    max_running_executions: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="Runs one server drives at once; more are refused with RESOURCE_EXHAUSTED.",
+    )
+
+    redis_url: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("REDIS_URL", "AGENTFLOW_REDIS_URL"),
+        description="Redis (or Valkey) to use; unset: an embedded Valkey under `home`.",
+    )
+
+    rest_host: str = Field("127.0.0.1", description="Address the REST gateway (Envoy) listens on.")
+    rest_port: int = Field(8080, ge=0, le=65535, description="REST port; 0 picks a free one.")
+    gateway_admin_port: int = Field(
+        0, ge=0, le=65535, description="Envoy's admin port, on 127.0.0.1; 0 picks a free one."
+    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Browser origins (`https://app.example.com`, comma-separated) allowed to "
+        "call the REST API from another origin; the gateway's own page needs none.",
+    )
+    gateway_stream_idle_timeout: float = Field(
+        900.0,
+        gt=0,
+        le=86_400,
+        description="Seconds an SSE stream may stay quiet before Envoy ends it.",
+    )
+    gateway_unary_timeout: float = Field(
+        60.0, gt=0, le=3600, description="Seconds a REST call other than a stream may take."
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, (list, tuple)):
+            for origin in value:
+                if not isinstance(origin, str) or not _ORIGIN.match(origin):
+                    raise ValueError(
+                        f"{origin!r} is not an origin such as https://app.example.com:8443"
+                    )
+        return value
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Self:

@@ -87,6 +87,16 @@ class UnavailableError(AgentFlowError):
     code = "unavailable"
 
 
+class ResourceExhaustedError(AgentFlowError):
+    """A limit is reached for now (runs in progress, a rate, a quota); worth retrying later."""
+
+    code = "resource_exhausted"
+
+    def __init__(self, message: str, *, retry_after: float, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
 class UnauthenticatedError(AgentFlowError):
     """No credentials, or credentials that are not (or no longer) valid."""
 

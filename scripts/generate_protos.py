@@ -2,7 +2,8 @@
 
 - `agentflow_grpc/_gen/`: messages and gRPC stubs (grpcio-tools' protoc), with mypy stubs
   (mypy-protobuf), and `agentflow_grpc/_gen/descriptor_set.binpb`, the FileDescriptorSet with
-  imports and source info (Envoy's gRPC-JSON transcoder and server reflection read it).
+  imports, source info and the google.rpc error details (Envoy's gRPC-JSON transcoder and server
+  reflection read it).
 - `clients/python/src/agentflow_client/_gen/`: the client's typed dataclasses and asyncio stubs
   (betterproto2-compiler's protoc plugin, grpclib clients only), with the google.protobuf
   well-known types the compiler generates beside them (Timestamp as datetime, Struct with
@@ -36,6 +37,9 @@ GENERATED = ROOT / "agentflow_grpc" / "_gen"
 CLIENT_GENERATED = ROOT / "clients" / "python" / "src" / "agentflow_client" / "_gen"
 DEPS = ROOT / "build" / "proto-deps"
 GOOGLEAPIS = ("google/api", "google/rpc")
+# Not imported by protos/, but in the descriptor set: the error details our statuses carry, so
+# that Envoy's transcoder can print them as JSON (and reflection can describe them).
+ERROR_DETAIL_PROTOS = ("google/rpc/status.proto", "google/rpc/error_details.proto")
 # protoc writes `from agentflow.v1 import x_pb2`; the code lives in agentflow_grpc._gen.
 _IMPORT = re.compile(r"^from agentflow\.v1 import ", re.MULTILINE)
 # betterproto2 generates every package protoc hands it, imports included; these are not imported.
@@ -71,13 +75,21 @@ def generate(out: Path) -> None:
         f"--grpc_python_out={out}",
         f"--mypy_out={out}",
         f"--mypy_grpc_out={out}",
-        f"--descriptor_set_out={out / 'descriptor_set.binpb'}",
-        "--include_imports",
-        "--include_source_info",
         *sources,
     ]
     if protoc.main(arguments) != 0:
         raise SystemExit("protoc failed")
+    descriptor_set = [
+        "grpc_tools.protoc",
+        *proto_paths(),
+        f"--descriptor_set_out={out / 'descriptor_set.binpb'}",
+        "--include_imports",
+        "--include_source_info",
+        *sources,
+        *ERROR_DETAIL_PROTOS,
+    ]
+    if protoc.main(descriptor_set) != 0:
+        raise SystemExit("protoc (descriptor set) failed")
     for path in (out / "agentflow" / "v1").glob("*.py*"):
         text = _IMPORT.sub("from agentflow_grpc._gen.agentflow.v1 import ", path.read_text())
         path.write_text(text)

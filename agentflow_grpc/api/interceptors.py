@@ -4,7 +4,8 @@ It wraps each method's handler in a handler of the same shape (unary → unary, 
 → server-streaming), so a refusal reaches the client the way that RPC ends: a unary call gets
 its status, a stream ends with it before any message. In order, for each call:
 
-1. Request id: the caller's `x-request-id` (if sane) or a new one; sent back as initial metadata.
+1. Request id: the caller's `x-request-id` (if sane) or a new one; sent back as initial metadata
+   (a stream's with its first message) and, when the call fails, in the trailers too.
 2. A request that did not parse (bad wire bytes, nesting beyond protobuf's limit) is
    INVALID_ARGUMENT, never INTERNAL: the deserializer hands a marker to the wrapper instead of
    raising inside gRPC. So is one holding what no field may (NUL characters, NaN).
@@ -24,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeAlias
 
 import grpc
-from grpc_status import rpc_status
+from grpc_status.rpc_status import GRPC_DETAILS_METADATA_KEY
 
 from agentflow_grpc.api import context as call_context
 from agentflow_grpc.api.context import Context
@@ -101,8 +102,12 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
             call = _Call(method, metadata)
             try:
-                await call.begin(context, request, self._authenticate, public)
+                await call.begin(
+                    context, request, self._authenticate, public, send_request_id=False
+                )
                 async for response in behavior(request, context):
+                    if not call.messages:
+                        await call.send_request_id(context)
                     call.messages += 1
                     yield response
             except BaseException as exc:
@@ -132,9 +137,12 @@ class _Call:
         request: Any,
         authenticate: Authenticator,
         public: bool,
+        *,
+        send_request_id: bool = True,
     ) -> None:
         call_context.bind(None)
-        await context.send_initial_metadata((("x-request-id", self.request_id),))
+        if send_request_id:
+            await self.send_request_id(context)
         if isinstance(request, Malformed):
             raise InvalidArgumentError(
                 f"the request could not be parsed: {request.reason}", field="request"
@@ -149,6 +157,9 @@ class _Call:
             )
         self.principal = await authenticate(key)
         call_context.bind(self.principal)
+
+    async def send_request_id(self, context: Context) -> None:
+        await context.send_initial_metadata((("x-request-id", self.request_id),))
 
     async def fail(self, context: Context, exc: BaseException) -> None:
         """Turn `exc` into the call's status (re-raising what gRPC itself must see)."""
@@ -165,7 +176,17 @@ class _Call:
         else:  # cancelled (the client went away, or the deadline passed), or shutting down
             self.code = grpc.StatusCode.CANCELLED
             raise exc
-        await context.abort_with_status(rpc_status.to_status(status))
+        # The request id also rides in the trailers: a stream that fails before its first
+        # message sends no headers of its own (a trailers-only response, whose status a proxy
+        # such as Envoy can still turn into the HTTP status).
+        await context.abort(
+            self.code,
+            status.message,
+            trailing_metadata=(
+                (GRPC_DETAILS_METADATA_KEY, status.SerializeToString()),
+                ("x-request-id", self.request_id),
+            ),
+        )
 
     def log(self, context: Context) -> None:
         duration_ms = round((time.perf_counter() - self.started) * 1000, 3)

@@ -86,7 +86,7 @@ class ApiServer:
             ExecutionServicer(app.executions), server
         )
         agentflow_health_pb2_grpc.add_HealthServiceServicer_to_server(
-            HealthServicer(app.database), server
+            HealthServicer(app.database, app.redis), server
         )
         health = StandardHealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)

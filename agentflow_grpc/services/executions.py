@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from agentflow_grpc.errors import InvalidArgumentError, InvalidSpecError
+from agentflow_grpc.errors import InvalidArgumentError, InvalidSpecError, ResourceExhaustedError
 from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.runtime.engine import ExecutionEngine
 from agentflow_grpc.runtime.events import EventType, ExecutionEvent
@@ -71,6 +71,7 @@ class ExecutionService:
         sources: SourceRegistry,
         plugins: PluginCatalog,
         limits: Limits,
+        max_running: int = 500,
     ) -> None:
         self._database = database
         self._engine = engine
@@ -79,13 +80,15 @@ class ExecutionService:
         self._plugins = plugins
         self._limits = limits
         self._live: dict[uuid.UUID, RecordedRun] = {}
+        self._max_running = max_running
+        self._admitted = 0  # runs running here, or being prepared to
         self._drivers: set[asyncio.Task[None]] = set()
 
     async def start(self, principal: Principal, request: RunRequest) -> RecordedRun:
         """A run for the caller to drive by iterating `events()` (a `request_id` plays no part:
         a repeated streamed run is a new run)."""
         require(principal, Role.RUNNER, "running a workflow")
-        run = await self._prepare(principal, dataclasses.replace(request, request_id=None))
+        run = await self._admitted_prepare(principal, dataclasses.replace(request, request_id=None))
         assert run is not None  # without a request_id a run is always new
         return run
 
@@ -93,7 +96,7 @@ class ExecutionService:
         """Start a run driven by this process, and return its record at once. A `request_id`
         seen before returns the execution that request started, and starts nothing."""
         require(principal, Role.RUNNER, "running a workflow")
-        run = await self._prepare(principal, request)
+        run = await self._admitted_prepare(principal, request)
         if run is None:
             async with self._database.tenant(principal.tenant_id) as connection:
                 earlier = await store.find_by_request_id(
@@ -221,6 +224,28 @@ class ExecutionService:
             await asyncio.wait(self._drivers, timeout=10)
         await self._shared_sources.close()
 
+    async def _admitted_prepare(
+        self, principal: Principal, request: RunRequest
+    ) -> RecordedRun | None:
+        """`_prepare`, within this server's limit of runs at once (a slot is taken before any
+        await, so concurrent starts cannot overshoot it; the run gives it back as it ends)."""
+        if self._admitted >= self._max_running:
+            raise ResourceExhaustedError(
+                f"this server is running as many executions as it may ({self._max_running}); "
+                "retry shortly",
+                retry_after=1.0,
+                code="executions.too_many_running",
+            )
+        self._admitted += 1
+        try:
+            run = await self._prepare(principal, request)
+        except BaseException:
+            self._admitted -= 1
+            raise
+        if run is None:
+            self._admitted -= 1
+        return run
+
     async def _prepare(self, principal: Principal, request: RunRequest) -> RecordedRun | None:
         if (request.workflow_id is None) == (request.spec is None):
             raise InvalidArgumentError(
@@ -295,7 +320,8 @@ class ExecutionService:
             return await source_store.definitions(connection, tenant_id, self._keyring)
 
     def _forget(self, run: RecordedRun) -> None:
-        self._live.pop(run.id, None)
+        if self._live.pop(run.id, None) is not None:
+            self._admitted -= 1
 
     async def _end_orphan(self, principal: Principal, execution: Execution, reason: str) -> None:
         event = ExecutionEvent(

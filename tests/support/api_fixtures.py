@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import grpc
@@ -35,10 +36,11 @@ class RunningApi:
         return grpc.aio.insecure_channel(self.address)
 
 
-def api_settings(dsn: str, **overrides: object) -> Settings:
+def api_settings(dsn: str, redis_url: str, **overrides: object) -> Settings:
     key = base64.b64encode(os.urandom(32)).decode()
     return Settings(
         database_url=SecretStr(dsn),
+        redis_url=SecretStr(redis_url),
         secret_keys=SecretStr(f"test:{key}"),
         grpc_port=0,
         shutdown_grace=2.0,
@@ -49,8 +51,14 @@ def api_settings(dsn: str, **overrides: object) -> Settings:
 
 
 @pytest.fixture
-async def api(migrated_dsn: str, owner: object) -> AsyncIterator[RunningApi]:
-    settings = api_settings(migrated_dsn)
+async def api(migrated_dsn: str, redis_url: str, owner: object) -> AsyncIterator[RunningApi]:
+    async with running_api(api_settings(migrated_dsn, redis_url)) as running:
+        yield running
+
+
+@asynccontextmanager
+async def running_api(settings: Settings) -> AsyncIterator[RunningApi]:
+    """A server on `settings`, with tenant `acme` (a key of each role) and `globex` (admin)."""
     async with open_app(settings) as app:
         server = await ApiServer.start(app, port=0, max_message_bytes=settings.max_message_bytes)
         try:

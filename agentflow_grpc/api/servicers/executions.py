@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -32,11 +33,12 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             async for event in run.events():
                 last = event
                 yield convert.event_to_proto(event)
-        except AgentFlowError as exc:
+        except Exception as exc:
             # The stream has started, so its status alone could go unseen by clients that
-            # read events only: end it with a failure event, then the status.
+            # read events only (an SSE stream's HTTP status is already 200): end it with a
+            # failure event, then the status. This run is this stream's: it ended with it.
             if last is None or not last.is_terminal:
-                yield convert.event_to_proto(_failure_event(run.id, last, exc))
+                yield convert.event_to_proto(_failure_event(run.id, last, _error_of(exc)))
             raise
 
     async def StartExecution(
@@ -51,10 +53,19 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         self, request: execution_pb2.StreamExecutionRequest, context: Context
     ) -> AsyncIterator[execution_pb2.ExecutionEvent]:
         execution_id = convert.id_from_name(request.name, "executions")
-        async for event in self._executions.stream(
-            current_principal(), execution_id, after_sequence=request.after_sequence
-        ):
-            yield convert.event_to_proto(event)
+        last: ExecutionEvent | None = None
+        try:
+            async for event in self._executions.stream(
+                current_principal(), execution_id, after_sequence=request.after_sequence
+            ):
+                last = event
+                yield convert.event_to_proto(event)
+        except Exception as exc:
+            # Following broke off, not the run (which goes on): say so in the stream, with
+            # where to resume, unless nothing was sent yet (then the status says it all).
+            if last is not None and not last.is_terminal:
+                yield _stream_error(execution_id, last, _error_of(exc))
+            raise
 
     async def GetExecution(
         self, request: execution_pb2.GetExecutionRequest, context: Context
@@ -120,6 +131,34 @@ def _run_request(
         spec=convert.struct_to_dict(request.spec) if request.HasField("spec") else None,
         timeout=timeout,
         request_id=optional_request_id(request_id),
+    )
+
+
+STREAM_ERROR = "stream_error"  # not a run's event: never stored, sequence 0
+
+
+def _error_of(exc: Exception) -> AgentFlowError:
+    if isinstance(exc, AgentFlowError):
+        return exc
+    return AgentFlowError("internal error (the status names the request id)")
+
+
+def _stream_error(
+    execution_id: uuid.UUID, last: ExecutionEvent, error: AgentFlowError
+) -> execution_pb2.ExecutionEvent:
+    """The last message of a follower's stream that broke off: the run may well go on, and
+    `StreamExecution(after_sequence=resume_after_sequence)` picks it up where this left it."""
+    return execution_pb2.ExecutionEvent(
+        execution=f"executions/{execution_id}",
+        sequence=0,
+        time=convert.timestamp(datetime.now(UTC)),
+        type=STREAM_ERROR,
+        data=convert.dict_to_struct(
+            {
+                "error": {"code": error.code, "message": error.message},
+                "resume_after_sequence": last.sequence,
+            }
+        ),
     )
 
 

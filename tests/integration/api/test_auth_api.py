@@ -431,9 +431,13 @@ async def test_a_callers_request_id_is_echoed_and_a_bad_one_replaced(
         ex.StreamExecutionRequest(name=f"executions/{uuid.uuid4()}"),
         metadata=(*api.metadata(), ("x-request-id", given)),
     )
-    assert dict(await stream.initial_metadata())["x-request-id"] == given
     _, error = await stream_error(stream, before_any=True)
     assert error.code() is grpc.StatusCode.NOT_FOUND
+    # A stream refused before its first message sends no headers of its own (trailers only,
+    # so that a proxy can still give it an HTTP status): the request id rides in the trailers.
+    assert "x-request-id" not in dict(await stream.initial_metadata())
+    assert dict(error.trailing_metadata())["x-request-id"] == given
+    assert error_info(error).metadata["request_id"] == given
 
     for bad in ("has spaces", "x" * 129, "new\\line"):
         call = client.workflows.ListWorkflows(

@@ -5,7 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit schema proto bench clean
+# The browser test drives Debian's Chromium; `make test` installs it when it is missing.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install run demo test lint typecheck unit browser schema proto bench clean
 
 $(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "AgentFlow needs Python 3.11 or newer, found " + sys.version.split()[0]'
@@ -16,16 +20,15 @@ $(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
 
 install: $(STAMP) ## Create .venv and install AgentFlow with its development tools
 
-run: install ## Install, migrate the embedded database, validate the examples, run one live
-	$(BIN)/agentflow migrate
-	@echo
+run: install ## Install and start the whole stack: PostgreSQL, Valkey, gRPC API, Envoy (REST, page)
+	$(BIN)/agentflow dev
+
+demo: install ## Validate the examples and run one live in the terminal (no server needed)
 	$(BIN)/agentflow validate examples/*.json
 	@echo
 	$(BIN)/python examples/run_demo.py
-	@echo
-	@echo "AgentFlow CLI ready: $(BIN)/agentflow --help  (run, validate, migrate, tenant, apikey, ...)"
 
-test: install lint typecheck unit ## Install, lint, type-check and run every test
+test: install lint typecheck browser unit ## Install, lint, type-check and run every test
 
 lint: install
 	$(BIN)/ruff check .
@@ -39,6 +42,12 @@ typecheck: install
 
 unit: install
 	$(BIN)/pytest
+
+browser: $(CHROMIUM) ## Debian's Chromium, for the browser test
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 proto: install ## Regenerate agentflow_grpc/_gen (and the client) from protos/
 	$(BIN)/python scripts/generate_protos.py

@@ -118,6 +118,10 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         return handle
 
 
+# Standard health checks: Envoy and load balancers ask every few seconds.
+_PROBES = "/grpc.health.v1.Health/"
+
+
 class _Call:
     """One call's bookkeeping: its request id, principal, outcome and timing."""
 
@@ -204,6 +208,8 @@ class _Call:
             fields["messages"] = self.messages
         if self.code is grpc.StatusCode.INTERNAL:
             log.error("rpc", **fields)
+        elif self.code is grpc.StatusCode.OK and self.method.startswith(_PROBES):
+            log.debug("rpc", **fields)  # a load balancer's probe, every few seconds
         else:
             log.info("rpc", **fields)
 

@@ -15,7 +15,7 @@ const GRPC_CODES = [
   'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED',
   'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED',
 ];
-const GRAPH = { nodeWidth: 176, nodeHeight: 56, colGap: 84, rowGap: 28, pad: 24, loopDrop: 56 };
+const GRAPH = { nodeWidth: 164, nodeHeight: 56, colGap: 64, rowGap: 26, pad: 20, loopDrop: 56 };
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
 const state = {
@@ -104,7 +104,9 @@ function fullTime(iso) {
 function clockTime(iso) {
   const time = Date.parse(iso);
   if (Number.isNaN(time)) return '';
-  return new Date(time).toLocaleTimeString([], { hour12: false, fractionalSecondDigits: 3 });
+  return new Date(time).toLocaleTimeString([], {
+    hour12: false, hour: '2-digit', minute: '2-digit', second: '2-digit', fractionalSecondDigits: 3,
+  });
 }
 
 // ---------------------------------------------------------------- API key
@@ -164,7 +166,15 @@ class ApiError extends Error {
   }
 
   get isAuth() {
-    return this.status === 401 || this.status === 403 || this.code === 16 || this.code === 7;
+    return this.isUnauthenticated || this.isForbidden;
+  }
+
+  get isUnauthenticated() {
+    return this.status === 401 || this.code === 16;
+  }
+
+  get isForbidden() {
+    return this.status === 403 || this.code === 7;
   }
 }
 
@@ -212,10 +222,17 @@ async function errorFromResponse(response) {
 // ---------------------------------------------------------------- error banner
 
 function showError(error, context) {
-  const auth = error instanceof ApiError && error.isAuth;
-  const title = auth ? 'The API key was rejected' : `${context} failed`;
-  const where = error instanceof ApiError ? `${error.codeName}${error.status ? ` (HTTP ${error.status})` : ''}: ` : '';
-  const hint = auth ? ' — check the key and save it again.' : '';
+  const api = error instanceof ApiError;
+  let title = `${context} failed`;
+  let hint = '';
+  if (api && error.isUnauthenticated) {
+    title = 'The API key was rejected';
+    hint = ' — check the key and save it again.';
+  } else if (api && error.isForbidden) {
+    title = `${context} is not allowed with this API key`;
+    hint = ' — use a key with a role that may do this.';
+  }
+  const where = api ? `${error.codeName}${error.status ? ` (HTTP ${error.status})` : ''}: ` : '';
   showBanner(title, `${where}${error.message}${hint}`, error.violations ?? [], error.requestId);
 }
 
@@ -304,7 +321,8 @@ async function loadWorkflows({ more = false } = {}) {
     setListMessage(state.workflows.length ? '' : 'No workflows stored yet.');
   } catch (error) {
     if (generation !== state.listGeneration) return;
-    setListMessage(error.isAuth ? 'The API key was rejected. Enter a valid key above.' : 'Could not load the workflows.');
+    setListMessage(error.isUnauthenticated ? 'The API key was rejected. Enter a valid key above.'
+      : error.isForbidden ? 'This API key may not list workflows.' : 'Could not load the workflows.');
     showError(error, 'Listing workflows');
   }
 }
@@ -328,7 +346,9 @@ function workflowItem(workflow) {
   workflow.spec?.title ? h('span', { class: 'wf-title', text: workflow.spec.title }) : null,
   h('span', { class: 'wf-meta' },
     h('span', { class: 'tag', text: `v${workflow.version ?? '?'}` }),
-    h('time', { datetime: workflow.update_time, title: fullTime(workflow.update_time), text: `updated ${relativeTime(workflow.update_time)}` })));
+    workflow.update_time ? h('time', {
+      datetime: workflow.update_time, title: fullTime(workflow.update_time), text: `updated ${relativeTime(workflow.update_time)}`,
+    }) : null));
   button.addEventListener('click', () => selectWorkflow(workflow));
   return h('li', {}, button);
 }
@@ -510,7 +530,7 @@ function edgeGroup(edge, layout) {
 function nodeLabel(node) {
   const type = node.type === 'plugin' ? (node.config?.plugin ?? node.plugin ?? 'plugin') : node.type;
   const model = node.config?.model;
-  return truncate(model ? `${type} · ${model}` : String(type ?? '?'), 24);
+  return truncate(model ? `${type} · ${model}` : String(type ?? '?'), 22);
 }
 
 function nodeGroup(node, position) {
@@ -525,7 +545,7 @@ function nodeGroup(node, position) {
   svg('title', { text: `${node.id} (${node.type})${node.description ? ` — ${node.description}` : ''}` }),
   svg('rect', { class: 'node-box status-pending', width: w, height: hgt, rx: 10, ry: 10 }),
   svg('rect', { class: 'node-accent', x: 0, y: 12, width: 4, height: hgt - 24, rx: 2 }),
-  svg('text', { class: 'node-id', x: 16, y: 24, text: truncate(node.id, 20) }),
+  svg('text', { class: 'node-id', x: 16, y: 24, text: truncate(node.id, 16) }),
   svg('text', { class: 'node-type', x: 16, y: 42, text: nodeLabel(node) }),
   svg('circle', { class: 'node-dot', cx: w - 14, cy: 14, r: 4.5 }));
 }
@@ -697,6 +717,8 @@ async function execute(run, request) {
   } catch (error) {
     if (run.finished) return;
     if (error instanceof ApiError) {
+      run.rejected = true;
+      $('run-panel').classList.add('is-rejected');
       finishRun(run, 'failed', { error: { code: error.reason || error.codeName, message: error.message } });
       markFieldViolations(error.violations);
       showError(error, 'Starting the run');
@@ -712,6 +734,7 @@ function beginRun() {
     active: true,
     finished: false,
     terminal: false,
+    rejected: false,
     execution: '',
     started: performance.now(),
     timer: null,
@@ -728,6 +751,7 @@ function beginRun() {
   $('run-outputs-block').hidden = true;
   $('run-error').hidden = true;
   $('run-note').hidden = true;
+  $('run-panel').classList.remove('is-rejected');
   $('run-panel').hidden = false;
   setRunState('running');
   setRunning(true);
@@ -755,12 +779,16 @@ function setRunState(text) {
 }
 
 function updateSummary(run, final = {}) {
-  const parts = [];
-  if (run.execution) parts.push(run.execution);
+  $('run-execution').textContent = run.execution;
+  if (run.rejected) {
+    $('run-summary').textContent = 'request rejected';
+    return;
+  }
   const duration = final.duration_ms ?? performance.now() - run.started;
-  parts.push(final.duration_ms !== undefined ? `took ${formatSeconds(duration)}` : `${formatSeconds(duration)} elapsed`);
-  if (final.usage) parts.push(`${formatTokens(final.usage)} (${usageTitle(final.usage)})`);
+  const parts = [final.duration_ms !== undefined ? `took ${formatSeconds(duration)}` : `${formatSeconds(duration)} elapsed`];
+  if (final.usage) parts.push(formatTokens(final.usage));
   $('run-summary').textContent = parts.join(' · ');
+  $('run-summary').title = final.usage ? usageTitle(final.usage) : '';
 }
 
 function finishRun(run, outcome, { error, outputs, usage, duration_ms, note } = {}) {
@@ -770,9 +798,8 @@ function finishRun(run, outcome, { error, outputs, usage, duration_ms, note } = 
   setRunning(false);
   setRunState(outcome);
   for (const [id, node] of run.nodes) {
-    const row = run.rows.get(id);
-    if (node.status === 'pending') markRowNote(row, 'not run', 'is-skipped');
-    if (node.status === 'running' || node.status === 'retrying') markRowNote(row, 'interrupted', 'is-interrupted');
+    if (node.status === 'pending') markEnded(run, id, 'not run', 'is-skipped');
+    if (node.status === 'running' || node.status === 'retrying') markEnded(run, id, 'interrupted', 'is-interrupted');
   }
   if (error) {
     const node = error.node_id ? ` (node ${error.node_id})` : '';
@@ -903,6 +930,8 @@ const EVENT_HANDLERS = {
 
 function logLine(run, event) {
   const log = $('event-log');
+  const box = log.parentElement;
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
   const extra = event.type === 'node_token' ? `+${String(event.data?.text ?? '').length} chars` : (event.attempt ? `attempt ${event.attempt}` : '');
   log.append(h('li', { class: `log-line log-${cssToken(event.type)}` },
     h('span', { class: 'log-seq', text: `#${Number(event.sequence) || event.sequence || '?'}` }),
@@ -912,8 +941,7 @@ function logLine(run, event) {
     h('span', { class: 'log-extra', text: extra })));
   while (log.childElementCount > MAX_LOG_LINES) log.firstElementChild.remove();
   $('event-count').textContent = `(${run.events})`;
-  const box = log.parentElement;
-  box.scrollTop = box.scrollHeight;
+  if (atBottom) box.scrollTop = box.scrollHeight;
 }
 
 // ---------------------------------------------------------------- live node table
@@ -925,6 +953,7 @@ function addNodeRow(run, node) {
     duration: h('td', { class: 'num', 'data-testid': 'node-duration' }),
     usage: h('td', { class: 'num', 'data-testid': 'node-usage' }),
     tokens: h('pre', { class: 'tokens', 'data-testid': 'node-tokens' }),
+    output: h('code', { class: 'node-output', hidden: true }),
     detail: h('p', { class: 'node-detail', hidden: true }),
   };
   const text = document.createTextNode('');
@@ -932,7 +961,7 @@ function addNodeRow(run, node) {
   const row = h('tr', { class: 'node-row', 'data-testid': 'node-row', 'data-node-id': node.id, 'data-status': 'pending' },
     h('th', { scope: 'row' }, h('span', { class: 'row-id', text: node.id }), h('span', { class: 'row-type', text: nodeLabel(node) })),
     h('td', {}, cells.status), cells.attempt, cells.duration, cells.usage,
-    h('td', { class: 'wide' }, cells.tokens, cells.detail));
+    h('td', { class: 'wide' }, cells.tokens, cells.output, cells.detail));
   run.nodes.set(node.id, { status: 'pending', attempt: 0, duration: null, usage: null, detail: '', text });
   run.rows.set(node.id, { row, cells });
   return row;
@@ -950,6 +979,7 @@ function setNodeStatus(run, id, status) {
   const group = state.graphNodes.get(id);
   if (group) {
     group.dataset.status = status;
+    group.classList.remove('is-skipped', 'is-interrupted');
     group.querySelector('.node-box').setAttribute('class', `node-box status-${status}`);
   }
   renderRow(run, id);
@@ -969,12 +999,20 @@ function renderRow(run, id) {
   cells.usage.title = node.usage ? usageTitle(node.usage) : '';
   cells.detail.textContent = node.detail;
   cells.detail.hidden = !node.detail;
-  cells.tokens.title = node.output !== undefined && !node.text.data ? truncate(JSON.stringify(node.output), 500) : '';
+  // a node that streamed nothing (input, router, database…) shows its output instead
+  const output = node.status === 'completed' && !node.text.data && node.output !== undefined
+    ? JSON.stringify(node.output) ?? '' : '';
+  cells.output.textContent = truncate(output, 300);
+  cells.output.title = truncate(output, 2_000);
+  cells.output.hidden = !output;
 }
 
-function markRowNote(entry, label, className) {
-  entry.row.classList.add(className);
-  entry.cells.status.textContent = label;
+/** After the run: a node that never started is "not run", one still going is "interrupted". */
+function markEnded(run, id, label, className) {
+  const { row, cells } = run.rows.get(id);
+  row.classList.add(className);
+  cells.status.textContent = label;
+  state.graphNodes.get(id)?.classList.add(className);
 }
 
 function appendTokens(node, text) {

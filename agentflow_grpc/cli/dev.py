@@ -1,0 +1,180 @@
+"""`agentflow dev`: the whole stack in one command, for a laptop or a demo.
+
+It starts what is not given by URL — embedded PostgreSQL (no `DATABASE_URL`), embedded Valkey
+(no `REDIS_URL`) — migrates, makes a dev tenant and API key on first start (kept in
+`AGENTFLOW_HOME/dev-api-key`, reused by later starts), serves the gRPC API, and puts Envoy in
+front of it for REST, server-sent events and the browser page. It prints where each listens.
+SIGINT or SIGTERM drains the server, then stops Envoy, Valkey and PostgreSQL, in that order.
+
+`agentflow gateway-config` prints the Envoy config that `dev` runs, for an Envoy of your own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from agentflow_grpc.cli.common import fail
+from agentflow_grpc.config import Settings
+from agentflow_grpc.errors import AgentFlowError, AlreadyExistsError, UnauthenticatedError
+from agentflow_grpc.gateway.envoy import EnvoyGateway, GatewayConfig, Upstream, render
+from agentflow_grpc.storage.records import Role
+
+if TYPE_CHECKING:
+    from agentflow_grpc.app import App
+
+DEV_TENANT = "dev"
+DEV_KEY_FILE = "dev-api-key"
+STACK_FILE = "dev-stack.json"  # where the running stack listens, for tools and scripts
+ACTOR = "operator:agentflow-dev"
+
+
+@dataclass(frozen=True, slots=True)
+class DevKey:
+    key: str
+    created: bool  # made by this start (else: the one kept from an earlier start)
+
+
+def gateway_config(settings: Settings, upstreams: list[Upstream]) -> GatewayConfig:
+    return GatewayConfig(
+        upstreams=upstreams,
+        rest_host=settings.rest_host,
+        rest_port=settings.rest_port,
+        admin_port=settings.gateway_admin_port,
+        cors_origins=settings.cors_origins,
+        stream_idle_timeout=settings.gateway_stream_idle_timeout,
+        unary_timeout=settings.gateway_unary_timeout,
+        max_request_bytes=settings.max_message_bytes,
+    )
+
+
+@click.command()
+@click.pass_obj
+def dev(settings: Settings) -> None:
+    """Run everything: PostgreSQL, Valkey, the gRPC API and Envoy (REST, SSE, the page)."""
+    try:
+        asyncio.run(_dev(settings))
+    except AgentFlowError as exc:
+        raise fail(exc.message) from None
+    except OSError as exc:
+        raise fail(str(exc)) from None
+
+
+@click.command("gateway-config")
+@click.option(
+    "--upstream",
+    "upstreams",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="A gRPC server to route to (repeat for several; default: AGENTFLOW_GRPC_HOST:PORT).",
+)
+@click.pass_obj
+def gateway_config_command(settings: Settings, upstreams: tuple[str, ...]) -> None:
+    """Print the Envoy config for REST/SSE in front of the gRPC API."""
+    try:
+        targets = [Upstream.parse(u) for u in upstreams] or [
+            Upstream(settings.grpc_host, settings.grpc_port)
+        ]
+        click.echo(render(gateway_config(settings, targets)), nl=False)
+    except AgentFlowError as exc:
+        raise fail(exc.message) from None
+
+
+async def _dev(settings: Settings) -> None:
+    from agentflow_grpc.api.server import ApiServer
+    from agentflow_grpc.app import open_app
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    click.echo("Starting AgentFlow: PostgreSQL, Valkey, migrations …", err=True)
+    async with open_app(settings, migrate=True) as app:
+        key = await dev_api_key(app, settings.home / DEV_KEY_FILE)
+        server = await ApiServer.start(
+            app,
+            host=settings.grpc_host,
+            port=settings.grpc_port,
+            max_message_bytes=settings.max_message_bytes,
+        )
+        gateway = EnvoyGateway(
+            gateway_config(settings, [Upstream.parse(server.address)]), settings.home / "envoy"
+        )
+        try:
+            await asyncio.to_thread(gateway.start)
+            _write_stack_file(settings.home / STACK_FILE, server.address, gateway)
+            _print_banner(settings, server.address, gateway, app, key)
+            await stop.wait()
+            click.echo("Stopping AgentFlow …", err=True)
+        finally:
+            (settings.home / STACK_FILE).unlink(missing_ok=True)
+            await server.stop(settings.shutdown_grace)
+            await asyncio.to_thread(gateway.stop)
+    click.echo("AgentFlow stopped.", err=True)
+
+
+async def dev_api_key(app: App, path: Path) -> DevKey:
+    """The kept dev key if it still works, else a new admin key of tenant `dev` (made if need
+    be), written to `path` readable by its owner only."""
+    if path.exists():
+        kept = path.read_text(encoding="utf-8").strip()
+        try:
+            await app.tenants.authenticate(kept)
+            return DevKey(kept, created=False)
+        except UnauthenticatedError:
+            pass  # revoked, or the database was reset: make a new one
+    with contextlib.suppress(AlreadyExistsError):  # made by an earlier start
+        await app.tenants.create_tenant(DEV_TENANT, actor=ACTOR)
+    _, key = await app.tenants.create_api_key(
+        DEV_TENANT, role=Role.ADMIN, description="agentflow dev", actor=ACTOR
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(key + "\n")
+    return DevKey(key, created=True)
+
+
+def _write_stack_file(path: Path, grpc_address: str, gateway: EnvoyGateway) -> None:
+    stack = {
+        "grpc": grpc_address,
+        "rest": gateway.base_url,
+        "page": f"{gateway.base_url}/",
+        "envoy_admin": gateway.admin_url,
+        "envoy_pid": gateway.pid,
+        "api_key_file": str(path.parent / DEV_KEY_FILE),
+    }
+    path.write_text(json.dumps(stack, indent=2) + "\n", encoding="utf-8")
+
+
+def _print_banner(
+    settings: Settings, grpc_address: str, gateway: EnvoyGateway, app: App, key: DevKey
+) -> None:
+    database = "embedded PostgreSQL" if app.embedded else "DATABASE_URL"
+    redis = "embedded Valkey" if app.redis_embedded else "REDIS_URL"
+    kept = "new" if key.created else "kept from an earlier start"
+    lines = [
+        "",
+        f"AgentFlow is running ({database}, {redis}; data in {settings.home})",
+        f"  gRPC API   {grpc_address}",
+        f"  REST API   {gateway.base_url}/v1",
+        f"  Web page   {gateway.base_url}/#api_key={key.key}",
+        f"  API key    {key.key}  (tenant {DEV_TENANT!r}, admin, {kept}: "
+        f"{settings.home / DEV_KEY_FILE})",
+        f"  Envoy      admin {gateway.admin_url}, log {gateway.log_path}",
+        "",
+        f"  curl -H 'x-api-key: {key.key}' {gateway.base_url}/v1/workflows",
+        "",
+        "Ctrl-C stops everything.",
+    ]
+    click.echo("\n".join(lines))

@@ -5,6 +5,8 @@ It starts what is not given by URL — embedded PostgreSQL (no `DATABASE_URL`), 
 `AGENTFLOW_HOME/dev-api-key`, reused by later starts), serves the gRPC API, and puts Envoy in
 front of it for REST, server-sent events and the browser page. It prints where each listens.
 SIGINT or SIGTERM drains the server, then stops Envoy, Valkey and PostgreSQL, in that order.
+One `dev` runs per `AGENTFLOW_HOME` (a lock file); after one was killed (SIGKILL, a crash), the
+next start stops what it left running and carries on with the same data.
 
 `agentflow gateway-config` prints the Envoy config that `dev` runs, for an Envoy of your own.
 """
@@ -21,10 +23,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+import fasteners
 
 from agentflow_grpc.cli.common import fail
 from agentflow_grpc.config import Settings
-from agentflow_grpc.errors import AgentFlowError, AlreadyExistsError, UnauthenticatedError
+from agentflow_grpc.errors import (
+    AgentFlowError,
+    AlreadyExistsError,
+    ConfigurationError,
+    UnauthenticatedError,
+)
 from agentflow_grpc.gateway.envoy import EnvoyGateway, GatewayConfig, Upstream, render
 from agentflow_grpc.storage.records import Role
 
@@ -33,6 +41,7 @@ if TYPE_CHECKING:
 
 DEV_TENANT = "dev"
 DEV_KEY_FILE = "dev-api-key"
+DEV_LOCK = "dev.lock"  # held while `dev` runs: one stack per AGENTFLOW_HOME
 STACK_FILE = "dev-stack.json"  # where the running stack listens, for tools and scripts
 ACTOR = "operator:agentflow-dev"
 
@@ -89,6 +98,20 @@ def gateway_config_command(settings: Settings, upstreams: tuple[str, ...]) -> No
 
 
 async def _dev(settings: Settings) -> None:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    lock = fasteners.InterProcessLock(str(settings.home / DEV_LOCK))
+    if not lock.acquire(blocking=False):
+        raise ConfigurationError(
+            f"another `agentflow dev` is running with AGENTFLOW_HOME={settings.home}; stop it, "
+            "or give this one another AGENTFLOW_HOME"
+        )
+    try:
+        await _run_stack(settings)
+    finally:
+        lock.release()
+
+
+async def _run_stack(settings: Settings) -> None:
     from agentflow_grpc.api.server import ApiServer
     from agentflow_grpc.app import open_app
 

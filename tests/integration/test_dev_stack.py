@@ -142,6 +142,13 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "agentflow-home"
 
 
+def _assert_stopped(pids: dict[str, int]) -> None:
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert {name: _alive(pid) for name, pid in pids.items()} == dict.fromkeys(pids, False)
+
+
 def _grpc_health(address: str) -> int:
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -188,10 +195,7 @@ def test_dev_starts_the_whole_stack_prints_it_and_ctrl_c_stops_every_process(hom
         raise
 
     assert _interrupt(stack) == 0
-    deadline = time.monotonic() + 15
-    while any(_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert {name: _alive(pid) for name, pid in pids.items()} == dict.fromkeys(pids, False)
+    _assert_stopped(pids)
     assert not (home / STACK_FILE).exists()
 
     # A second start reuses the data: the same key, the workflow made before.
@@ -206,3 +210,48 @@ def test_dev_starts_the_whole_stack_prints_it_and_ctrl_c_stops_every_process(hom
         assert [w["spec_name"] for w in listed["workflows"]] == ["kept"]
     finally:
         assert _interrupt(again) == 0
+
+
+def test_after_dev_is_killed_the_next_start_stops_its_leftovers_and_keeps_the_data(
+    home: Path,
+) -> None:
+    first = _start(home)
+    key = first.key
+    with httpx.Client(base_url=first.rest, timeout=30) as http:
+        created = http.post("/v1/workflows", headers={"x-api-key": key}, json={"spec": ECHO_SPEC})
+        assert created.status_code == 200, created.text
+    left = _pids(home)
+    first.process.kill()  # SIGKILL: no exit handler runs
+    _close(first)
+    # What it started outlives it: Envoy, PostgreSQL and Valkey are daemons or orphans now.
+    assert all(_alive(pid) for pid in left.values()), left
+
+    second = _start(home)
+    try:
+        # Envoy and Valkey of the dead run are stopped (one per directory); PostgreSQL is
+        # joined and, as this run's own now, stopped when it stops.
+        assert not _alive(left["envoy"])
+        assert not _alive(left["valkey"])
+        assert second.key == key
+        with httpx.Client(base_url=second.rest, timeout=30) as http:
+            listed = http.get("/v1/workflows", headers={"x-api-key": key}).json()
+            assert [w["spec_name"] for w in listed["workflows"]] == ["kept"]
+            assert http.get("/v1/health").json()["status"] == "SERVING"
+        now = _pids(home)
+
+        # One stack per AGENTFLOW_HOME: a second `dev` on it refuses, and says why.
+        refused = subprocess.run(
+            [str(AGENTFLOW), "dev"],
+            env=_environment(home),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode != 0
+        assert "another `agentflow dev` is running" in refused.stderr
+    except BaseException:
+        second.process.kill()
+        _close(second)
+        raise
+    assert _interrupt(second) == 0
+    _assert_stopped({**now, "postgres (left)": left["postgres"]})

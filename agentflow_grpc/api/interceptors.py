@@ -92,7 +92,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             except BaseException as exc:
                 await call.fail(context, exc)
             finally:
-                call.log(context)
+                call.log()
 
         return handle
 
@@ -113,7 +113,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             except BaseException as exc:
                 await call.fail(context, exc)
             finally:
-                call.log(context)
+                call.log()
 
         return handle
 
@@ -133,6 +133,7 @@ class _Call:
         self.principal: Principal | None = None
         self.code = grpc.StatusCode.OK
         self.messages = 0
+        self.peer = ""
         self.started = time.perf_counter()
 
     async def begin(
@@ -145,6 +146,9 @@ class _Call:
         send_request_id: bool = True,
     ) -> None:
         call_context.bind(None)
+        # Read now: asking a call that has ended (a client that reset its stream) for its peer
+        # crashes the process inside grpc's C core.
+        self.peer = context.peer()
         if send_request_id:
             await self.send_request_id(context)
         if isinstance(request, Malformed):
@@ -192,14 +196,14 @@ class _Call:
             ),
         )
 
-    def log(self, context: Context) -> None:
+    def log(self) -> None:
         duration_ms = round((time.perf_counter() - self.started) * 1000, 3)
         fields: dict[str, Any] = {
             "method": self.method,
             "code": self.code.name,
             "duration_ms": duration_ms,
             "request_id": self.request_id,
-            "peer": context.peer(),
+            "peer": self.peer,
         }
         if self.principal is not None:
             fields["tenant_id"] = str(self.principal.tenant_id)

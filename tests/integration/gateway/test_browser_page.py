@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 from support.gateway_fixtures import RunningGateway
+from support.rest import create_openai_source, create_workflow
 from support.runs import answer_spec
 
 from agentflow_grpc.storage.records import Role
@@ -94,19 +95,8 @@ async def _prepare(gateway: RunningGateway, provider: FakeProviderServer) -> dic
     """An `openai-main` source on the fake provider and the `answer` workflow, made over REST."""
     provider.add_rule(reply=REPLY, chunk_delay=0.05)
     async with gateway.client(Role.EDITOR) as http:
-        source = await http.post(
-            "/v1/sources",
-            json={
-                "display_name": "openai-main",
-                "type": "openai",
-                "config": {"base_url": f"{provider.url}/v1", "model": "fake-model"},
-                "secrets": {"api_key": "sk-browser-test"},
-            },
-        )
-        assert source.status_code == 200, source.text
-        created = await http.post("/v1/workflows", json={"spec": answer_spec()})
-        assert created.status_code == 200, created.text
-        return created.json()  # type: ignore[no-any-return]
+        await create_openai_source(http, provider)
+        return await create_workflow(http, answer_spec())
 
 
 async def test_the_page_lists_workflows_shows_the_graph_and_runs_one_live(

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import redis.asyncio as redis
+from pydantic import SecretStr
 
 from agentflow_grpc.config import Settings
 from agentflow_grpc.devstack.postgres import EmbeddedPostgres
@@ -52,33 +54,35 @@ class App:
     executions: ExecutionService
 
 
-@asynccontextmanager
-async def database_dsn(settings: Settings) -> AsyncIterator[tuple[str, bool]]:
-    """The DSN to use, and whether it is the embedded server (started here, stopped on exit)."""
-    if settings.database_url is not None:
-        yield settings.database_url.get_secret_value(), False
-        return
-    server = EmbeddedPostgres(settings.home)
-    dsn = await asyncio.to_thread(server.start)
-    try:
-        yield dsn, True
-    finally:
-        await asyncio.to_thread(server.stop)
+class _Embedded(Protocol):
+    def start(self) -> str: ...
+    def stop(self) -> None: ...
 
 
 @asynccontextmanager
-async def redis_url(settings: Settings) -> AsyncIterator[tuple[str, bool]]:
-    """The Redis URL to use, and whether it is the embedded Valkey (started here, stopped on
-    exit)."""
-    if settings.redis_url is not None:
-        yield settings.redis_url.get_secret_value(), False
+async def _given_or_embedded(
+    given: SecretStr | None, embedded: _Embedded
+) -> AsyncIterator[tuple[str, bool]]:
+    """The URL given, or that of the embedded server (started here, stopped on exit); and
+    whether it is the embedded one."""
+    if given is not None:
+        yield given.get_secret_value(), False
         return
-    server = EmbeddedValkey(settings.home)
-    url = await asyncio.to_thread(server.start)
+    url = await asyncio.to_thread(embedded.start)
     try:
         yield url, True
     finally:
-        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(embedded.stop)
+
+
+def database_dsn(settings: Settings) -> AbstractAsyncContextManager[tuple[str, bool]]:
+    """`DATABASE_URL`, or the embedded PostgreSQL's DSN; and whether it is the embedded one."""
+    return _given_or_embedded(settings.database_url, EmbeddedPostgres(settings.home))
+
+
+def redis_url(settings: Settings) -> AbstractAsyncContextManager[tuple[str, bool]]:
+    """`REDIS_URL`, or the embedded Valkey's URL; and whether it is the embedded one."""
+    return _given_or_embedded(settings.redis_url, EmbeddedValkey(settings.home))
 
 
 @asynccontextmanager

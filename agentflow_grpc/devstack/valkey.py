@@ -14,8 +14,8 @@ from types import TracebackType
 from typing import Any
 
 import fasteners
-import psutil
 
+from agentflow_grpc.devstack.processes import live_process, stop_leftover
 from agentflow_grpc.errors import ConfigurationError
 from agentflow_grpc.observability.logging import get_logger
 
@@ -31,12 +31,9 @@ def _pid_of(data_directory: Path) -> int:
     """The pid of the live valkey-server of `data_directory`, or 0."""
     try:
         pid = int((data_directory / PID_FILE).read_text(encoding="utf-8").strip())
-        process = psutil.Process(pid)
-        if "valkey" in process.name() and process.status() != psutil.STATUS_ZOMBIE:
-            return pid
-    except (OSError, ValueError, psutil.Error):
-        pass
-    return 0
+    except (OSError, ValueError):
+        return 0
+    return pid if live_process(pid, name_has="valkey") is not None else 0
 
 
 def _port_of(data_directory: Path) -> int | None:
@@ -48,19 +45,12 @@ def _port_of(data_directory: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _stop_leftover(data_directory: Path, timeout: float = 10.0) -> None:
+def _stop_leftover(data_directory: Path) -> None:
     """Stop a server left running by an owner that died (SIGTERM: Valkey saves, then exits)."""
     pid = _pid_of(data_directory)
-    if not pid:
-        return
-    log.warning("valkey.embedded.leftover", pid=pid, data_directory=str(data_directory))
-    process = psutil.Process(pid)
-    process.terminate()
-    try:
-        process.wait(timeout)
-    except psutil.TimeoutExpired:
-        process.kill()
-    # A zombie (its parent is gone, and this machine's init may be slow to reap) is done too.
+    process = live_process(pid) if pid else None
+    if process is not None:
+        stop_leftover(process, f"valkey-server of {data_directory}")
 
 
 class EmbeddedValkey:

@@ -24,10 +24,10 @@ from pathlib import Path
 from types import TracebackType
 
 import jinja2
-import psutil
 from google.protobuf import descriptor_pb2
 
 from agentflow_grpc import __version__
+from agentflow_grpc.devstack.processes import live_process, stop_leftover
 from agentflow_grpc.errors import ConfigurationError
 from agentflow_grpc.observability.logging import get_logger
 
@@ -169,23 +169,16 @@ def envoy_binary() -> Path:
     return path
 
 
-def _stop_leftover(pid_file: Path, config_path: Path, timeout: float = 10.0) -> None:
+def _stop_leftover(pid_file: Path, config_path: Path) -> None:
     """Stop an Envoy that an earlier gateway in this directory left running (its owner was
     killed before it could stop it): it would hold the port this one is about to take."""
     try:
         pid = int(pid_file.read_text(encoding="utf-8").strip())
-        process = psutil.Process(pid)
-        ours = str(config_path) in process.cmdline()
-    except (OSError, ValueError, psutil.Error):
+    except (OSError, ValueError):
         return
-    if not ours or process.status() == psutil.STATUS_ZOMBIE:
-        return
-    log.warning("gateway.leftover", pid=pid)
-    process.terminate()
-    try:
-        process.wait(timeout)
-    except psutil.TimeoutExpired:
-        process.kill()
+    process = live_process(pid, cmdline_has=str(config_path))
+    if process is not None:
+        stop_leftover(process, f"Envoy of {config_path}")
 
 
 class EnvoyGateway:

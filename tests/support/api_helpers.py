@@ -126,6 +126,22 @@ def router_spec(name: str = "router-demo") -> dict[str, Any]:
     }
 
 
+def invalid_spec() -> dict[str, Any]:
+    """Three violations: a bad name, an undeclared input in a template, a misspelt field."""
+    spec = router_spec()
+    spec["name"] = "Bad Name"
+    spec["nodes"][2]["config"]["url"] = "https://example.invalid/{{ inputs.missing }}"
+    spec["nodes"][3]["config"]["methd"] = "GET"
+    return spec
+
+
+INVALID_SPEC_VIOLATIONS = [
+    ("/name", "schema.pattern"),
+    ("/nodes/2/config/url", "template.unknown_input"),
+    ("/nodes/3/config/methd", "schema.unknown_field"),
+]
+
+
 def echo_spec(name: str = "echo") -> dict[str, Any]:
     """The smallest runnable spec: one input node; output `n` is input `n` (default 1)."""
     return {

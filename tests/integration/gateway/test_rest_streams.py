@@ -8,20 +8,20 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from support.gateway_fixtures import RunningGateway, event_types, read_sse
 from support.rest import (
+    SLOW,
     api_error,
     assert_well_formed_sse,
-    create_openai_source,
     create_workflow,
     event_json,
     field_violations,
     final_execution,
+    slow_spec,
     sse_messages,
     start_execution,
 )
@@ -30,22 +30,6 @@ from support.runs import answer_spec
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2 as ex
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2_grpc
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
-
-SLOW = "[slow]"
-
-
-def slow_spec() -> dict[str, Any]:
-    return answer_spec("slow", prompt=SLOW + " {{ inputs.question }}")
-
-
-@pytest.fixture
-async def runner(
-    gateway: RunningGateway, provider: FakeProviderServer
-) -> AsyncIterator[httpx.AsyncClient]:
-    """An admin's client, with the source `openai-main` (at the fake provider) made over REST."""
-    async with gateway.client() as client:
-        await create_openai_source(client, provider)
-        yield client
 
 
 def assert_sse_response(status: int, headers: httpx.Headers, body: str) -> None:

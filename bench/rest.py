@@ -8,9 +8,11 @@ fake OpenAI-compatible provider here (every request answered after `--latency` s
 REST it creates an `openai` source on the provider and a workflow (an input node, then one
 streaming llm node). Then, each side after a warm-up:
 
-(a) GetWorkflow: `--gets` calls one after another over gRPC (one grpc.aio channel to the server)
-    and over REST (one HTTP/1.1 keep-alive connection to Envoy): p50, p99; then the same number
-    from `--concurrency` tasks at once: requests/s (REST: one connection per task).
+(a) GetWorkflow: `--gets` calls one after another over gRPC (one grpc.aio channel to the
+    server), over gRPC through Envoy (its port passes native gRPC: the proxy hop alone) and over
+    REST (one HTTP/1.1 keep-alive connection to Envoy: the hop plus JSON transcoding, and httpx
+    in place of grpc's C client): p50, p99; then the same number from `--concurrency` tasks at
+    once: requests/s (REST: one connection per task).
 (b) Streamed executions of the stored workflow, every event read up to the terminal one:
     ExecuteWorkflow over gRPC and `POST /v1/executions:execute` as SSE, at concurrency 1 and
     `--concurrency`: executions/s, p50 and p99 wall time per run, p50 time to the first event.
@@ -162,10 +164,16 @@ async def gets(args: argparse.Namespace, stack: DevStack, workflow: str) -> None
     headers = {"x-api-key": stack.key}
     channel = grpc.aio.insecure_channel(stack.grpc)
     stub = workflow_pb2_grpc.WorkflowServiceStub(channel)
+    # Envoy passes native gRPC through: the same call, one proxy hop, no transcoding.
+    proxied_channel = grpc.aio.insecure_channel(stack.rest.removeprefix("http://"))
+    proxied = workflow_pb2_grpc.WorkflowServiceStub(proxied_channel)
     http = httpx.AsyncClient(base_url=stack.rest, headers=headers, timeout=30)
 
     async def grpc_get() -> None:
         await stub.GetWorkflow(request, metadata=metadata, timeout=10)
+
+    async def proxied_get() -> None:
+        await proxied.GetWorkflow(request, metadata=metadata, timeout=10)
 
     async def rest_get() -> None:
         response = await http.get(f"/v1/{workflow}")
@@ -189,6 +197,7 @@ async def gets(args: argparse.Namespace, stack: DevStack, workflow: str) -> None
         )
         for name, call, caller in (
             ("gRPC, direct", grpc_get, lambda: grpc_get),
+            ("gRPC through Envoy", proxied_get, lambda: proxied_get),
             ("REST through Envoy", rest_get, rest_caller),
         ):
             await timed(call, WARMUP)
@@ -200,6 +209,7 @@ async def gets(args: argparse.Namespace, stack: DevStack, workflow: str) -> None
         for client in clients:
             await client.aclose()
         await channel.close()
+        await proxied_channel.close()
 
 
 async def run_level(

@@ -130,6 +130,7 @@ def usage_to_proto(usage: TokenUsage) -> common_pb2.TokenUsage:
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         total_tokens=usage.total_tokens,
+        cached_tokens=usage.cached_tokens,
     )
 
 

@@ -215,6 +215,7 @@ async def _run_segment(
                 renderer=plan.renderer,
                 sources=run.sources,
                 emit=emit,
+                response_cache=run.response_cache,
             )
             return run.registry.run(node, context)
 

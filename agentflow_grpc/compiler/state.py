@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypedDict
 
 from agentflow_grpc.nodes.base import SourceProvider
 from agentflow_grpc.nodes.registry import NodeRegistry
+from agentflow_grpc.nodes.response_cache import ScopedResponseCache
 from agentflow_grpc.runtime.events import TokenUsage
 
 
@@ -45,3 +46,4 @@ class RunContext:
     sources: SourceProvider
     registry: NodeRegistry
     default_node_timeout: float
+    response_cache: ScopedResponseCache | None = None  # None: no LLM replies are cached

@@ -2,7 +2,8 @@
 
 Strategies: `object` → `{branch_id: output, …}`; `list` → `{"items": [output, …]}` in edge order;
 `text` → `{"text": …}`, the branch texts joined by `separator`; `summarize` → `{"text": …}`, an
-LLM's merge of the joined texts, instructed by `prompt`.
+LLM's merge of the joined texts, instructed by `prompt` (cached like an llm node's reply when
+`cache` is given).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 from typing import Any
 
 from agentflow_grpc.nodes.base import NodeContext, NodeResult
+from agentflow_grpc.nodes.chat import cached_chat
 from agentflow_grpc.runtime.failures import NodeFailure
 from agentflow_grpc.sources.base import ChatRequest
 from agentflow_grpc.spec import AggregatorNode
@@ -36,17 +38,17 @@ class AggregatorHandler:
             if config.prompt is not None
             else DEFAULT_SUMMARY_PROMPT
         )
-        model = await context.chat_model(node.source)
         prompt = f"{instruction}{config.separator}{joined}"
-        result = await model.chat(
-            ChatRequest(messages=[{"role": "user", "content": prompt}], model=config.model),
-            context.emit_token,
-        )
+        request = ChatRequest(messages=[{"role": "user", "content": prompt}], model=config.model)
+        reply = await cached_chat(context, node.source, request, config.cache)
+        await reply.keep(context)
         exchange = (
             {"role": "user", "content": prompt},
-            {"role": "assistant", "content": result.text},
+            {"role": "assistant", "content": reply.text},
         )
-        return NodeResult({"text": result.text}, usage=result.usage, messages=exchange)
+        return NodeResult(
+            {"text": reply.text}, usage=reply.usage, messages=exchange, cache=reply.cache
+        )
 
 
 def text_of(output: Any) -> str:

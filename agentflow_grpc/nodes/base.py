@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from agentflow_grpc.runtime.events import NodeEvent, TokenUsage, node_token
+from agentflow_grpc.nodes.response_cache import ScopedResponseCache
+from agentflow_grpc.runtime.events import CacheStatus, NodeEvent, TokenUsage, node_token
 from agentflow_grpc.runtime.failures import NodeFailure
 from agentflow_grpc.runtime.templating import Renderer, variables
 from agentflow_grpc.sources.base import ChatModel, Database, HttpApi, ImageModel
@@ -22,6 +23,7 @@ class NodeResult:
     usage: TokenUsage | None = None
     route: str | None = None  # routers: the route taken
     messages: tuple[dict[str, str], ...] = ()  # llm calls: the conversation, for the state
+    cache: CacheStatus | None = None  # llm calls with a cache policy: "hit" or "miss"
 
 
 class SourceProvider(Protocol):
@@ -42,6 +44,7 @@ class NodeContext:
         "node",
         "outputs",
         "predecessors",
+        "response_cache",
         "visits",
     )
 
@@ -58,6 +61,7 @@ class NodeContext:
         renderer: Renderer,
         sources: SourceProvider,
         emit: Callable[[NodeEvent], None],
+        response_cache: ScopedResponseCache | None = None,
     ) -> None:
         self.node = node
         self.execution_id = execution_id
@@ -68,6 +72,8 @@ class NodeContext:
         self.visits = (
             visits  # how many times this node has run in this execution, this one included
         )
+        # The run's LLM response cache, bound to its namespace; None: nothing is cached.
+        self.response_cache = response_cache
         self._renderer = renderer
         self._sources = sources
         self._emit = emit

@@ -2,7 +2,8 @@
 
 Output: `{"text": …}` for text replies; for `response_format: "json"` the parsed JSON value
 itself (checked against `output_schema` when one is given), so templates read
-`nodes.<id>.output.<field>`.
+`nodes.<id>.output.<field>`. With `cache: {ttl}` the same request is answered from the run's
+response cache (`nodes.chat`) and the completed event says `cache: "hit"` or `"miss"`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import jsonschema
 
 from agentflow_grpc.nodes.base import NodeContext, NodeResult
+from agentflow_grpc.nodes.chat import cached_chat
 from agentflow_grpc.runtime.failures import NodeFailure
 from agentflow_grpc.sources.base import ChatRequest
 from agentflow_grpc.spec import LlmNode
@@ -35,28 +37,26 @@ class LlmHandler:
         for index, message in enumerate(config.messages or ()):
             content = context.render(message.content, f"config.messages[{index}].content")
             messages.append({"role": message.role, "content": content})
-        model = await context.chat_model(node.source)
-        result = await model.chat(
-            ChatRequest(
-                messages=messages,
-                model=config.model,
-                temperature=config.temperature,
-                top_p=config.top_p,
-                max_tokens=config.max_tokens,
-                response_format=config.response_format,
-                output_schema=config.output_schema,
-                stream=config.stream,
-            ),
-            context.emit_token,
+        request = ChatRequest(
+            messages=messages,
+            model=config.model,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            max_tokens=config.max_tokens,
+            response_format=config.response_format,
+            output_schema=config.output_schema,
+            stream=config.stream,
         )
-        exchange = (*messages, {"role": "assistant", "content": result.text})
+        reply = await cached_chat(context, node.source, request, config.cache)
+        exchange = (*messages, {"role": "assistant", "content": reply.text})
         if config.response_format == "json":
-            output = parse_json_reply(result.text)
+            output = parse_json_reply(reply.text)
             if config.output_schema is not None:
                 check_output(output, config.output_schema)
         else:
-            output = {"text": result.text}
-        return NodeResult(output, usage=result.usage, messages=exchange)
+            output = {"text": reply.text}
+        await reply.keep(context)  # only a reply the node accepted
+        return NodeResult(output, usage=reply.usage, messages=exchange, cache=reply.cache)
 
 
 def parse_json_reply(text: str) -> Any:

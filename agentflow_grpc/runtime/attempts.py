@@ -91,7 +91,7 @@ async def run_attempts(
             raise NodeFailure("node.internal", f"{type(exc).__name__}: {exc}") from exc
         duration = (time.perf_counter() - started) * 1000
         durations[number] = duration
-        emit(node_completed(node_id, number, result.output, duration, result.usage))
+        emit(node_completed(node_id, number, result.output, duration, result.usage, result.cache))
         return result
 
     if policy.max_attempts == 1:

@@ -26,6 +26,7 @@ from agentflow_grpc.compiler import CompiledWorkflow, CompiledWorkflowCache
 from agentflow_grpc.compiler.state import RunContext
 from agentflow_grpc.nodes.base import SourceProvider
 from agentflow_grpc.nodes.registry import NodeRegistry
+from agentflow_grpc.nodes.response_cache import ResponseCache, ScopedResponseCache
 from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.runtime.attempts import NodeExecutionError
 from agentflow_grpc.runtime.events import (
@@ -54,11 +55,14 @@ class ExecutionEngine:
         cache_size: int = 256,
         node_timeout: float = 300.0,
         execution_timeout: float = 3600.0,
+        response_cache: ResponseCache | None = None,
     ) -> None:
         self.registry = registry or NodeRegistry.from_entry_points()
         self.cache = CompiledWorkflowCache(cache_size)
         self.node_timeout = node_timeout
         self.execution_timeout = execution_timeout
+        # LLM replies of nodes with `cache: {ttl}`, for runs started with a `cache_namespace`.
+        self.response_cache = response_cache
 
     def start(
         self,
@@ -68,10 +72,19 @@ class ExecutionEngine:
         sources: SourceProvider,
         execution_id: str | None = None,
         timeout: float | None = None,
+        cache_namespace: str | None = None,
     ) -> Execution:
-        """Check inputs and prepare a run; iterate the result to run it."""
+        """Check inputs and prepare a run; iterate the result to run it.
+
+        `cache_namespace` (the tenant) scopes the LLM response cache: nodes with `cache: {ttl}`
+        share replies with runs of the same namespace only. Without one, nothing is cached."""
+        if cache_namespace is not None and not cache_namespace:
+            raise ValueError("cache_namespace must not be empty; give None to cache nothing")
         workflow = self.cache.get(spec)
         checked = workflow.input_checker.check(inputs)
+        response_cache = None
+        if self.response_cache is not None and cache_namespace is not None:
+            response_cache = ScopedResponseCache(self.response_cache, cache_namespace)
         return Execution(
             workflow,
             checked,
@@ -80,6 +93,7 @@ class ExecutionEngine:
                 sources=sources,
                 registry=self.registry,
                 default_node_timeout=self.node_timeout,
+                response_cache=response_cache,
             ),
             timeout if timeout is not None else self.execution_timeout,
         )
@@ -92,10 +106,16 @@ class ExecutionEngine:
         sources: SourceProvider,
         execution_id: str | None = None,
         timeout: float | None = None,
+        cache_namespace: str | None = None,
     ) -> AsyncIterator[ExecutionEvent]:
         """`start(...)` and iterate: the run's events, as they happen."""
         execution = self.start(
-            spec, inputs, sources=sources, execution_id=execution_id, timeout=timeout
+            spec,
+            inputs,
+            sources=sources,
+            execution_id=execution_id,
+            timeout=timeout,
+            cache_namespace=cache_namespace,
         )
         return execution.events()
 

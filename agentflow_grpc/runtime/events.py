@@ -11,11 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 
 class EventType(StrEnum):
     EXECUTION_STARTED = "execution_started"
+    # A background run taken over by another worker after its own stopped (its replica died):
+    # it runs again from the start, its events continuing the log; stands in for the new
+    # attempt's execution_started.
+    EXECUTION_RESUMED = "execution_resumed"
     NODE_STARTED = "node_started"
     NODE_TOKEN = "node_token"
     NODE_COMPLETED = "node_completed"
@@ -32,25 +36,35 @@ TERMINAL_EVENT_TYPES = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class TokenUsage:
-    """Tokens a provider reports for one call, or summed over a run."""
+    """Tokens a provider reports for one call, or summed over a run.
+
+    `prompt_tokens`, `completion_tokens` and `total_tokens` count what was spent; a reply answered
+    from the response cache spends none, and its `total_tokens` when it was first made count as
+    `cached_tokens` (tokens saved). `to_dict` leaves `cached_tokens` out while it is 0.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
         return TokenUsage(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
             self.total_tokens + other.total_tokens,
+            self.cached_tokens + other.cached_tokens,
         )
 
     def to_dict(self) -> dict[str, int]:
-        return {
+        data = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
         }
+        if self.cached_tokens:
+            data["cached_tokens"] = self.cached_tokens
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, int]) -> TokenUsage:
@@ -58,10 +72,15 @@ class TokenUsage:
             data.get("prompt_tokens", 0),
             data.get("completion_tokens", 0),
             data.get("total_tokens", 0),
+            data.get("cached_tokens", 0),
         )
 
 
 NO_USAGE = TokenUsage()
+
+CacheStatus = Literal["hit", "miss"]
+"""How the response cache served a node: `hit` (no provider call) or `miss` (the provider was
+called, with caching on)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +136,18 @@ def node_token(node_id: str, attempt: int, text: str) -> NodeEvent:
 
 
 def node_completed(
-    node_id: str, attempt: int, output: Any, duration_ms: float, usage: TokenUsage | None
+    node_id: str,
+    attempt: int,
+    output: Any,
+    duration_ms: float,
+    usage: TokenUsage | None,
+    cache: CacheStatus | None = None,
 ) -> NodeEvent:
     data: dict[str, Any] = {"output": output, "duration_ms": round(duration_ms, 3)}
     if usage is not None:
         data["usage"] = usage.to_dict()
+    if cache is not None:
+        data["cache"] = cache
     return NodeEvent(EventType.NODE_COMPLETED, node_id, attempt, data)
 
 

@@ -1,4 +1,5 @@
-"""Shared building blocks of the spec models: the base class, identifiers, retry policy."""
+"""Shared building blocks of the spec models: the base class, identifiers, retry and cache
+policies."""
 
 from __future__ import annotations
 
@@ -64,3 +65,16 @@ class RetryPolicy(SpecModel):
 
     max_attempts: int = Field(3, ge=1, le=10, description="Attempts in all, the first included.")
     backoff: Backoff = Field(default_factory=Backoff)
+
+
+MAX_CACHE_TTL = 30 * 24 * 3600
+"""The longest a cached LLM reply may be kept: 30 days, in seconds."""
+
+
+class CachePolicy(SpecModel):
+    """Opt-in LLM response cache: the same request (provider, model, parameters, rendered
+    messages) within `ttl` seconds is answered from the cache, without calling the provider."""
+
+    ttl: float = Field(
+        gt=0, le=MAX_CACHE_TTL, description="Seconds a reply stays cached (at most 30 days)."
+    )

@@ -13,6 +13,7 @@ from typing import Annotated, Literal, Self, get_args
 from pydantic import Field, JsonValue, StringConstraints, model_validator
 
 from agentflow_grpc.spec.base import (
+    CachePolicy,
     Expression,
     Identifier,
     RetryPolicy,
@@ -111,6 +112,9 @@ class LlmConfig(SpecModel):
         None, description="JSON Schema the reply must satisfy (structured output)."
     )
     stream: bool = Field(True, description="Stream tokens as execution events.")
+    cache: CachePolicy | None = Field(
+        None, description="Answer repeated requests from the cache; off unless given."
+    )
 
     @model_validator(mode="after")
     def _one_prompt_form(self) -> Self:
@@ -202,6 +206,15 @@ class AggregatorConfig(SpecModel):
         None, description="Instruction for `summarize`; the joined texts follow it."
     )
     model: str | None = Field(None, min_length=1)
+    cache: CachePolicy | None = Field(
+        None, description="`summarize` only: answer repeated requests from the cache."
+    )
+
+    @model_validator(mode="after")
+    def _cache_with_summarize(self) -> Self:
+        if self.cache is not None and self.strategy != "summarize":
+            raise ValueError("`cache` applies to the `summarize` strategy only (it calls an LLM)")
+        return self
 
 
 class AggregatorNode(NodeBase):

@@ -675,7 +675,8 @@ default_message_pool.register_message("agentflow.v1", "TestSourceResponse", Test
 @dataclass(eq=False, repr=False)
 class TokenUsage(betterproto2.Message):
     """
-    Token counts a provider reported, for one call or summed over a run.
+    Token counts a provider reported, for one call or summed over a run. The first three count
+    what was spent; replies answered from the LLM response cache spend none.
     """
 
     prompt_tokens: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
@@ -683,6 +684,12 @@ class TokenUsage(betterproto2.Message):
     completion_tokens: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
 
     total_tokens: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+
+    cached_tokens: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+    """
+    Tokens that replies answered from the response cache cost when they were first made (what
+    the cache saved); not part of total_tokens.
+    """
 
 
 default_message_pool.register_message("agentflow.v1", "TokenUsage", TokenUsage)

@@ -11,9 +11,12 @@ its status, a stream ends with it before any message. In order, for each call:
    raising inside gRPC. So is one holding what no field may (NUL characters, NaN).
 3. API key from `x-api-key` or `authorization: Bearer …` → the key's tenant and role; no key or
    an unknown or revoked one is UNAUTHENTICATED. Health checks and reflection need none.
-4. AgentFlowError → its status (api/errors.py); anything else → INTERNAL with the request id, the
+4. Rate limits (`admit`, the limiter's requests per second per tenant and per key, right after
+   authentication; public methods are exempt): over them, RESOURCE_EXHAUSTED with the reason
+   and a RetryInfo carrying the real retry-after.
+5. AgentFlowError → its status (api/errors.py); anything else → INTERNAL with the request id, the
    traceback logged, never sent.
-5. One structured access-log line per call: method, code, duration, tenant, request id.
+6. One structured access-log line per call: method, code, duration, tenant, request id.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ log = get_logger("agentflow.api")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 Authenticator = Callable[[str], Awaitable[Principal]]
+# Counts an authenticated call; raises ResourceExhaustedError when its tenant or key is over.
+Admission = Callable[[Principal], Awaitable[None]]
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic in the stubs only
 
 
@@ -51,8 +56,15 @@ class Malformed:
 
 
 class ApiInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, authenticate: Authenticator, *, public_prefixes: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        authenticate: Authenticator,
+        *,
+        public_prefixes: tuple[str, ...],
+        admit: Admission | None = None,
+    ) -> None:
         self._authenticate = authenticate
+        self._admit = admit
         self._public = public_prefixes
 
     async def intercept_service(
@@ -87,7 +99,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         async def handle(request: Any, context: Context) -> Any:
             call = _Call(method, metadata)
             try:
-                await call.begin(context, request, self._authenticate, public)
+                await call.begin(context, request, self._authenticate, self._admit, public)
                 return await behavior(request, context)
             except BaseException as exc:
                 await call.fail(context, exc)
@@ -103,7 +115,12 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             call = _Call(method, metadata)
             try:
                 await call.begin(
-                    context, request, self._authenticate, public, send_request_id=False
+                    context,
+                    request,
+                    self._authenticate,
+                    self._admit,
+                    public,
+                    send_request_id=False,
                 )
                 async for response in behavior(request, context):
                     if not call.messages:
@@ -141,6 +158,7 @@ class _Call:
         context: Context,
         request: Any,
         authenticate: Authenticator,
+        admit: Admission | None,
         public: bool,
         *,
         send_request_id: bool = True,
@@ -165,6 +183,8 @@ class _Call:
             )
         self.principal = await authenticate(key)
         call_context.bind(self.principal)
+        if admit is not None:
+            await admit(self.principal)
 
     async def send_request_id(self, context: Context) -> None:
         await context.send_initial_metadata((("x-request-id", self.request_id),))

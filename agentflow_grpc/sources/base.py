@@ -38,6 +38,44 @@ class Source(Protocol):
         """Release clients and pools."""
 
 
+# --- limits on provider calls ---
+
+
+class ProviderLimits(BaseModel):
+    """A provider source's own limits (`config.limits`), shared by every run that uses the
+    source, on every server: calls and tokens a minute (0: no limit)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests_per_minute: int = Field(0, ge=0, le=100_000_000)
+    tokens_per_minute: int = Field(0, ge=0, le=10_000_000_000)
+    max_wait: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="Seconds a call may wait for the limit; longer: it fails with "
+        "`provider.rate_limited` (retryable). 0: never wait.",
+    )
+
+    @property
+    def active(self) -> bool:
+        return self.requests_per_minute > 0 or self.tokens_per_minute > 0
+
+
+class ProviderLimiter(Protocol):
+    """Counts provider calls against sources' limits, across runs, tenants and servers (the
+    server injects one backed by Redis, `agentflow_grpc.limits`; sources never see Redis).
+
+    `source_key` names the source: its id (its name when it has none)."""
+
+    async def acquire(self, source_key: str, limits: ProviderLimits) -> float:
+        """Count one call if the source's minute allows it: 0.0. Otherwise count nothing and
+        return the seconds until it would."""
+
+    async def record_tokens(self, source_key: str, limits: ProviderLimits, tokens: int) -> None:
+        """Count the tokens a call used, as the provider reported them."""
+
+
 # --- capabilities ---
 
 

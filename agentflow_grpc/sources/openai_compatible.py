@@ -5,13 +5,14 @@ llama.cpp, LiteLLM). `azure_openai` uses the SDK's Azure client. `anthropic` and
 those providers' OpenAI-compatible endpoints by default, so the same code serves them.
 
 The SDK's own retries are off: the runtime retries by the node's policy, so that every attempt is
-visible as events.
+visible as events. A source's `config.limits` (requests and tokens a minute) hold its chat and
+image calls back through the ProviderLimiter the server gives the adapter (`rate_limits.py`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import openai
@@ -24,8 +25,11 @@ from agentflow_grpc.sources.base import (
     ChatResult,
     ImageRequest,
     ImageResult,
+    ProviderLimiter,
+    ProviderLimits,
     SourceDefinition,
 )
+from agentflow_grpc.sources.rate_limits import CallGate
 from agentflow_grpc.sources.registry import SourceConfigError, parse_config
 
 
@@ -38,6 +42,9 @@ class OpenAIConfig(BaseModel):
     organization: str | None = None
     timeout: float = Field(600.0, gt=0, description="Seconds per HTTP request.")
     default_headers: dict[str, str] = Field(default_factory=dict)
+    limits: ProviderLimits | None = Field(
+        None, description="Calls and tokens a minute, for every run and server together."
+    )
     # Azure OpenAI only
     azure_endpoint: str | None = None
     api_version: str | None = None
@@ -64,6 +71,7 @@ class OpenAICompatibleAdapter:
     default_base_url: str | None = None
     azure: bool = False
     images: bool = True
+    limiter: ProviderLimiter | None = None  # counts calls against `config.limits`
 
     def open(self, definition: SourceDefinition) -> OpenAICompatibleSource:
         config = parse_config(OpenAIConfig, definition)
@@ -89,7 +97,8 @@ class OpenAICompatibleAdapter:
             )
         else:
             client = openai.AsyncOpenAI(base_url=config.base_url or self.default_base_url, **common)
-        return OpenAICompatibleSource(definition, config, client, images=self.images)
+        gate = CallGate(definition, config.limits, self.limiter)
+        return OpenAICompatibleSource(definition, config, client, images=self.images, gate=gate)
 
 
 class OpenAICompatibleSource:
@@ -100,11 +109,13 @@ class OpenAICompatibleSource:
         client: openai.AsyncOpenAI,
         *,
         images: bool,
+        gate: CallGate | None = None,
     ) -> None:
         self.definition = definition
         self._config = config
         self._client = client
         self._images = images
+        self._gate = gate or CallGate(definition, None, None)
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -141,12 +152,17 @@ class OpenAICompatibleSource:
             }
         elif request.response_format == "json":
             arguments["response_format"] = {"type": "json_object"}
+        await self._gate.admit()
         try:
             if request.stream:
-                return await self._chat_streaming(arguments, on_token)
+                result = await self._chat_streaming(arguments, on_token)
+                await self._gate.spent(result.usage)
+                return result
             completion = await self._client.chat.completions.create(**arguments)
         except openai.OpenAIError as exc:
             raise provider_failure(exc) from exc
+        usage = _usage(completion.usage)
+        await self._gate.spent(usage)
         if not completion.choices:
             raise NodeFailure("provider.empty_reply", "the provider returned no choices")
         choice = completion.choices[0]
@@ -154,7 +170,7 @@ class OpenAICompatibleSource:
             text=choice.message.content or "",
             model=completion.model,
             finish_reason=choice.finish_reason,
-            usage=_usage(completion.usage),
+            usage=usage,
         )
 
     async def _chat_streaming(
@@ -198,6 +214,7 @@ class OpenAICompatibleSource:
         }
         if request.quality is not None:
             arguments["quality"] = request.quality
+        await self._gate.admit()
         try:
             response = await self._client.images.generate(**arguments)
         except openai.OpenAIError as exc:
@@ -225,6 +242,11 @@ def _usage(usage: Any) -> TokenUsage | None:
     if usage is None:
         return None
     return TokenUsage(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
+
+
+def adapters(limiter: ProviderLimiter | None = None) -> list[OpenAICompatibleAdapter]:
+    """The adapters, counting calls against sources' limits with `limiter`."""
+    return [replace(adapter, limiter=limiter) for adapter in ADAPTERS]
 
 
 ADAPTERS = (

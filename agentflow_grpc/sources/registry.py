@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from agentflow_grpc.errors import AgentFlowError
 from agentflow_grpc.runtime.failures import NodeFailure
-from agentflow_grpc.sources.base import Source, SourceDefinition
+from agentflow_grpc.sources.base import ProviderLimiter, Source, SourceDefinition
 
 ENTRY_POINT_GROUP = "agentflow.sources"
 
@@ -57,11 +57,13 @@ class SourceRegistry:
             self.register(adapter)
 
     @classmethod
-    def default(cls) -> SourceRegistry:
-        """The built-in adapters plus those installed packages register."""
+    def default(cls, *, provider_limiter: ProviderLimiter | None = None) -> SourceRegistry:
+        """The built-in adapters plus those installed packages register. `provider_limiter`
+        holds the built-in LLM and image sources to their `config.limits` (the server passes
+        the Redis one; without it limits are not enforced)."""
         from agentflow_grpc.sources.adapters import builtin_adapters
 
-        registry = cls(builtin_adapters())
+        registry = cls(builtin_adapters(provider_limiter))
         for entry_point in entry_points(group=ENTRY_POINT_GROUP):
             registry.register(entry_point.load())
         return registry

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -18,16 +20,23 @@ from typing import Protocol
 import redis.asyncio as redis
 from pydantic import SecretStr
 
+from agentflow_grpc.caching.llm_responses import RedisResponseCache
 from agentflow_grpc.config import Settings
 from agentflow_grpc.devstack.postgres import EmbeddedPostgres
 from agentflow_grpc.devstack.valkey import EmbeddedValkey
 from agentflow_grpc.errors import ConfigurationError
+from agentflow_grpc.limits import Limiter, LimitPolicy
 from agentflow_grpc.nodes.registry import NodeRegistry
 from agentflow_grpc.observability.logging import get_logger
+from agentflow_grpc.queue.fanout import EventFanout
+from agentflow_grpc.queue.jobs import JobQueue
+from agentflow_grpc.queue.keys import Keys
+from agentflow_grpc.queue.runs import RunLeases
 from agentflow_grpc.runtime.engine import ExecutionEngine
-from agentflow_grpc.services.executions import ExecutionService
+from agentflow_grpc.services.executions import Coordination, ExecutionService
 from agentflow_grpc.services.sources import SourceService
 from agentflow_grpc.services.tenants import TenantService
+from agentflow_grpc.services.workers import WorkerPool
 from agentflow_grpc.services.workflows import WorkflowService
 from agentflow_grpc.sources.registry import SourceRegistry
 from agentflow_grpc.storage import migrations
@@ -47,11 +56,13 @@ class App:
     database: Database
     redis: redis.Redis
     redis_embedded: bool  # Redis is the embedded Valkey under AGENTFLOW_HOME
+    limiter: Limiter  # rate limits and quotas, in Redis; fail open when it is down
     keyring: Keyring
     tenants: TenantService
     workflows: WorkflowService
     sources: SourceService
     executions: ExecutionService
+    workers: WorkerPool  # background runs from the job queue; started by a server
 
 
 class _Embedded(Protocol):
@@ -115,13 +126,28 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
         )
         try:
             nodes = NodeRegistry.from_entry_points()
-            source_registry = SourceRegistry.default()
+            limiter = Limiter(redis_client[0], LimitPolicy.from_settings(settings))
+            source_registry = SourceRegistry.default(provider_limiter=limiter.providers)
             limits = settings.spec_limits()
             engine = ExecutionEngine(
                 registry=nodes,
                 cache_size=settings.compiled_cache_size,
                 node_timeout=settings.node_timeout,
                 execution_timeout=settings.execution_timeout,
+                response_cache=RedisResponseCache(
+                    redis_client[0], prefix=f"{settings.redis_prefix}:llmcache"
+                ),
+            )
+            executions = ExecutionService(
+                database,
+                engine,
+                keyring,
+                sources=source_registry,
+                plugins=nodes.catalog,
+                limits=limits,
+                max_running=settings.max_running_executions,
+                coordination=coordination(settings, redis_client[0]),
+                limiter=limiter,
             )
             app = App(
                 settings=settings,
@@ -130,26 +156,35 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                 database=database,
                 redis=redis_client[0],
                 redis_embedded=redis_client[1],
+                limiter=limiter,
                 keyring=keyring,
                 tenants=TenantService(database),
                 workflows=WorkflowService(database, plugins=nodes.catalog, limits=limits),
                 sources=SourceService(database, keyring, source_registry),
-                executions=ExecutionService(
-                    database,
-                    engine,
-                    keyring,
-                    sources=source_registry,
-                    plugins=nodes.catalog,
-                    limits=limits,
-                    max_running=settings.max_running_executions,
-                ),
+                executions=executions,
+                workers=WorkerPool(executions, concurrency=settings.workers),
             )
             try:
                 yield app
             finally:
+                await app.workers.stop()
                 await app.executions.shutdown(grace=0)  # no-op after a server's drain
         finally:
             await database.close()
+
+
+def coordination(settings: Settings, client: redis.Redis) -> Coordination:
+    """The job queue, leases and event fan-out of this replica, on `client`."""
+    keys = Keys(settings.redis_prefix)
+    replica = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    visibility = settings.job_visibility_timeout
+    return Coordination(
+        queue=JobQueue(client, keys, consumer=replica, visibility_timeout=visibility),
+        leases=RunLeases(client, keys, replica=replica, ttl=visibility),
+        fanout=EventFanout(client, keys),
+        heartbeat=visibility / 3,
+        max_deliveries=settings.job_max_deliveries,
+    )
 
 
 def load_keyring(settings: Settings, *, embedded: bool) -> Keyring:

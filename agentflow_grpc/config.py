@@ -97,6 +97,23 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "AGENTFLOW_REDIS_URL"),
         description="Redis (or Valkey) to use; unset: an embedded Valkey under `home`.",
     )
+    redis_prefix: str = Field(
+        "af",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Prefix of every Redis key AgentFlow uses (deployments sharing a Redis).",
+    )
+    workers: int = Field(
+        16, ge=0, le=10_000, description="Background executions one server runs at once (0: none)."
+    )
+    job_visibility_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a background run's replica may go quiet before another takes over.",
+    )
+    job_max_deliveries: int = Field(
+        3, ge=1, le=100, description="Times a background run is taken up before it is failed."
+    )
 
     rest_host: str = Field("127.0.0.1", description="Address the REST gateway (Envoy) listens on.")
     rest_port: int = Field(8080, ge=0, le=65535, description="REST port; 0 picks a free one.")
@@ -116,6 +133,29 @@ class Settings(BaseSettings):
     )
     gateway_unary_timeout: float = Field(
         60.0, gt=0, le=3600, description="Seconds a REST call other than a stream may take."
+    )
+
+    # Limits, in Redis, shared by every replica (agentflow_grpc/limits); 0: unlimited.
+    tenant_requests_per_second: float = Field(
+        200.0, ge=0, le=1_000_000, description="API calls a tenant may make a second, sustained."
+    )
+    tenant_request_burst: int = Field(
+        400, ge=1, le=10_000_000, description="API calls a tenant may make at once."
+    )
+    key_requests_per_second: float = Field(
+        100.0, ge=0, le=1_000_000, description="API calls one API key may make a second."
+    )
+    key_request_burst: int = Field(
+        200, ge=1, le=10_000_000, description="API calls one API key may make at once."
+    )
+    tenant_max_concurrent_executions: int = Field(
+        100, ge=0, le=1_000_000, description="Executions a tenant may run at once."
+    )
+    key_max_concurrent_executions: int = Field(
+        0, ge=0, le=1_000_000, description="Executions one API key may run at once."
+    )
+    tenant_tokens_per_day: int = Field(
+        0, ge=0, le=10**15, description="LLM tokens a tenant may use per UTC day."
     )
 
     @field_validator("cors_origins", mode="before")

@@ -155,6 +155,10 @@ async def _serve(dsn: str, pool: int, commands: Connection) -> None:
         grpc_port=0,
         database_pool_min=pool,
         database_pool_max=pool,
+        # The bench measures the server, not its limits: one tenant's calls, unthrottled.
+        tenant_requests_per_second=0,
+        key_requests_per_second=0,
+        tenant_max_concurrent_executions=0,
     )
     async with open_app(settings, migrate=True) as app:
         server = await ApiServer.start(

@@ -37,6 +37,7 @@ from agentflow_grpc.api.servicers.sources import SourceServicer
 from agentflow_grpc.api.servicers.workflows import WorkflowServicer
 from agentflow_grpc.app import App
 from agentflow_grpc.observability.logging import get_logger
+from agentflow_grpc.storage.records import Principal
 
 log = get_logger("agentflow.api")
 
@@ -67,8 +68,11 @@ class ApiServer:
     async def start(
         cls, app: App, *, host: str = "127.0.0.1", port: int = 0, max_message_bytes: int
     ) -> ApiServer:
+        async def admit(principal: Principal) -> None:
+            await app.limiter.admit_request(principal.tenant_id, principal.api_key_id)
+
         interceptor = ApiInterceptor(
-            app.tenants.authenticate, public_prefixes=PUBLIC_METHOD_PREFIXES
+            app.tenants.authenticate, public_prefixes=PUBLIC_METHOD_PREFIXES, admit=admit
         )
         server = grpc.aio.server(
             interceptors=[interceptor],
@@ -105,6 +109,7 @@ class ApiServer:
         for name in ("", *SERVICE_NAMES):
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         address = f"{host}:{bound}"
+        app.workers.start()
         log.info("server.started", address=address)
         return cls(server, app, address, health)
 
@@ -112,6 +117,7 @@ class ApiServer:
         """Drain and stop (see the module doc)."""
         log.info("server.stopping", grace_s=grace)
         await self.health.enter_graceful_shutdown()
+        await self.app.workers.stop()  # no more jobs taken up here
         # Stop taking calls now; calls still running get until the runs they drive have ended
         # (at `grace`, cancelled) and recorded that, with a few seconds to spare.
         stopping = asyncio.create_task(self.server.stop(grace + _RECORDING_SPARE))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 from tenacity import (
@@ -42,12 +43,14 @@ class EventLogWriter:
         *,
         max_batch: int = 500,
         attempts: int = 4,
+        on_stored: Callable[[list[ExecutionEvent]], None] | None = None,
     ) -> None:
         self._database = database
         self._tenant_id = tenant_id
         self._execution_id = execution_id
         self._max_batch = max_batch
         self._attempts = attempts
+        self._on_stored = on_stored  # told of each batch once it is committed
         self._queue: asyncio.Queue[ExecutionEvent | None] = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name=f"event-log-{execution_id}")
 
@@ -79,6 +82,8 @@ class EventLogWriter:
             events = [event for event in batch if event is not None]
             if events:
                 await self._write(events)
+                if self._on_stored is not None:
+                    self._on_stored(events)
             if closing:
                 return
 

@@ -7,17 +7,20 @@ read the same run back. A driver that stops reading cancels the run, and that is
 
 `subscribe()` gives a queue with every event so far and then the live ones, ending with None:
 a follower that joins late misses nothing, with no window between "stored" and "live".
+Followers on other replicas get the events through Redis (`publisher`), each batch once it is
+stored, so what they see never runs ahead of the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any, Protocol
 
 from agentflow_grpc.observability.logging import get_logger
-from agentflow_grpc.runtime.engine import Execution as RunningExecution
-from agentflow_grpc.runtime.events import ExecutionEvent
+from agentflow_grpc.queue.fanout import EventPublisher
+from agentflow_grpc.runtime.events import NO_USAGE, ExecutionEvent, TokenUsage
 from agentflow_grpc.services.event_log import EventLogWriter
 from agentflow_grpc.services.shared_sources import SourceLease
 from agentflow_grpc.spec import WorkflowSpec
@@ -27,6 +30,17 @@ from agentflow_grpc.storage.records import Execution
 log = get_logger("agentflow.executions")
 
 Subscription = asyncio.Queue[ExecutionEvent | None]
+
+
+class RunningExecution(Protocol):
+    """What a RecordedRun drives: the engine's Execution, or a resumption of one."""
+
+    @property
+    def inputs(self) -> dict[str, Any]: ...
+
+    def events(self) -> AsyncGenerator[ExecutionEvent, None]: ...
+
+    def cancel(self, reason: str = ...) -> None: ...
 
 
 class RecordedRun:
@@ -39,6 +53,7 @@ class RecordedRun:
         spec: WorkflowSpec,
         *,
         on_finish: Callable[[RecordedRun], None] | None = None,
+        publisher: EventPublisher | None = None,
     ) -> None:
         self.record = record
         self.spec = spec
@@ -46,10 +61,12 @@ class RecordedRun:
         self._running = running
         self._sources = sources
         self._on_finish = on_finish
+        self._publisher = publisher  # to followers on other replicas, once stored
         self._pump: asyncio.Task[None] | None = None
         self._history: list[ExecutionEvent] = []
         self._subscribers: set[Subscription] = set()
         self._finished = asyncio.Event()
+        self._abandoned = False
 
     @property
     def id(self) -> uuid.UUID:
@@ -59,8 +76,23 @@ class RecordedRun:
     def finished(self) -> bool:
         return self._finished.is_set()
 
+    @property
+    def final_usage(self) -> TokenUsage:
+        """The tokens the run spent, as its terminal event says (none before it ended)."""
+        if self._history and self._history[-1].is_terminal:
+            return TokenUsage.from_dict(self._history[-1].data.get("usage", {}))
+        return NO_USAGE
+
     def cancel(self, reason: str = "cancelled by request") -> None:
         self._running.cancel(reason)
+
+    def abandon(self) -> None:
+        """Stop the run without ending its log (no terminal event; events not yet stored are
+        dropped): another replica takes it up from what is stored. For a server handing its
+        queued runs over as it shuts down."""
+        self._abandoned = True
+        if self._pump is not None and not self._pump.done():
+            self._pump.cancel()
 
     async def wait(self) -> None:
         """Until the run has ended and its log is stored (or could not be)."""
@@ -104,7 +136,13 @@ class RecordedRun:
             queue.put_nowait(event)
 
     async def _record(self) -> None:
-        writer = EventLogWriter(self._database, self.record.tenant_id, self.id)
+        publisher = self._publisher
+        writer = EventLogWriter(
+            self._database,
+            self.record.tenant_id,
+            self.id,
+            on_stored=None if publisher is None else publisher.publish_all,
+        )
         stream = self._running.events()
         try:
             async for event in stream:
@@ -114,13 +152,18 @@ class RecordedRun:
                 self._publish(event)
             await writer.close()
         except BaseException:
-            log.exception("execution.recording_failed", execution_id=str(self.id))
+            if self._abandoned:
+                log.info("execution.handed_over", execution_id=str(self.id))
+            else:
+                log.exception("execution.recording_failed", execution_id=str(self.id))
             await stream.aclose()  # stops the run: its events can no longer be kept
             await writer.abort()
             raise
         finally:
             self._publish(None)
             self._subscribers.clear()
+            if publisher is not None:
+                await publisher.close()
             self._finished.set()
             await self._sources.release()
             if self._on_finish is not None:

@@ -90,6 +90,18 @@ async def find_by_request_id(
     return None if row is None else _execution(row)
 
 
+async def inline_spec(
+    connection: Connection, tenant_id: uuid.UUID, execution_id: uuid.UUID
+) -> dict[str, Any] | None:
+    """The spec an execution of an inline spec runs (None for a stored workflow's)."""
+    spec: dict[str, Any] | None = await connection.fetchval(
+        "SELECT inline_spec FROM executions WHERE tenant_id = $1 AND id = $2",
+        tenant_id,
+        execution_id,
+    )
+    return spec
+
+
 async def get(connection: Connection, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> Execution:
     row = await connection.fetchrow(
         "SELECT * FROM executions WHERE tenant_id = $1 AND id = $2", tenant_id, execution_id

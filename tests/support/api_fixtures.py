@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ def api_settings(dsn: str, redis_url: str, **overrides: object) -> Settings:
     return Settings(
         database_url=SecretStr(dsn),
         redis_url=SecretStr(redis_url),
+        # Each test's queue, leases and event streams apart: the session shares one Valkey.
+        redis_prefix=f"test-{uuid.uuid4().hex[:12]}",
         secret_keys=SecretStr(f"test:{key}"),
         grpc_port=0,
         shutdown_grace=2.0,

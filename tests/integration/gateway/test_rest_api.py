@@ -388,25 +388,29 @@ async def test_too_many_running_executions_is_429_with_retry_info(
     ):
         await create_openai_source(client, provider)
         first = await start_execution(client, spec=slow_spec())
+
+        async def first_running() -> dict[str, Any] | None:
+            found = assert_json(await client.get(f"/v1/{first['name']}"))
+            return found if found["state"] == "STATE_RUNNING" else None
+
+        await eventually(first_running, timeout=10)  # a worker took it up: the one slot
+        request = {"spec": answer_spec(), "inputs": {"question": "q"}}
         try:
-            request = {"spec": answer_spec(), "inputs": {"question": "q"}}
-            refused = await client.post("/v1/executions", json=request)
+            # A streamed run would be driven here at once: refused, before its first event.
+            refused = await client.post("/v1/executions:execute", json=request)
             body = api_error(refused, 429, 8, "executions.too_many_running")
             assert detail(body, "RetryInfo")["retry_delay"] == "1s"
-            # The streaming endpoint is refused the same way, before its first event.
-            streamed = await client.post("/v1/executions:execute", json=request)
-            api_error(streamed, 429, 8, "executions.too_many_running")
+            # A background start is queued instead, and waits while the slot is taken.
+            queued = await start_execution(client, **request)
+            for _ in range(5):
+                again = assert_json(await client.get(f"/v1/{queued['name']}"))
+                assert again["state"] == "STATE_PENDING"
         finally:
             cancelled = await client.post(f"/v1/{first['name']}:cancel", json={})
         assert assert_json(cancelled)["state"] == "STATE_CANCELLED"
 
-        # The slot is given back: a run is admitted again.
-        async def admitted() -> dict[str, Any] | None:
-            response = await client.post("/v1/executions", json=request)
-            return response.json() if response.status_code == 200 else None
-
-        again = await eventually(admitted, timeout=5)
-        assert (await final_execution(client, again["name"]))["state"] == "STATE_COMPLETED"
+        # The slot is given back: the queued run is taken up and completes.
+        assert (await final_execution(client, queued["name"]))["state"] == "STATE_COMPLETED"
 
 
 async def test_a_client_grpc_timeout_is_504(

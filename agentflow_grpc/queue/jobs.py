@@ -1,0 +1,151 @@
+"""The job queue: background executions on a Redis stream, read by one consumer group.
+
+`enqueue()` adds an entry (execution and tenant ids). Workers `claim()` one at a time: first an
+entry that has been pending longer than the visibility timeout — its worker died or hung, and
+XAUTOCLAIM hands it over — else a new one (XREADGROUP). A worker `touch()`es what it holds while
+it runs (XCLAIM … JUSTID resets the idle time, so a live worker's job is never reclaimed) and
+`ack()`s it (XACK, then XDEL) only after the run's final event is stored. An entry is delivered
+again only when its worker went quiet for the whole visibility timeout; `Delivery.count` says how
+often it has been handed out.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError, ResponseError
+
+from agentflow_grpc.errors import UnavailableError
+from agentflow_grpc.queue.keys import Keys
+
+GROUP = "agentflow-workers"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    execution_id: uuid.UUID
+    tenant_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    entry_id: str
+    job: Job
+    count: int  # 1 the first time it is handed out; more after reclaims
+
+
+class JobQueue:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, *, consumer: str, visibility_timeout: float
+    ) -> None:
+        self._redis = client
+        self._keys = keys
+        self.consumer = consumer
+        self._idle_ms = max(1, round(visibility_timeout * 1000))
+        self._group_ready = False
+
+    async def ready(self) -> None:
+        """UnavailableError unless Redis answers (checked before a start is recorded)."""
+        try:
+            await self._redis.ping()  # type: ignore[misc]
+        except (RedisError, OSError) as exc:
+            raise UnavailableError(f"the job queue (Redis) is unavailable: {exc}") from exc
+
+    async def enqueue(self, job: Job) -> str:
+        """Add a job; UnavailableError when Redis cannot take it."""
+        try:
+            await self._ensure_group()
+            entry = await self._redis.xadd(
+                self._keys.jobs,
+                {"execution_id": str(job.execution_id), "tenant_id": str(job.tenant_id)},
+            )
+        except (RedisError, OSError) as exc:
+            raise UnavailableError(f"the job queue (Redis) is unavailable: {exc}") from exc
+        return _text(entry)
+
+    async def claim(self, block: float) -> Delivery | None:
+        """A job to run: one abandoned longer than the visibility timeout, else a new one
+        (waiting up to `block` seconds); None when there is none."""
+        try:
+            return await self._claim(block)
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):  # Redis lost the stream (restarted without its data)
+                self._group_ready = False
+            raise
+
+    async def _claim(self, block: float) -> Delivery | None:
+        await self._ensure_group()
+        claimed = await self._redis.xautoclaim(
+            self._keys.jobs, GROUP, self.consumer, self._idle_ms, start_id="0-0", count=1
+        )
+        entries = claimed[1] if len(claimed) > 1 else []
+        for entry_id, fields in entries:
+            if fields:  # a deleted entry comes back without fields
+                return await self._delivery(entry_id, fields, reclaimed=True)
+        read = await self._redis.xreadgroup(
+            GROUP, self.consumer, {self._keys.jobs: ">"}, count=1, block=max(1, round(block * 1000))
+        )
+        for _stream, stream_entries in read or []:
+            for entry_id, fields in stream_entries:
+                return await self._delivery(entry_id, fields, reclaimed=False)
+        return None
+
+    async def touch(self, delivery: Delivery) -> None:
+        """Reset the job's idle time: this worker is alive and still running it."""
+        await self._redis.xclaim(
+            self._keys.jobs, GROUP, self.consumer, 0, [delivery.entry_id], justid=True
+        )
+
+    async def hand_back(self, delivery: Delivery) -> None:
+        """Give the job up now (this replica is stopping): it is at once as idle as an
+        abandoned one, so another worker reclaims it on its next look."""
+        await self._redis.xclaim(
+            self._keys.jobs,
+            GROUP,
+            self.consumer,
+            0,
+            [delivery.entry_id],
+            idle=self._idle_ms,
+            justid=True,
+        )
+
+    async def ack(self, delivery: Delivery) -> None:
+        """The job is done (its final event stored): it leaves the queue for good."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self._keys.jobs, GROUP, delivery.entry_id)
+            pipe.xdel(self._keys.jobs, delivery.entry_id)
+            await pipe.execute()
+
+    async def pending(self) -> int:
+        """Jobs handed out and not yet acknowledged (for health and tests)."""
+        await self._ensure_group()
+        summary = await self._redis.xpending(self._keys.jobs, GROUP)
+        return int(summary["pending"])
+
+    async def _delivery(self, entry_id: Any, fields: Any, *, reclaimed: bool) -> Delivery:
+        values = {_text(key): _text(value) for key, value in fields.items()}
+        job = Job(uuid.UUID(values["execution_id"]), uuid.UUID(values["tenant_id"]))
+        count = 1
+        if reclaimed:
+            details = await self._redis.xpending_range(
+                self._keys.jobs, GROUP, min=entry_id, max=entry_id, count=1
+            )
+            count = int(details[0]["times_delivered"]) if details else 2
+        return Delivery(_text(entry_id), job, count)
+
+    async def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            await self._redis.xgroup_create(self._keys.jobs, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,277 @@
+"""Two server replicas as real processes, on one PostgreSQL and one Valkey, behind Envoy (round
+robin): background runs go through the job queue to whichever replica's worker takes them up;
+streams and cancellation work from any replica; a replica killed mid-run leaves its run to the
+other, which resumes it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis.asyncio as redis
+from support.api_helpers import eventually, struct
+from support.gateway_fixtures import read_sse
+from support.replicas import Cluster, Replica, cluster
+from support.runs import answer_spec
+
+from agentflow_grpc._gen.agentflow.v1 import execution_pb2 as ex
+from agentflow_grpc._gen.agentflow.v1 import source_pb2, workflow_pb2
+from agentflow_grpc.queue.keys import Keys
+from agentflow_grpc.services.tenants import TenantService
+from agentflow_grpc.storage.database import Database
+from agentflow_grpc.storage.records import Role
+from agentflow_grpc.testing.fake_provider import FakeProviderServer
+
+pytestmark = pytest.mark.timeout(180)
+
+SLOW_REPLY = " ".join(f"word{n}" for n in range(12))  # 12 chunks, streamed slowly
+State = ex.Execution.State
+
+
+@pytest.fixture
+async def replicas(
+    migrated_dsn: str, redis_url: str, database: Database, owner: object, tmp_path: Path
+) -> AsyncIterator[Cluster]:
+    tenants = TenantService(database)
+    await tenants.create_tenant("acme", actor="operator:test")
+    _, key = await tenants.create_api_key("acme", role=Role.ADMIN, actor="operator:test")
+    with cluster(
+        migrated_dsn,
+        redis_url,
+        key,
+        tmp_path / "cluster",
+        AGENTFLOW_JOB_VISIBILITY_TIMEOUT="2",
+        AGENTFLOW_WORKERS="4",
+    ) as running:
+        try:
+            yield running
+        finally:
+            for replica in running.replicas:
+                if replica.channel is not None:
+                    await replica.channel.close()
+
+
+@pytest.fixture
+async def lease_reader(redis_url: str) -> AsyncIterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def _workflow(cluster: Cluster, provider: FakeProviderServer, *, slow: bool) -> str:
+    if slow:
+        provider.add_rule(reply=SLOW_REPLY, chunk_delay=0.4)
+    client = cluster.replicas[0].client()
+    await client.sources.CreateSource(
+        source_pb2.CreateSourceRequest(
+            source=source_pb2.Source(
+                display_name="openai-main",
+                type="openai",
+                config=struct({"base_url": f"{provider.url}/v1", "model": "fake-model"}),
+                secrets={"api_key": "sk-replicas"},
+            )
+        ),
+        metadata=cluster.metadata,
+    )
+    created = await client.workflows.CreateWorkflow(
+        workflow_pb2.CreateWorkflowRequest(
+            workflow=workflow_pb2.Workflow(spec=struct(answer_spec()))
+        ),
+        metadata=cluster.metadata,
+    )
+    return str(created.name)
+
+
+async def _start(replica: Replica, cluster: Cluster, workflow: str) -> ex.Execution:
+    request = ex.StartExecutionRequest(workflow=workflow, inputs=struct({"question": "Count"}))
+    return await replica.client().executions.StartExecution(request, metadata=cluster.metadata)  # type: ignore[no-any-return]
+
+
+async def _runner(cluster: Cluster, lease_reader: redis.Redis, name: str) -> Replica:
+    """The replica holding the run's lease (once a worker has taken it up)."""
+    execution_id = name.removeprefix("executions/")
+    key = Keys(cluster.prefix).lease(uuid.UUID(execution_id))
+
+    async def holder() -> bytes | None:
+        return await lease_reader.get(key)  # type: ignore[no-any-return]
+
+    value = await eventually(holder, timeout=15)
+    return cluster.runner_of(value.decode())
+
+
+async def _stream(
+    replica: Replica, cluster: Cluster, name: str, after: int = 0, limit: int | None = None
+) -> list[ex.ExecutionEvent]:
+    events = []
+    call = replica.client().executions.StreamExecution(
+        ex.StreamExecutionRequest(name=name, after_sequence=after), metadata=cluster.metadata
+    )
+    async for event in call:
+        events.append(event)
+        if limit is not None and len(events) == limit:
+            call.cancel()
+            break
+    return events
+
+
+async def _get(replica: Replica, cluster: Cluster, name: str) -> ex.Execution:
+    return await replica.client().executions.GetExecution(  # type: ignore[no-any-return]
+        ex.GetExecutionRequest(name=name), metadata=cluster.metadata
+    )
+
+
+def _assert_log(events: list[ex.ExecutionEvent]) -> None:
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    assert events[0].type == "execution_started"
+    assert events[-1].type in ("execution_completed", "execution_failed", "execution_cancelled")
+
+
+async def test_started_on_one_replica_streamed_from_the_other_without_gap_or_duplicate(
+    replicas: Cluster, provider: FakeProviderServer, lease_reader: redis.Redis
+) -> None:
+    workflow = await _workflow(replicas, provider, slow=True)
+    started = await _start(replicas.replicas[0], replicas, workflow)
+    runner = await _runner(replicas, lease_reader, started.name)
+    elsewhere = replicas.other_than(runner)
+
+    # From the replica that does not run it: stored events, then live ones through Redis.
+    first_part = await _stream(elsewhere, replicas, started.name, limit=6)
+    assert [e.sequence for e in first_part] == [1, 2, 3, 4, 5, 6]
+    # Reconnect (to the runner this time) with the last sequence seen: the rest, nothing twice.
+    rest = await _stream(runner, replicas, started.name, after=6)
+    whole = first_part + rest
+    _assert_log(whole)
+    assert whole[-1].type == "execution_completed"
+    tokens = "".join(e.data["text"] for e in whole if e.type == "node_token")
+    assert tokens == SLOW_REPLY
+    # And the whole stream from the other replica, after the end, is the same story.
+    again = await _stream(elsewhere, replicas, started.name)
+    assert [(e.sequence, e.type, e.node_id) for e in again] == [
+        (e.sequence, e.type, e.node_id) for e in whole
+    ]
+
+
+async def test_a_replica_killed_mid_run_leaves_the_run_to_the_other_which_resumes_it(
+    replicas: Cluster, provider: FakeProviderServer, lease_reader: redis.Redis
+) -> None:
+    workflow = await _workflow(replicas, provider, slow=True)
+    started = await _start(replicas.replicas[0], replicas, workflow)
+    runner = await _runner(replicas, lease_reader, started.name)
+    survivor = replicas.other_than(runner)
+
+    async def tokens_stored() -> ex.Execution | None:
+        execution = await _get(survivor, replicas, started.name)
+        return execution if execution.last_sequence >= 6 else None
+
+    before = await eventually(tokens_stored, timeout=15)
+    runner.kill()
+    killed_at = time.monotonic()
+
+    events = await _stream(survivor, replicas, started.name)  # stored, then the resumed run
+    _assert_log(events)
+    assert events[-1].type == "execution_completed"
+    assert time.monotonic() - killed_at < 30
+    resumed = [e for e in events if e.type == "execution_resumed"]
+    assert len(resumed) == 1
+    assert resumed[0].sequence > before.last_sequence - 1
+    assert resumed[0].data["delivery"] == 2
+    assert "stopped" in resumed[0].data["reason"]
+    final = await _get(survivor, replicas, started.name)
+    assert final.state == State.STATE_COMPLETED
+    assert final.outputs["answer"] == SLOW_REPLY
+    # The run after the resumption is whole on its own: every token of the reply again.
+    after = events[events.index(resumed[0]) :]
+    assert "".join(e.data["text"] for e in after if e.type == "node_token") == SLOW_REPLY
+
+
+async def test_cancel_on_one_replica_stops_the_run_on_the_other(
+    replicas: Cluster, provider: FakeProviderServer, lease_reader: redis.Redis
+) -> None:
+    workflow = await _workflow(replicas, provider, slow=True)
+    started = await _start(replicas.replicas[0], replicas, workflow)
+    runner = await _runner(replicas, lease_reader, started.name)
+    elsewhere = replicas.other_than(runner)
+
+    async def running() -> ex.Execution | None:
+        execution = await _get(elsewhere, replicas, started.name)
+        return execution if execution.last_sequence >= 4 else None
+
+    await eventually(running, timeout=15)
+    began = time.monotonic()
+    cancelled = await elsewhere.client().executions.CancelExecution(
+        ex.CancelExecutionRequest(name=started.name, reason="stop it from the other side"),
+        metadata=replicas.metadata,
+    )
+    assert cancelled.state == State.STATE_CANCELLED
+    assert time.monotonic() - began < 5  # pub/sub, not the heartbeat
+    events = await _stream(runner, replicas, started.name)
+    _assert_log(events)
+    assert events[-1].type == "execution_cancelled"
+    assert events[-1].data["reason"] == "stop it from the other side"
+    assert runner.alive()
+    assert elsewhere.alive()
+
+
+async def test_through_envoy_runs_land_on_both_replicas_and_stream_as_sse(
+    replicas: Cluster, provider: FakeProviderServer
+) -> None:
+    workflow = await _workflow(replicas, provider, slow=False)
+    headers = {"x-api-key": replicas.key}
+    async with httpx.AsyncClient(
+        base_url=replicas.gateway.base_url, headers=headers, timeout=30
+    ) as http:
+        names = []
+        for _ in range(6):
+            response = await http.post(
+                "/v1/executions", json={"workflow": workflow, "inputs": {"question": "Hi"}}
+            )
+            assert response.status_code == 200, response.text
+            names.append(response.json()["name"])
+        streams = await asyncio.gather(*(read_sse(http, "GET", f"/v1/{n}:stream") for n in names))
+    for stream in streams:
+        assert stream.status == 200
+        assert [e["type"] for e in stream.events][-1] == "execution_completed"
+        assert [int(e["sequence"]) for e in stream.events] == list(range(1, len(stream.events) + 1))
+
+    # Round robin: both replicas took StartExecution calls (their access logs say so).
+    def started_on(replica: Replica) -> int:
+        lines = replica.log.read_text().splitlines()
+        return sum('"/agentflow.v1.ExecutionService/StartExecution"' in line for line in lines)
+
+    assert all(started_on(replica) > 0 for replica in replicas.replicas), [
+        started_on(replica) for replica in replicas.replicas
+    ]
+    assert sum(started_on(replica) for replica in replicas.replicas) == len(names)
+
+
+async def test_a_replica_stopped_gracefully_hands_its_runs_over_instead_of_cancelling(
+    replicas: Cluster, provider: FakeProviderServer, lease_reader: redis.Redis
+) -> None:
+    workflow = await _workflow(replicas, provider, slow=True)
+    started = await _start(replicas.replicas[0], replicas, workflow)
+    runner = await _runner(replicas, lease_reader, started.name)
+    survivor = replicas.other_than(runner)
+
+    async def tokens_stored() -> ex.Execution | None:
+        execution = await _get(survivor, replicas, started.name)
+        return execution if execution.last_sequence >= 5 else None
+
+    await eventually(tokens_stored, timeout=15)
+    began = time.monotonic()
+    runner.stop()  # SIGTERM: a rolling deploy, say (shutdown grace 1 s)
+
+    events = await _stream(survivor, replicas, started.name)
+    _assert_log(events)
+    assert events[-1].type == "execution_completed"
+    assert [e.type for e in events].count("execution_resumed") == 1
+    # Handed back, not abandoned: taken up well before the visibility timeout would pass.
+    assert time.monotonic() - began < 20
+    final = await _get(survivor, replicas, started.name)
+    assert final.state == State.STATE_COMPLETED

@@ -21,6 +21,7 @@ import redis.asyncio as redis
 from pydantic import SecretStr
 
 from agentflow_grpc.caching.llm_responses import RedisResponseCache
+from agentflow_grpc.caching.workflows import WorkflowVersionCache
 from agentflow_grpc.config import Settings
 from agentflow_grpc.devstack.postgres import EmbeddedPostgres
 from agentflow_grpc.devstack.valkey import EmbeddedValkey
@@ -138,6 +139,7 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                     redis_client[0], prefix=f"{settings.redis_prefix}:llmcache"
                 ),
             )
+            versions = WorkflowVersionCache(redis_client[0], prefix=settings.redis_prefix)
             executions = ExecutionService(
                 database,
                 engine,
@@ -148,6 +150,7 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                 max_running=settings.max_running_executions,
                 coordination=coordination(settings, redis_client[0]),
                 limiter=limiter,
+                versions=versions,
             )
             app = App(
                 settings=settings,
@@ -159,7 +162,9 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                 limiter=limiter,
                 keyring=keyring,
                 tenants=TenantService(database),
-                workflows=WorkflowService(database, plugins=nodes.catalog, limits=limits),
+                workflows=WorkflowService(
+                    database, plugins=nodes.catalog, limits=limits, versions=versions
+                ),
                 sources=SourceService(database, keyring, source_registry),
                 executions=executions,
                 workers=WorkerPool(executions, concurrency=settings.workers),

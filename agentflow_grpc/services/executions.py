@@ -13,14 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cachetools import LRUCache
 from redis.exceptions import RedisError
 
+from agentflow_grpc.caching.workflows import WorkflowVersionCache
 from agentflow_grpc.errors import (
     InvalidArgumentError,
     InvalidSpecError,
@@ -42,7 +46,7 @@ from agentflow_grpc.services.shared_sources import SharedSources
 from agentflow_grpc.services.traces import NodeTrace, build_trace
 from agentflow_grpc.sources.base import SourceDefinition
 from agentflow_grpc.sources.registry import SourceRegistry
-from agentflow_grpc.spec import Limits, PluginCatalog, validate_spec
+from agentflow_grpc.spec import Limits, PluginCatalog, ValidationResult, validate_spec
 from agentflow_grpc.storage import executions as store
 from agentflow_grpc.storage import sources as source_store
 from agentflow_grpc.storage import workflows as workflow_store
@@ -55,6 +59,7 @@ log = get_logger("agentflow.executions")
 
 POLL_INTERVAL = 0.25  # seconds between reads of the log when following a run of another process
 CANCEL_WAIT = 15.0  # seconds CancelExecution waits for another replica to stop its run
+VALIDATIONS_KEPT = 512  # valid specs whose validation is remembered (by document and sources)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,7 @@ class ExecutionService:
         max_running: int = 500,
         coordination: Coordination | None = None,
         limiter: Limiter | None = None,
+        versions: WorkflowVersionCache | None = None,
     ) -> None:
         self._database = database
         self._engine = engine
@@ -115,6 +121,10 @@ class ExecutionService:
         self._keepers: set[asyncio.Task[None]] = set()
         self._deliveries: dict[uuid.UUID, Delivery] = {}  # queued runs running here
         self._limiter = limiter
+        self._versions = versions
+        self._validations: LRUCache[tuple[str, tuple[tuple[str, str], ...]], ValidationResult] = (
+            LRUCache(maxsize=VALIDATIONS_KEPT)
+        )
         self._slots: dict[uuid.UUID, ExecutionSlot] = {}  # the tenant's and key's, per run
         self._settling: set[asyncio.Task[None]] = set()
 
@@ -338,12 +348,22 @@ class ExecutionService:
             )
         tenant_id = principal.tenant_id
         version = request.version
+        document: Any = request.spec
+        cached = False
+        if request.workflow_id is not None and version is None and self._versions is not None:
+            # The current version, as cached (deleted whenever the workflow changes).
+            version = await self._versions.current(tenant_id, request.workflow_id)
+            if version is not None:
+                document = await self._versions.spec(tenant_id, request.workflow_id, version)
+                cached = document is not None
+                version = version if cached else None
         async with self._database.tenant(tenant_id) as connection:
             if request.request_id is not None and await store.find_by_request_id(
                 connection, tenant_id, request.request_id
             ):
                 return None  # seen before: nothing new to start
-            if request.workflow_id is not None:
+            if request.workflow_id is not None and not cached:
+                current = version is None
                 if version is None:
                     workflow = await workflow_store.get(connection, tenant_id, request.workflow_id)
                     version = workflow.version
@@ -351,20 +371,17 @@ class ExecutionService:
                     connection, tenant_id, request.workflow_id, version
                 )
                 document = stored.spec
-            else:
-                document = request.spec
+                if current and self._versions is not None:
+                    await self._versions.remember(
+                        tenant_id, request.workflow_id, version, document, current=True
+                    )
             stamp = await source_store.stamp(connection, tenant_id)
         lease = await self._shared_sources.lease(
             tenant_id, stamp, lambda: self._definitions(tenant_id)
         )
         execution_id = uuid.uuid4()
         try:
-            result = validate_spec(
-                document,
-                sources=lease.sources.types_by_name(),
-                plugins=self._plugins,
-                limits=self._limits,
-            )
+            result = self._validated(document, lease.sources.types_by_name())
             if result.spec is None or not result.ok:
                 raise InvalidSpecError(result.violations)
             running = self._engine.start(
@@ -531,12 +548,7 @@ class ExecutionService:
             tenant_id, stamp, lambda: self._definitions(tenant_id)
         )
         try:
-            result = validate_spec(
-                document,
-                sources=lease.sources.types_by_name(),
-                plugins=self._plugins,
-                limits=self._limits,
-            )
+            result = self._validated(document, lease.sources.types_by_name())
             if result.spec is None or not result.ok:
                 # Its sources changed while it waited in the queue.
                 await self._end(execution, EventType.EXECUTION_FAILED, {"error": {
@@ -691,6 +703,19 @@ class ExecutionService:
             await store.append_events(connection, execution.tenant_id, execution.id, [event])
         log.warning("execution.ended_unrun", execution_id=str(execution.id), type=kind.value)
 
+    def _validated(self, document: Any, source_types: Mapping[str, str]) -> ValidationResult:
+        """validate_spec, remembered for valid specs: most runs run a spec seen before, and
+        the answer depends only on the document and the names and types of the sources."""
+        key = (_document_hash(document), tuple(sorted(source_types.items())))
+        result = self._validations.get(key)
+        if result is None:
+            result = validate_spec(
+                document, sources=source_types, plugins=self._plugins, limits=self._limits
+            )
+            if result.ok:
+                self._validations[key] = result
+        return result
+
     async def _definitions(self, tenant_id: uuid.UUID) -> Sequence[SourceDefinition]:
         async with self._database.tenant(tenant_id) as connection:
             return await source_store.definitions(connection, tenant_id, self._keyring)
@@ -744,6 +769,11 @@ class JobDeferred(Exception):
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"deferred for {retry_after:g} s")
         self.retry_after = retry_after
+
+
+def _document_hash(document: Any) -> str:
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _api_key_of(execution: Execution) -> uuid.UUID | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from agentflow_grpc.caching.workflows import WorkflowVersionCache
 from agentflow_grpc.errors import InvalidSpecError
 from agentflow_grpc.services.access import require
 from agentflow_grpc.spec import Limits, PluginCatalog, ValidationResult, WorkflowSpec, validate_spec
@@ -16,10 +17,18 @@ from agentflow_grpc.storage.records import Principal, Role, Workflow, WorkflowVe
 
 
 class WorkflowService:
-    def __init__(self, database: Database, *, plugins: PluginCatalog, limits: Limits) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        plugins: PluginCatalog,
+        limits: Limits,
+        versions: WorkflowVersionCache | None = None,
+    ) -> None:
         self._database = database
         self._plugins = plugins
         self._limits = limits
+        self._versions = versions  # the run path's cache of current versions: kept true here
 
     async def validate(self, principal: Principal, document: Any) -> ValidationResult:
         """Every violation of `document`, source references checked against the tenant's."""
@@ -76,7 +85,7 @@ class WorkflowService:
         require(principal, Role.EDITOR, "updating a workflow")
         async with self._database.tenant(principal.tenant_id) as connection:
             spec = _valid(await self._validate(connection, principal, document))
-            return await store.update(
+            updated = await store.update(
                 connection,
                 principal.tenant_id,
                 workflow_id,
@@ -86,15 +95,23 @@ class WorkflowService:
                 etag=etag,
                 actor=principal.actor,
             )
+        await self._forget_current(principal, workflow_id)  # once committed
+        return updated
 
     async def delete(
         self, principal: Principal, workflow_id: uuid.UUID, *, etag: str | None
     ) -> Workflow:
         require(principal, Role.EDITOR, "deleting a workflow")
         async with self._database.tenant(principal.tenant_id) as connection:
-            return await store.delete(
+            deleted = await store.delete(
                 connection, principal.tenant_id, workflow_id, etag=etag, actor=principal.actor
             )
+        await self._forget_current(principal, workflow_id)
+        return deleted
+
+    async def _forget_current(self, principal: Principal, workflow_id: uuid.UUID) -> None:
+        if self._versions is not None:
+            await self._versions.forget_current(principal.tenant_id, workflow_id)
 
     async def list_versions(
         self,

@@ -12,8 +12,10 @@ For 1 and 2 replicas: `--concurrency` clients each start a background execution
 (StartExecution, to the replicas in turn) and follow it (StreamExecution, on the next replica in
 turn: half of the streams are served by a replica that does not run the run, through Redis),
 until `--runs` runs have ended. Reported: runs/s; p50/p99 time to the first event and to the
-terminal one (both from the StartExecution call); and the Redis commands per node, from Valkey's
-own `INFO commandstats` (a pipeline of N commands is one round trip but N commands here).
+terminal one (both from the StartExecution call); and per node, the Redis round trips (replies
+Valkey wrote: a pipeline is one) and commands, from Valkey's own `INFO stats`, over everything
+the replicas and clients did in the level (workers waiting on the queue and heartbeats
+included).
 
 Client, replicas, provider, PostgreSQL and Valkey share the machine (2 cores here): a second
 replica adds no cores, so what it shows is that work spreads and nothing is lost or repeated —
@@ -153,9 +155,11 @@ def stop_replica(replica: Replica) -> None:
         replica.process.kill()
 
 
-async def redis_commands(client: redis.Redis) -> int:
-    stats = await client.info("commandstats")
-    return sum(int(value["calls"]) for value in stats.values() if isinstance(value, dict))
+async def redis_counters(client: redis.Redis) -> tuple[int, int]:
+    """Commands Valkey has run, and replies it has written (one per round trip: a pipeline of
+    N commands is one reply write), so far."""
+    stats = await client.info("stats")
+    return int(stats["total_commands_processed"]), int(stats["total_writes_processed"])
 
 
 async def one_run(
@@ -228,11 +232,13 @@ async def level(
             while next(remaining) < args.runs:
                 results.append(await one_run(*pair(), metadata, workflow))
 
-        commands_before = await redis_commands(counter)
+        commands_before, trips_before = await redis_counters(counter)
         began = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(args.concurrency)))
         wall = time.perf_counter() - began
-        commands = await redis_commands(counter) - commands_before
+        commands_after, trips_after = await redis_counters(counter)
+        commands = commands_after - commands_before - 1  # not this INFO
+        trips = trips_after - trips_before - 1
         firsts = [first for first, _ in results]
         totals = [total for _, total in results]
         return (
@@ -242,7 +248,8 @@ async def level(
             f"p99 {percentile(firsts, 0.99):7.1f} ms   "
             f"total p50 {percentile(totals, 0.5):7.1f} ms  "
             f"p99 {percentile(totals, 0.99):7.1f} ms   "
-            f"Redis commands/node {commands / (len(results) * NODES):5.1f}"
+            f"Redis per node: {trips / (len(results) * NODES):5.1f} round trips, "
+            f"{commands / (len(results) * NODES):5.1f} commands"
         )
     finally:
         for channel in channels:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as redis
 from support.crm_api import CrmApi, serve
 from support.sources import llm_source
 
@@ -113,6 +114,16 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.start()
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def valkey(redis_url: str) -> AsyncIterator[redis.Redis]:
+    """A client on the session's Valkey, for tests that look at keys themselves."""
+    connection = redis.Redis.from_url(redis_url)
+    try:
+        yield connection
+    finally:
+        await connection.aclose()
 
 
 # --- HTTP API ---

@@ -11,7 +11,6 @@ import asyncio
 import copy
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -77,12 +76,8 @@ def prefix() -> str:
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_url)
-    try:
-        yield connection
-    finally:
-        await connection.aclose()
+def client(valkey: redis.Redis) -> redis.Redis:
+    return valkey
 
 
 @pytest.fixture

@@ -21,15 +21,6 @@ async def client(api: RunningApi) -> AsyncIterator[Client]:
         yield client_of(channel)
 
 
-@pytest.fixture
-async def valkey(redis_url: str) -> AsyncIterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_url)
-    try:
-        yield connection
-    finally:
-        await connection.aclose()
-
-
 async def _run(client: Client, api: RunningApi, workflow: str) -> ex.Execution:
     events = [
         event

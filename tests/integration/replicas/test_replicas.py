@@ -56,15 +56,6 @@ async def replicas(
                     await replica.channel.close()
 
 
-@pytest.fixture
-async def lease_reader(redis_url: str) -> AsyncIterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 async def _workflow(cluster: Cluster, provider: FakeProviderServer, *, slow: bool) -> str:
     if slow:
         provider.add_rule(reply=SLOW_REPLY, chunk_delay=0.4)
@@ -94,13 +85,13 @@ async def _start(replica: Replica, cluster: Cluster, workflow: str) -> ex.Execut
     return await replica.client().executions.StartExecution(request, metadata=cluster.metadata)  # type: ignore[no-any-return]
 
 
-async def _runner(cluster: Cluster, lease_reader: redis.Redis, name: str) -> Replica:
+async def _runner(cluster: Cluster, valkey: redis.Redis, name: str) -> Replica:
     """The replica holding the run's lease (once a worker has taken it up)."""
     execution_id = name.removeprefix("executions/")
     key = Keys(cluster.prefix).lease(uuid.UUID(execution_id))
 
     async def holder() -> bytes | None:
-        return await lease_reader.get(key)  # type: ignore[no-any-return]
+        return await valkey.get(key)  # type: ignore[no-any-return]
 
     value = await eventually(holder, timeout=15)
     return cluster.runner_of(value.decode())
@@ -127,6 +118,24 @@ async def _get(replica: Replica, cluster: Cluster, name: str) -> ex.Execution:
     )
 
 
+async def _running_slowly(
+    cluster: Cluster, provider: FakeProviderServer, valkey: redis.Redis, *, stored: int
+) -> tuple[ex.Execution, Replica, Replica]:
+    """A slow background run, taken up by a worker and `stored` events into its log: the run,
+    the replica running it, and the other one."""
+    workflow = await _workflow(cluster, provider, slow=True)
+    started = await _start(cluster.replicas[0], cluster, workflow)
+    runner = await _runner(cluster, valkey, started.name)
+    other = cluster.other_than(runner)
+
+    async def far_enough() -> ex.Execution | None:
+        execution = await _get(other, cluster, started.name)
+        return execution if execution.last_sequence >= stored else None
+
+    await eventually(far_enough, timeout=15)
+    return started, runner, other
+
+
 def _assert_log(events: list[ex.ExecutionEvent]) -> None:
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
     assert events[0].type == "execution_started"
@@ -134,11 +143,11 @@ def _assert_log(events: list[ex.ExecutionEvent]) -> None:
 
 
 async def test_started_on_one_replica_streamed_from_the_other_without_gap_or_duplicate(
-    replicas: Cluster, provider: FakeProviderServer, lease_reader: redis.Redis
+    replicas: Cluster, provider: FakeProviderServer, valkey: redis.Redis
 ) -> None:
     workflow = await _workflow(replicas, provider, slow=True)
     started = await _start(replicas.replicas[0], replicas, workflow)
-    runner = await _runner(replicas, lease_reader, started.name)
+    runner = await _runner(replicas, valkey, started.name)
     elsewhere = replicas.other_than(runner)
 
     # From the replica that does not run it: stored events, then live ones through Redis.
@@ -159,18 +168,10 @@ async def test_started_on_one_replica_streamed_from_the_other_without_gap_or_dup
 
 
 async def test_a_replica_killed_mid_run_leaves_the_run_to_the_other_which_resumes_it(
-    replicas: Cluster, provider: FakeProviderServer, lease_reader: redis.Redis
+    replicas: Cluster, provider: FakeProviderServer, valkey: redis.Redis
 ) -> None:
-    workflow = await _workflow(replicas, provider, slow=True)
-    started = await _start(replicas.replicas[0], replicas, workflow)
-    runner = await _runner(replicas, lease_reader, started.name)
-    survivor = replicas.other_than(runner)
-
-    async def tokens_stored() -> ex.Execution | None:
-        execution = await _get(survivor, replicas, started.name)
-        return execution if execution.last_sequence >= 6 else None
-
-    before = await eventually(tokens_stored, timeout=15)
+    started, runner, survivor = await _running_slowly(replicas, provider, valkey, stored=6)
+    before = await _get(survivor, replicas, started.name)
     runner.kill()
     killed_at = time.monotonic()
 
@@ -180,7 +181,9 @@ async def test_a_replica_killed_mid_run_leaves_the_run_to_the_other_which_resume
     assert time.monotonic() - killed_at < 30
     resumed = [e for e in events if e.type == "execution_resumed"]
     assert len(resumed) == 1
-    assert resumed[0].sequence > before.last_sequence - 1
+    # It continues the stored log: everything the dead replica had stored, then the new run.
+    assert resumed[0].data["resumed_after_sequence"] >= before.last_sequence
+    assert resumed[0].sequence == resumed[0].data["resumed_after_sequence"] + 1
     assert resumed[0].data["delivery"] == 2
     assert "stopped" in resumed[0].data["reason"]
     final = await _get(survivor, replicas, started.name)
@@ -192,18 +195,9 @@ async def test_a_replica_killed_mid_run_leaves_the_run_to_the_other_which_resume
 
 
 async def test_cancel_on_one_replica_stops_the_run_on_the_other(
-    replicas: Cluster, provider: FakeProviderServer, lease_reader: redis.Redis
+    replicas: Cluster, provider: FakeProviderServer, valkey: redis.Redis
 ) -> None:
-    workflow = await _workflow(replicas, provider, slow=True)
-    started = await _start(replicas.replicas[0], replicas, workflow)
-    runner = await _runner(replicas, lease_reader, started.name)
-    elsewhere = replicas.other_than(runner)
-
-    async def running() -> ex.Execution | None:
-        execution = await _get(elsewhere, replicas, started.name)
-        return execution if execution.last_sequence >= 4 else None
-
-    await eventually(running, timeout=15)
+    started, runner, elsewhere = await _running_slowly(replicas, provider, valkey, stored=4)
     began = time.monotonic()
     cancelled = await elsewhere.client().executions.CancelExecution(
         ex.CancelExecutionRequest(name=started.name, reason="stop it from the other side"),
@@ -252,18 +246,9 @@ async def test_through_envoy_runs_land_on_both_replicas_and_stream_as_sse(
 
 
 async def test_a_replica_stopped_gracefully_hands_its_runs_over_instead_of_cancelling(
-    replicas: Cluster, provider: FakeProviderServer, lease_reader: redis.Redis
+    replicas: Cluster, provider: FakeProviderServer, valkey: redis.Redis
 ) -> None:
-    workflow = await _workflow(replicas, provider, slow=True)
-    started = await _start(replicas.replicas[0], replicas, workflow)
-    runner = await _runner(replicas, lease_reader, started.name)
-    survivor = replicas.other_than(runner)
-
-    async def tokens_stored() -> ex.Execution | None:
-        execution = await _get(survivor, replicas, started.name)
-        return execution if execution.last_sequence >= 5 else None
-
-    await eventually(tokens_stored, timeout=15)
+    started, runner, survivor = await _running_slowly(replicas, provider, valkey, stored=5)
     began = time.monotonic()
     runner.stop()  # SIGTERM: a rolling deploy, say (shutdown grace 1 s)
 

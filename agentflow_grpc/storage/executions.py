@@ -193,7 +193,8 @@ async def append_events(
                 prompt_tokens = coalesce($10, prompt_tokens),
                 completion_tokens = coalesce($11, completion_tokens),
                 total_tokens = coalesce($12, total_tokens),
-                duration_ms = coalesce($13, duration_ms)
+                duration_ms = coalesce($13, duration_ms),
+                cached_tokens = coalesce($20, cached_tokens)
             WHERE tenant_id = $1 AND id = $2 AND last_sequence = $3 - 1
               AND status NOT IN ('completed', 'failed', 'cancelled')
             RETURNING 1
@@ -221,6 +222,7 @@ async def append_events(
         [event.attempt for event in events],
         [event.timestamp for event in events],
         [event.data for event in events],
+        _cached_tokens(events),
     )
     if status != len(events):
         await _explain_refused_append(connection, tenant_id, execution_id, first)
@@ -293,6 +295,14 @@ def _progress(events: Sequence[ExecutionEvent]) -> list[Any]:
     ]
 
 
+def _cached_tokens(events: Sequence[ExecutionEvent]) -> int | None:
+    """$20 of the append: the tokens the response cache saved, from the terminal event."""
+    for event in events:
+        if event.type in _FINAL_STATUS:
+            return TokenUsage.from_dict(event.data.get("usage", {})).cached_tokens
+    return None
+
+
 async def _explain_refused_append(
     connection: Connection, tenant_id: uuid.UUID, execution_id: uuid.UUID, first: int
 ) -> None:
@@ -318,7 +328,12 @@ def _execution(row: Any) -> Execution:
         inputs=row["inputs"],
         outputs=row["outputs"],
         error=row["error"],
-        usage=TokenUsage(row["prompt_tokens"], row["completion_tokens"], row["total_tokens"]),
+        usage=TokenUsage(
+            row["prompt_tokens"],
+            row["completion_tokens"],
+            row["total_tokens"],
+            row["cached_tokens"],
+        ),
         last_sequence=row["last_sequence"],
         created_at=row["created_at"],
         started_at=row["started_at"],

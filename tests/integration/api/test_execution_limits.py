@@ -162,6 +162,11 @@ async def test_the_response_cache_serves_a_tenants_repeat_and_only_that_tenants(
         assert completed[0].data["cache"] == "hit"
         assert completed[0].data["usage"]["cached_tokens"] > 0
         assert second[-1].data["outputs"] == first[-1].data["outputs"]
+        stored = await client.executions.GetExecution(
+            ex.GetExecutionRequest(name=second[0].execution), metadata=api.metadata()
+        )
+        assert stored.usage.cached_tokens == completed[0].data["usage"]["cached_tokens"]
+        assert stored.usage.total_tokens == 0  # a hit spends nothing
 
         await run(other)  # the same spec and inputs, another tenant: its own provider call
         assert len(provider.requests) == calls + 1

@@ -262,7 +262,9 @@ class ExecutionService:
             if runner is None:
                 # Nobody runs it (queued and not taken up yet, or its process went away):
                 # end its log here; a worker that takes it up later finds it over.
-                await self._end_orphan(principal, execution, reason)
+                await self._end(
+                    execution, EventType.EXECUTION_CANCELLED, {"reason": reason, "orphaned": True}
+                )
             else:
                 await self._until_final(principal.tenant_id, execution_id, CANCEL_WAIT)
         async with self._database.tenant(principal.tenant_id) as connection:
@@ -740,18 +742,6 @@ class ExecutionService:
         slot = self._slots.pop(execution_id, None) if execution_id is not None else None
         if slot is not None:
             await slot.release()
-
-    async def _end_orphan(self, principal: Principal, execution: Execution, reason: str) -> None:
-        event = ExecutionEvent(
-            execution_id=str(execution.id),
-            sequence=execution.last_sequence + 1,
-            timestamp=datetime.now(UTC),
-            type=EventType.EXECUTION_CANCELLED,
-            data={"reason": reason, "usage": execution.usage.to_dict(), "orphaned": True},
-        )
-        async with self._database.tenant(principal.tenant_id) as connection:
-            await store.append_events(connection, principal.tenant_id, execution.id, [event])
-        log.warning("execution.orphan_cancelled", execution_id=str(execution.id))
 
 
 async def _drive(run: RecordedRun) -> None:

@@ -21,17 +21,13 @@ from support.api_helpers import (
     stream_error,
     struct,
 )
+from support.rest import SLOW, slow_spec
 from support.runs import answer_spec
 
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2 as ex
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
-SLOW = "[slow]"
 State = ex.Execution.State
-
-
-def slow_spec() -> dict[str, object]:
-    return answer_spec("slow", prompt=SLOW + " {{ inputs.question }}")
 
 
 @pytest.fixture

@@ -25,15 +25,15 @@ from agentflow_grpc.caching.workflows import WorkflowVersionCache
 from agentflow_grpc.config import Settings
 from agentflow_grpc.devstack.postgres import EmbeddedPostgres
 from agentflow_grpc.devstack.valkey import EmbeddedValkey
-from agentflow_grpc.errors import ConfigurationError
+from agentflow_grpc.engine.execution import ExecutionEngine
 from agentflow_grpc.limits import Limiter, LimitPolicy
+from agentflow_grpc.model.errors import ConfigurationError
 from agentflow_grpc.nodes.registry import NodeRegistry
 from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.queue.fanout import EventFanout
 from agentflow_grpc.queue.jobs import JobQueue
 from agentflow_grpc.queue.keys import Keys
 from agentflow_grpc.queue.runs import RunLeases
-from agentflow_grpc.runtime.engine import ExecutionEngine
 from agentflow_grpc.services.executions import Coordination, ExecutionService
 from agentflow_grpc.services.sources import SourceService
 from agentflow_grpc.services.tenants import TenantService

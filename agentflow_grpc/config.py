@@ -17,7 +17,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from agentflow_grpc.errors import ConfigurationError
+from agentflow_grpc.model.errors import ConfigurationError
 from agentflow_grpc.spec import Limits
 
 ENV_PREFIX = "AGENTFLOW_"

@@ -88,8 +88,8 @@ from agentflow_grpc.api.server import ApiServer
 from agentflow_grpc.app import App, open_app
 from agentflow_grpc.config import Settings
 from agentflow_grpc.devstack.postgres import EmbeddedPostgres, create_database
+from agentflow_grpc.model.records import Role
 from agentflow_grpc.observability.logging import configure_logging
-from agentflow_grpc.storage.records import Role
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
 OVERLAP_AIM = 5.0  # concurrency-10 executions/s over concurrency-1 executions/s

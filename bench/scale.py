@@ -60,10 +60,10 @@ from agentflow_grpc._gen.agentflow.v1 import (
 )
 from agentflow_grpc.devstack.postgres import EmbeddedPostgres, create_database
 from agentflow_grpc.devstack.valkey import EmbeddedValkey
+from agentflow_grpc.model.records import Role
 from agentflow_grpc.services.tenants import TenantService
 from agentflow_grpc.storage import migrations
 from agentflow_grpc.storage.database import Database
-from agentflow_grpc.storage.records import Role
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
 AGENTFLOW = Path(sys.executable).parent / "agentflow"

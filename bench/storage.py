@@ -39,8 +39,7 @@ from pathlib import Path
 import asyncpg
 
 from agentflow_grpc.devstack.postgres import EmbeddedPostgres, create_database
-from agentflow_grpc.observability.logging import configure_logging
-from agentflow_grpc.runtime.events import (
+from agentflow_grpc.model.events import (
     EventType,
     ExecutionEvent,
     NodeEvent,
@@ -49,6 +48,7 @@ from agentflow_grpc.runtime.events import (
     node_started,
     node_token,
 )
+from agentflow_grpc.observability.logging import configure_logging
 from agentflow_grpc.spec import parse_spec
 from agentflow_grpc.storage import executions, migrations, tenants, workflows
 from agentflow_grpc.storage.database import Database

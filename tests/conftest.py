@@ -24,9 +24,9 @@ from support.crm_api import CrmApi, serve
 from support.sources import llm_source
 
 from agentflow_grpc.devstack.valkey import EmbeddedValkey
+from agentflow_grpc.engine.execution import ExecutionEngine
+from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.nodes.registry import NodeRegistry
-from agentflow_grpc.runtime.engine import ExecutionEngine
-from agentflow_grpc.sources.base import SourceDefinition
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
 pytest_plugins = [

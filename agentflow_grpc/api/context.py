@@ -8,8 +8,8 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from agentflow_grpc.errors import UnauthenticatedError
-from agentflow_grpc.storage.records import Principal
+from agentflow_grpc.model.errors import UnauthenticatedError
+from agentflow_grpc.model.records import Principal
 
 # What a servicer method gets as its second argument.
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"  # generic in the stubs only

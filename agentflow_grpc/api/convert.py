@@ -22,17 +22,17 @@ from agentflow_grpc._gen.agentflow.v1 import (
     source_pb2,
     workflow_pb2,
 )
-from agentflow_grpc.errors import InvalidArgumentError
-from agentflow_grpc.runtime.events import ExecutionEvent, TokenUsage
-from agentflow_grpc.services.traces import NodeTrace
-from agentflow_grpc.spec import Violation
-from agentflow_grpc.storage.records import (
+from agentflow_grpc.model.errors import InvalidArgumentError
+from agentflow_grpc.model.events import ExecutionEvent, TokenUsage
+from agentflow_grpc.model.records import (
     Execution,
     ExecutionStatus,
     StoredSource,
     Workflow,
     WorkflowVersion,
 )
+from agentflow_grpc.services.traces import NodeTrace
+from agentflow_grpc.spec import Violation
 
 _SAFE_INTEGER = 2**53
 

@@ -13,24 +13,24 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from agentflow_grpc.errors import (
+from agentflow_grpc.model.errors import (
     AgentFlowError,
     AlreadyExistsError,
     ConfigurationError,
     ConflictError,
     EtagMismatchError,
     InvalidArgumentError,
+    InvalidInputsError,
     InvalidSpecError,
     NotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
+    SecretDecryptionError,
+    SourceConfigError,
     SpecReadError,
     UnauthenticatedError,
     UnavailableError,
 )
-from agentflow_grpc.runtime.inputs import InvalidInputsError
-from agentflow_grpc.sources.registry import SourceConfigError
-from agentflow_grpc.storage.crypto import SecretDecryptionError
 
 DOMAIN = "agentflow.dev"
 
@@ -109,7 +109,7 @@ def _bad_request(error: AgentFlowError) -> error_details_pb2.BadRequest | None:
             error_details_pb2.BadRequest.FieldViolation(
                 field=f"{error.field}{violation.path}",
                 description=violation.message,
-                reason=violation.code.value,
+                reason=str(violation.code),
             )
             for violation in error.violations
         ]

@@ -10,7 +10,7 @@ from google.protobuf import field_mask_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from agentflow_grpc.errors import InvalidArgumentError
+from agentflow_grpc.model.errors import InvalidArgumentError
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 

@@ -34,9 +34,9 @@ from agentflow_grpc.api import context as call_context
 from agentflow_grpc.api.context import Context
 from agentflow_grpc.api.errors import internal_status, status_code, status_of
 from agentflow_grpc.api.fields import check_request
-from agentflow_grpc.errors import AgentFlowError, InvalidArgumentError, UnauthenticatedError
+from agentflow_grpc.model.errors import AgentFlowError, InvalidArgumentError, UnauthenticatedError
+from agentflow_grpc.model.records import Principal
 from agentflow_grpc.observability.logging import get_logger
-from agentflow_grpc.storage.records import Principal
 
 log = get_logger("agentflow.api")
 

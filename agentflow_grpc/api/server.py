@@ -36,8 +36,8 @@ from agentflow_grpc.api.servicers.health import HealthServicer
 from agentflow_grpc.api.servicers.sources import SourceServicer
 from agentflow_grpc.api.servicers.workflows import WorkflowServicer
 from agentflow_grpc.app import App
+from agentflow_grpc.model.records import Principal
 from agentflow_grpc.observability.logging import get_logger
-from agentflow_grpc.storage.records import Principal
 
 log = get_logger("agentflow.api")
 

@@ -21,7 +21,7 @@ from agentflow_grpc.cli.run import run
 from agentflow_grpc.cli.serve import serve
 from agentflow_grpc.cli.storage import COMMANDS as STORAGE_COMMANDS
 from agentflow_grpc.config import Settings, load_settings
-from agentflow_grpc.errors import AgentFlowError, SpecReadError
+from agentflow_grpc.model.errors import AgentFlowError, SpecReadError
 from agentflow_grpc.observability.logging import configure_logging, get_logger
 from agentflow_grpc.sources.loading import load_source_definitions
 from agentflow_grpc.spec import PluginCatalog, load_document, validate_spec

@@ -27,14 +27,14 @@ import fasteners
 
 from agentflow_grpc.cli.common import fail
 from agentflow_grpc.config import Settings
-from agentflow_grpc.errors import (
+from agentflow_grpc.gateway.envoy import EnvoyGateway, GatewayConfig, Upstream, render
+from agentflow_grpc.model.errors import (
     AgentFlowError,
     AlreadyExistsError,
     ConfigurationError,
     UnauthenticatedError,
 )
-from agentflow_grpc.gateway.envoy import EnvoyGateway, GatewayConfig, Upstream, render
-from agentflow_grpc.storage.records import Role
+from agentflow_grpc.model.records import Role
 
 if TYPE_CHECKING:
     from agentflow_grpc.app import App

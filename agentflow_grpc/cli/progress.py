@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent
+from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.spec import WorkflowSpec
 
 _STYLES = {

@@ -12,11 +12,11 @@ import click
 
 from agentflow_grpc.cli.common import EXIT_INVALID, EXIT_RUN_FAILED, fail, format_violation
 from agentflow_grpc.config import Settings
-from agentflow_grpc.errors import AgentFlowError
+from agentflow_grpc.model.errors import AgentFlowError
 from agentflow_grpc.spec import WorkflowSpec, load_document, validate_spec
 
 if TYPE_CHECKING:  # imported lazily at run time: `agentflow validate` need not load LangGraph
-    from agentflow_grpc.runtime.engine import Execution
+    from agentflow_grpc.engine.execution import Execution
     from agentflow_grpc.sources.registry import SourceSet
 
 
@@ -56,9 +56,9 @@ def run(
 ) -> None:
     """Run the workflow in SPEC_FILE and show each node's progress as it happens."""
     # Imported here so that `agentflow validate` does not pay for LangGraph and the SDKs.
+    from agentflow_grpc.engine.execution import ExecutionEngine
+    from agentflow_grpc.model.errors import InvalidInputsError
     from agentflow_grpc.nodes.registry import NodeRegistry
-    from agentflow_grpc.runtime.engine import ExecutionEngine
-    from agentflow_grpc.runtime.inputs import InvalidInputsError
     from agentflow_grpc.sources.loading import load_source_definitions
     from agentflow_grpc.sources.registry import SourceSet
 

@@ -9,7 +9,7 @@ import click
 
 from agentflow_grpc.cli.common import fail
 from agentflow_grpc.config import Settings
-from agentflow_grpc.errors import AgentFlowError
+from agentflow_grpc.model.errors import AgentFlowError
 
 
 @click.command()

@@ -15,7 +15,7 @@ import click
 
 from agentflow_grpc.cli.common import fail
 from agentflow_grpc.config import Settings
-from agentflow_grpc.errors import AgentFlowError
+from agentflow_grpc.model.errors import AgentFlowError
 
 T = TypeVar("T")
 
@@ -100,7 +100,7 @@ def apikey_create(
 ) -> None:
     """Create an API key and print it, once: only its hash is stored."""
     from agentflow_grpc.app import open_app
-    from agentflow_grpc.storage.records import Role
+    from agentflow_grpc.model.records import Role
 
     async def create() -> Any:
         async with open_app(settings) as app:

@@ -23,14 +23,14 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
+from agentflow_grpc.compiler.attempts import run_attempts
+from agentflow_grpc.compiler.inputs import InputChecker
 from agentflow_grpc.compiler.joins import JoinGraph
 from agentflow_grpc.compiler.segments import Segment, Topology, split_segments
 from agentflow_grpc.compiler.state import GraphState, RunContext
+from agentflow_grpc.model.events import NO_USAGE, EventType, NodeEvent
 from agentflow_grpc.nodes.base import NodeContext, NodeResult
-from agentflow_grpc.runtime.attempts import run_attempts
-from agentflow_grpc.runtime.events import NO_USAGE, EventType, NodeEvent
-from agentflow_grpc.runtime.inputs import InputChecker
-from agentflow_grpc.runtime.templating import Renderer
+from agentflow_grpc.nodes.templating import Renderer
 from agentflow_grpc.spec import AnyNode, WorkflowSpec
 
 MIN_RECURSION_LIMIT = 25

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from agentflow_grpc.errors import AgentFlowError
+from agentflow_grpc.model.errors import AgentFlowError
 from agentflow_grpc.spec import WorkflowSpec
 
 

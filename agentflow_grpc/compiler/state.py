@@ -10,10 +10,10 @@ import operator
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
+from agentflow_grpc.model.events import TokenUsage
 from agentflow_grpc.nodes.base import SourceProvider
 from agentflow_grpc.nodes.registry import NodeRegistry
 from agentflow_grpc.nodes.response_cache import ScopedResponseCache
-from agentflow_grpc.runtime.events import TokenUsage
 
 
 def merge_outputs(current: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from agentflow_grpc.errors import ConfigurationError
+from agentflow_grpc.model.errors import ConfigurationError
 from agentflow_grpc.observability.logging import get_logger
 
 log = get_logger("agentflow.devstack.postgres")

@@ -16,7 +16,7 @@ from typing import Any
 import fasteners
 
 from agentflow_grpc.devstack.processes import live_process, stop_leftover
-from agentflow_grpc.errors import ConfigurationError
+from agentflow_grpc.model.errors import ConfigurationError
 from agentflow_grpc.observability.logging import get_logger
 
 log = get_logger("agentflow.devstack.valkey")

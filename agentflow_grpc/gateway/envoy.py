@@ -28,7 +28,7 @@ from google.protobuf import descriptor_pb2
 
 from agentflow_grpc import __version__
 from agentflow_grpc.devstack.processes import live_process, stop_leftover
-from agentflow_grpc.errors import ConfigurationError
+from agentflow_grpc.model.errors import ConfigurationError
 from agentflow_grpc.observability.logging import get_logger
 
 log = get_logger("agentflow.gateway")

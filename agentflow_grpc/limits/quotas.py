@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from agentflow_grpc.errors import ResourceExhaustedError
 from agentflow_grpc.limits.guard import FailOpen
 from agentflow_grpc.limits.keys import Id, Keys
 from agentflow_grpc.limits.scripts import Scripts
+from agentflow_grpc.model.errors import ResourceExhaustedError
 
 TOKENS_PER_DAY = "quota_exceeded.tokens_per_day"
 _KEPT = 2 * 86_400  # seconds a day's counter outlives its first write

@@ -7,12 +7,12 @@ tenant's rate). The refusal names the bucket that keeps it waiting longest.
 
 from __future__ import annotations
 
-from agentflow_grpc.errors import ResourceExhaustedError
 from agentflow_grpc.limits.buckets import Bucket, take
 from agentflow_grpc.limits.guard import FailOpen
 from agentflow_grpc.limits.keys import Id, Keys
 from agentflow_grpc.limits.policy import LimitPolicy
 from agentflow_grpc.limits.scripts import Scripts
+from agentflow_grpc.model.errors import ResourceExhaustedError
 
 TENANT_RATE_LIMITED = "rate_limited.tenant"
 KEY_RATE_LIMITED = "rate_limited.api_key"

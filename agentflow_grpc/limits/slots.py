@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from agentflow_grpc.errors import ResourceExhaustedError
 from agentflow_grpc.limits.guard import FailOpen
 from agentflow_grpc.limits.keys import Id, Keys
 from agentflow_grpc.limits.policy import LimitPolicy
 from agentflow_grpc.limits.scripts import Scripts
+from agentflow_grpc.model.errors import ResourceExhaustedError
 from agentflow_grpc.observability.logging import get_logger
 
 log = get_logger("agentflow.limits")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.nodes.base import NodeContext, NodeResult
 from agentflow_grpc.nodes.chat import cached_chat
-from agentflow_grpc.runtime.failures import NodeFailure
 from agentflow_grpc.sources.base import ChatRequest
 from agentflow_grpc.spec import AggregatorNode
 

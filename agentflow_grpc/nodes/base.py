@@ -10,10 +10,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+from agentflow_grpc.model.events import CacheStatus, NodeEvent, TokenUsage, node_token
+from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.nodes.response_cache import ScopedResponseCache
-from agentflow_grpc.runtime.events import CacheStatus, NodeEvent, TokenUsage, node_token
-from agentflow_grpc.runtime.failures import NodeFailure
-from agentflow_grpc.runtime.templating import Renderer, variables
+from agentflow_grpc.nodes.templating import Renderer, variables
 from agentflow_grpc.sources.base import ChatModel, Database, HttpApi, ImageModel
 
 

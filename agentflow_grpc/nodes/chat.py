@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agentflow_grpc.model.events import CacheStatus, TokenUsage
+from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.nodes.base import NodeContext
 from agentflow_grpc.nodes.response_cache import CachedReply, ScopedResponseCache
 from agentflow_grpc.observability.logging import get_logger
-from agentflow_grpc.runtime.events import CacheStatus, TokenUsage
-from agentflow_grpc.sources.base import ChatRequest, SourceDefinition
+from agentflow_grpc.sources.base import ChatRequest
 from agentflow_grpc.spec.base import CachePolicy
 
 log = get_logger("agentflow.cache")

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import httpx2
 import jsonpath
 
+from agentflow_grpc.model.failures import NodeFailure, for_http_status
 from agentflow_grpc.nodes.base import NodeContext, NodeResult
-from agentflow_grpc.runtime.failures import NodeFailure, for_http_status
 from agentflow_grpc.sources.safe_http import (
     BlockedAddressError,
     ResponseTooLargeError,

@@ -15,9 +15,9 @@ from typing import Any
 
 import jsonschema
 
+from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.nodes.base import NodeContext, NodeResult
 from agentflow_grpc.nodes.chat import cached_chat
-from agentflow_grpc.runtime.failures import NodeFailure
 from agentflow_grpc.sources.base import ChatRequest
 from agentflow_grpc.spec import LlmNode
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.nodes.aggregator import AggregatorHandler
 from agentflow_grpc.nodes.base import NodeContext, NodeHandler, NodeResult
 from agentflow_grpc.nodes.database import DatabaseHandler
@@ -19,7 +20,6 @@ from agentflow_grpc.nodes.input import InputHandler
 from agentflow_grpc.nodes.llm import LlmHandler
 from agentflow_grpc.nodes.plugin import RunnablePlugin
 from agentflow_grpc.nodes.router import RouterHandler
-from agentflow_grpc.runtime.failures import NodeFailure
 from agentflow_grpc.spec import NODE_TYPES, PluginCatalog
 
 BUILTIN_HANDLERS: Mapping[str, NodeHandler] = {

@@ -21,8 +21,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agentflow_grpc.runtime.events import TokenUsage
-from agentflow_grpc.sources.base import ChatRequest, ChatResult, SourceDefinition
+from agentflow_grpc.model.events import TokenUsage
+from agentflow_grpc.model.sources import SourceDefinition
+from agentflow_grpc.sources.base import ChatRequest, ChatResult
 
 KEY_FORMAT = 1
 """Changes whenever what goes into a key changes, so that old entries are never read."""

@@ -6,8 +6,8 @@ default route (which leaves the loop), and a run beyond the bound fails.
 
 from __future__ import annotations
 
+from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.nodes.base import NodeContext, NodeResult
-from agentflow_grpc.runtime.failures import NodeFailure
 from agentflow_grpc.spec import RouterNode
 
 

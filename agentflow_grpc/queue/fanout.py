@@ -26,9 +26,9 @@ from typing import Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.queue.keys import Keys
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent
 
 log = get_logger("agentflow.queue")
 

@@ -18,7 +18,7 @@ from typing import Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError, ResponseError
 
-from agentflow_grpc.errors import UnavailableError
+from agentflow_grpc.model.errors import UnavailableError
 from agentflow_grpc.queue.keys import Keys
 
 GROUP = "agentflow-workers"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agentflow_grpc.errors import PermissionDeniedError
-from agentflow_grpc.storage.records import Principal, Role
+from agentflow_grpc.model.errors import PermissionDeniedError
+from agentflow_grpc.model.records import Principal, Role
 
 _RANK = {Role.VIEWER: 0, Role.RUNNER: 1, Role.EDITOR: 2, Role.ADMIN: 3}
 

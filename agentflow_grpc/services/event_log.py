@@ -23,9 +23,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from agentflow_grpc.errors import UnavailableError
+from agentflow_grpc.model.errors import UnavailableError
+from agentflow_grpc.model.events import ExecutionEvent
 from agentflow_grpc.observability.logging import get_logger
-from agentflow_grpc.runtime.events import ExecutionEvent
 from agentflow_grpc.storage import executions as store
 from agentflow_grpc.storage.database import Database
 

@@ -25,26 +25,27 @@ from cachetools import LRUCache
 from redis.exceptions import RedisError
 
 from agentflow_grpc.caching.workflows import WorkflowVersionCache
-from agentflow_grpc.errors import (
+from agentflow_grpc.engine.execution import ExecutionEngine
+from agentflow_grpc.limits import ExecutionSlot, Limiter
+from agentflow_grpc.model.errors import (
     InvalidArgumentError,
     InvalidSpecError,
     NotFoundError,
     ResourceExhaustedError,
     UnavailableError,
 )
-from agentflow_grpc.limits import ExecutionSlot, Limiter
+from agentflow_grpc.model.events import EventType, ExecutionEvent
+from agentflow_grpc.model.records import Execution, ExecutionStatus, Principal, Role
+from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.queue.fanout import EventFanout, StreamGap
 from agentflow_grpc.queue.jobs import Delivery, Job, JobQueue
 from agentflow_grpc.queue.runs import RunLeases
-from agentflow_grpc.runtime.engine import ExecutionEngine
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent
 from agentflow_grpc.services.access import require
 from agentflow_grpc.services.recorded_run import RecordedRun
 from agentflow_grpc.services.resumption import ResumedExecution
 from agentflow_grpc.services.shared_sources import SharedSources
 from agentflow_grpc.services.traces import NodeTrace, build_trace
-from agentflow_grpc.sources.base import SourceDefinition
 from agentflow_grpc.sources.registry import SourceRegistry
 from agentflow_grpc.spec import Limits, PluginCatalog, ValidationResult, validate_spec
 from agentflow_grpc.storage import executions as store
@@ -53,7 +54,6 @@ from agentflow_grpc.storage import workflows as workflow_store
 from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import Database
 from agentflow_grpc.storage.pagination import Page
-from agentflow_grpc.storage.records import Execution, ExecutionStatus, Principal, Role
 
 log = get_logger("agentflow.executions")
 

@@ -18,14 +18,14 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Protocol
 
+from agentflow_grpc.model.events import NO_USAGE, ExecutionEvent, TokenUsage
+from agentflow_grpc.model.records import Execution
 from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.queue.fanout import EventPublisher
-from agentflow_grpc.runtime.events import NO_USAGE, ExecutionEvent, TokenUsage
 from agentflow_grpc.services.event_log import EventLogWriter
 from agentflow_grpc.services.shared_sources import SourceLease
 from agentflow_grpc.spec import WorkflowSpec
 from agentflow_grpc.storage.database import Database
-from agentflow_grpc.storage.records import Execution
 
 log = get_logger("agentflow.executions")
 

@@ -13,8 +13,8 @@ import dataclasses
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from agentflow_grpc.runtime.engine import Execution as EngineExecution
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent
+from agentflow_grpc.engine.execution import Execution as EngineExecution
+from agentflow_grpc.model.events import EventType, ExecutionEvent
 
 
 class ResumedExecution:

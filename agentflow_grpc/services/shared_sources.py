@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 
-from agentflow_grpc.sources.base import SourceDefinition
+from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.sources.registry import SourceRegistry, SourceSet
 
 

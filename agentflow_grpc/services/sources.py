@@ -11,16 +11,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agentflow_grpc.errors import InvalidArgumentError
-from agentflow_grpc.runtime.failures import NodeFailure
+from agentflow_grpc.model.errors import InvalidArgumentError, SourceConfigError
+from agentflow_grpc.model.failures import NodeFailure
+from agentflow_grpc.model.records import Principal, Role, StoredSource
+from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.services.access import require
-from agentflow_grpc.sources.base import Checkable, SourceDefinition
-from agentflow_grpc.sources.registry import SourceConfigError, SourceRegistry
+from agentflow_grpc.sources.base import Checkable
+from agentflow_grpc.sources.registry import SourceRegistry
 from agentflow_grpc.storage import sources as store
 from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import Database
 from agentflow_grpc.storage.pagination import Page
-from agentflow_grpc.storage.records import Principal, Role, StoredSource
 
 
 @dataclass(frozen=True, slots=True)

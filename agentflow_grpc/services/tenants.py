@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from agentflow_grpc.errors import UnauthenticatedError
+from agentflow_grpc.model.errors import UnauthenticatedError
+from agentflow_grpc.model.records import ApiKey, Principal, Role, Tenant
 from agentflow_grpc.storage import tenants as store
 from agentflow_grpc.storage.database import Database
-from agentflow_grpc.storage.records import ApiKey, Principal, Role, Tenant
 
 
 class TenantService:

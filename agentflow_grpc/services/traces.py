@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent, TokenUsage
+from agentflow_grpc.model.events import EventType, ExecutionEvent, TokenUsage
 
 
 @dataclass(slots=True)

@@ -6,14 +6,14 @@ import uuid
 from typing import Any
 
 from agentflow_grpc.caching.workflows import WorkflowVersionCache
-from agentflow_grpc.errors import InvalidSpecError
+from agentflow_grpc.model.errors import InvalidSpecError
+from agentflow_grpc.model.records import Principal, Role, Workflow, WorkflowVersion
 from agentflow_grpc.services.access import require
 from agentflow_grpc.spec import Limits, PluginCatalog, ValidationResult, WorkflowSpec, validate_spec
 from agentflow_grpc.storage import sources as source_store
 from agentflow_grpc.storage import workflows as store
 from agentflow_grpc.storage.database import Connection, Database
 from agentflow_grpc.storage.pagination import Page
-from agentflow_grpc.storage.records import Principal, Role, Workflow, WorkflowVersion
 
 
 class WorkflowService:

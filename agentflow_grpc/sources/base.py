@@ -10,25 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentflow_grpc.runtime.events import TokenUsage
-
-SourceName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-
-
-class SourceDefinition(BaseModel):
-    """A source as configured. Secrets never appear in `repr`, logs or dumps."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str | None = None
-    name: SourceName
-    type: str = Field(min_length=1, description="The adapter, e.g. `openai`, `postgres`, `http`.")
-    config: dict[str, JsonValue] = Field(default_factory=dict)
-    secrets: dict[str, SecretStr] = Field(default_factory=dict)
+from agentflow_grpc.model.errors import SourceConfigError
+from agentflow_grpc.model.events import TokenUsage
+from agentflow_grpc.model.sources import SourceDefinition
 
 
 class Source(Protocol):
@@ -36,6 +24,32 @@ class Source(Protocol):
 
     async def aclose(self) -> None:
         """Release clients and pools."""
+
+
+@runtime_checkable
+class SourceAdapter(Protocol):
+    """Turns definitions of one source type into live sources (registered in `registry`)."""
+
+    @property
+    def type_name(self) -> str: ...
+
+    def open(self, definition: SourceDefinition) -> Source:
+        """Check the definition and build the source; connect lazily, on first use."""
+
+
+ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
+
+
+def parse_config(model: type[ConfigModel], definition: SourceDefinition) -> ConfigModel:
+    """An adapter's config model from a definition; a SourceConfigError naming each problem."""
+    try:
+        return model.model_validate(definition.config)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"config.{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors(include_url=False)
+        )
+        raise SourceConfigError(f"source {definition.name!r}: {problems}") from None
 
 
 # --- limits on provider calls ---

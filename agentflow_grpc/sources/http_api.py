@@ -14,9 +14,9 @@ from http.cookiejar import DefaultCookiePolicy
 import httpx2
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentflow_grpc.runtime.failures import NodeFailure
-from agentflow_grpc.sources.base import SourceDefinition
-from agentflow_grpc.sources.registry import parse_config
+from agentflow_grpc.model.failures import NodeFailure
+from agentflow_grpc.model.sources import SourceDefinition
+from agentflow_grpc.sources.base import parse_config
 from agentflow_grpc.sources.safe_http import create_client
 
 

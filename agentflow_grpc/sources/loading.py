@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agentflow_grpc.errors import SpecReadError
-from agentflow_grpc.sources.base import SourceDefinition
+from agentflow_grpc.model.errors import SpecReadError
+from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.spec import load_document
 
 

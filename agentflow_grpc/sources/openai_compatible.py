@@ -18,8 +18,10 @@ from typing import Any
 import openai
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentflow_grpc.runtime.events import TokenUsage
-from agentflow_grpc.runtime.failures import NodeFailure, for_http_status
+from agentflow_grpc.model.errors import SourceConfigError
+from agentflow_grpc.model.events import TokenUsage
+from agentflow_grpc.model.failures import NodeFailure, for_http_status
+from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.sources.base import (
     ChatRequest,
     ChatResult,
@@ -27,10 +29,9 @@ from agentflow_grpc.sources.base import (
     ImageResult,
     ProviderLimiter,
     ProviderLimits,
-    SourceDefinition,
+    parse_config,
 )
 from agentflow_grpc.sources.rate_limits import CallGate
-from agentflow_grpc.sources.registry import SourceConfigError, parse_config
 
 
 class OpenAIConfig(BaseModel):

@@ -24,9 +24,9 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentflow_grpc.runtime.failures import NodeFailure
-from agentflow_grpc.sources.base import QueryResult, SourceDefinition
-from agentflow_grpc.sources.registry import parse_config
+from agentflow_grpc.model.failures import NodeFailure
+from agentflow_grpc.model.sources import SourceDefinition
+from agentflow_grpc.sources.base import QueryResult, parse_config
 
 
 class PostgresConfig(BaseModel):

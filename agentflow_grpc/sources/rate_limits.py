@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from agentflow_grpc.runtime.events import TokenUsage
-from agentflow_grpc.runtime.failures import NodeFailure
-from agentflow_grpc.sources.base import ProviderLimiter, ProviderLimits, SourceDefinition
+from agentflow_grpc.model.events import TokenUsage
+from agentflow_grpc.model.failures import NodeFailure
+from agentflow_grpc.model.sources import SourceDefinition
+from agentflow_grpc.sources.base import ProviderLimiter, ProviderLimits
 
 RATE_LIMITED = "provider.rate_limited"
 

@@ -1,6 +1,6 @@
 """Source adapters by type name, and the set of sources one execution may use.
 
-Built-in adapters are registered explicitly in `builtin_adapters()`; packages add more under the
+Built-in adapters are listed once, in `builtin_adapters()`; packages add more under the
 entry-point group `agentflow.sources` (an object with `type_name` and `open(definition)`).
 """
 
@@ -9,45 +9,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from importlib.metadata import entry_points
-from typing import Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ValidationError
-
-from agentflow_grpc.errors import AgentFlowError
-from agentflow_grpc.runtime.failures import NodeFailure
-from agentflow_grpc.sources.base import ProviderLimiter, Source, SourceDefinition
+from agentflow_grpc.model.errors import SourceConfigError
+from agentflow_grpc.model.failures import NodeFailure
+from agentflow_grpc.model.sources import SourceDefinition
+from agentflow_grpc.sources import http_api, openai_compatible, postgres
+from agentflow_grpc.sources.base import ProviderLimiter, Source, SourceAdapter
 
 ENTRY_POINT_GROUP = "agentflow.sources"
 
 
-class SourceConfigError(AgentFlowError):
-    """A source definition its adapter refuses (bad config, missing secret)."""
-
-    code = "source.invalid_config"
-
-
-ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
-
-
-def parse_config(model: type[ConfigModel], definition: SourceDefinition) -> ConfigModel:
-    """An adapter's config model from a definition; a SourceConfigError naming each problem."""
-    try:
-        return model.model_validate(definition.config)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"config.{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors(include_url=False)
-        )
-        raise SourceConfigError(f"source {definition.name!r}: {problems}") from None
-
-
-@runtime_checkable
-class SourceAdapter(Protocol):
-    @property
-    def type_name(self) -> str: ...
-
-    def open(self, definition: SourceDefinition) -> Source:
-        """Check the definition and build the source; connect lazily, on first use."""
+def builtin_adapters(provider_limiter: ProviderLimiter | None = None) -> list[SourceAdapter]:
+    """Every built-in adapter; the LLM and image ones count their calls with `provider_limiter`
+    (sources' `config.limits`), when one is given."""
+    return [
+        *openai_compatible.adapters(provider_limiter),
+        *postgres.ADAPTERS,
+        *http_api.ADAPTERS,
+    ]
 
 
 class SourceRegistry:
@@ -61,8 +40,6 @@ class SourceRegistry:
         """The built-in adapters plus those installed packages register. `provider_limiter`
         holds the built-in LLM and image sources to their `config.limits` (the server passes
         the Redis one; without it limits are not enforced)."""
-        from agentflow_grpc.sources.adapters import builtin_adapters
-
         registry = cls(builtin_adapters(provider_limiter))
         for entry_point in entry_points(group=ENTRY_POINT_GROUP):
             registry.register(entry_point.load())

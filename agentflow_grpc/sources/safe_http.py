@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 import httpcore2
 import httpx2
 
-from agentflow_grpc.errors import AgentFlowError
+from agentflow_grpc.model.errors import AgentFlowError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agentflow_grpc.errors import InvalidSpecError, SpecReadError
+from agentflow_grpc.model.errors import InvalidSpecError, SpecReadError
 from agentflow_grpc.spec.checks.context import Limits
 from agentflow_grpc.spec.models import WorkflowSpec
 from agentflow_grpc.spec.plugins import PluginCatalog

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import jsonschema
 
-from agentflow_grpc.errors import AgentFlowError
+from agentflow_grpc.model.errors import AgentFlowError
 
 ENTRY_POINT_GROUP = "agentflow.plugins"
 

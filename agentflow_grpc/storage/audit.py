@@ -12,8 +12,8 @@ import json
 import uuid
 from typing import Any
 
+from agentflow_grpc.model.records import AuditEntry
 from agentflow_grpc.storage.database import Connection
-from agentflow_grpc.storage.records import AuditEntry
 
 
 def state_hash(state: dict[str, Any] | None) -> str | None:

@@ -43,13 +43,12 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from agentflow_grpc.errors import AgentFlowError, ConfigurationError
+from agentflow_grpc.model.errors import ConfigurationError, SecretDecryptionError
 
 __all__ = [
     "ENV_VAR",
     "Keyring",
     "SealedSecrets",
-    "SecretDecryptionError",
     "SecretKeyError",
 ]
 
@@ -71,12 +70,6 @@ _ROLE_DATA: Final = b"data"
 
 class SecretKeyError(ConfigurationError):
     """The keyring (AGENTFLOW_SECRET_KEYS) is malformed; the message never shows key material."""
-
-
-class SecretDecryptionError(AgentFlowError):
-    """Sealed secrets cannot be opened: unknown key id, tampered blob or wrong context."""
-
-    code = "secret.undecryptable"
 
 
 @dataclass(frozen=True, slots=True)

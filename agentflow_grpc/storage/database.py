@@ -19,7 +19,7 @@ from typing import TypeAlias
 
 import asyncpg
 
-from agentflow_grpc.errors import ConfigurationError, UnavailableError
+from agentflow_grpc.model.errors import ConfigurationError, UnavailableError
 from agentflow_grpc.observability.logging import get_logger
 
 log = get_logger("agentflow.storage")

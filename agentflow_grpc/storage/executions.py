@@ -16,8 +16,9 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from agentflow_grpc.errors import ConflictError, NotFoundError
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent, TokenUsage
+from agentflow_grpc.model.errors import ConflictError, NotFoundError
+from agentflow_grpc.model.events import EventType, ExecutionEvent, TokenUsage
+from agentflow_grpc.model.records import Execution, ExecutionStatus
 from agentflow_grpc.storage.database import Connection
 from agentflow_grpc.storage.pagination import (
     Page,
@@ -26,7 +27,6 @@ from agentflow_grpc.storage.pagination import (
     page_of,
     page_size,
 )
-from agentflow_grpc.storage.records import Execution, ExecutionStatus
 
 _FINAL_STATUS = {
     EventType.EXECUTION_COMPLETED: ExecutionStatus.COMPLETED,

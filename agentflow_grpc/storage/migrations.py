@@ -22,7 +22,7 @@ from alembic.util import CommandError
 from sqlalchemy import pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from agentflow_grpc.errors import ConfigurationError, UnavailableError
+from agentflow_grpc.model.errors import ConfigurationError, UnavailableError
 
 MIGRATIONS_DIRECTORY = Path(__file__).resolve().parents[2] / "migrations"
 # Any constant will do, as long as it is ours: pg_advisory_xact_lock is per database.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from agentflow_grpc.errors import InvalidArgumentError
+from agentflow_grpc.model.errors import InvalidArgumentError
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000

@@ -15,8 +15,9 @@ from typing import Any
 
 import asyncpg
 
-from agentflow_grpc.errors import AlreadyExistsError, NotFoundError
-from agentflow_grpc.sources.base import SourceDefinition
+from agentflow_grpc.model.errors import AlreadyExistsError, NotFoundError
+from agentflow_grpc.model.records import StoredSource, check_etag
+from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.storage import audit
 from agentflow_grpc.storage.crypto import Keyring, SealedSecrets
 from agentflow_grpc.storage.database import Connection
@@ -27,7 +28,6 @@ from agentflow_grpc.storage.pagination import (
     page_of,
     page_size,
 )
-from agentflow_grpc.storage.records import StoredSource, check_etag
 
 _LIVE = "deleted_at IS NULL"
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import asyncpg
 
-from agentflow_grpc.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from agentflow_grpc.model.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from agentflow_grpc.model.records import ApiKey, Principal, Role, Tenant
 from agentflow_grpc.storage import audit
 from agentflow_grpc.storage.database import Connection
-from agentflow_grpc.storage.records import ApiKey, Principal, Role, Tenant
 
 KEY_PREFIX = "af_"
 _SHOWN_CHARACTERS = 12

@@ -12,7 +12,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from agentflow_grpc.errors import NotFoundError
+from agentflow_grpc.model.errors import NotFoundError
+from agentflow_grpc.model.records import Workflow, WorkflowVersion, check_etag
 from agentflow_grpc.storage import audit
 from agentflow_grpc.storage.database import Connection
 from agentflow_grpc.storage.pagination import (
@@ -22,7 +23,6 @@ from agentflow_grpc.storage.pagination import (
     page_of,
     page_size,
 )
-from agentflow_grpc.storage.records import Workflow, WorkflowVersion, check_etag
 
 _SELECT = """
     SELECT w.*, v.spec, v.spec_hash

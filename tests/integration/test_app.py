@@ -20,7 +20,7 @@ from support.storage import ACTOR, create_database
 
 from agentflow_grpc.app import DEV_KEY_FILE, load_keyring, open_app
 from agentflow_grpc.config import Settings
-from agentflow_grpc.errors import ConfigurationError, NotFoundError
+from agentflow_grpc.model.errors import ConfigurationError, NotFoundError
 from agentflow_grpc.storage import migrations
 from agentflow_grpc.storage.crypto import Keyring
 

@@ -14,9 +14,9 @@ from support.plugins import ControlledNodes, plugin_node, workflow
 from support.runs import assert_well_formed, collect, for_node, of_type, terminal
 from support.sources import llm_source
 
-from agentflow_grpc.runtime.engine import ExecutionEngine
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent
-from agentflow_grpc.runtime.inputs import InvalidInputsError
+from agentflow_grpc.engine.execution import ExecutionEngine
+from agentflow_grpc.model.errors import InvalidInputsError
+from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.sources.registry import SourceSet
 from agentflow_grpc.spec import WorkflowSpec, validate_spec
 from agentflow_grpc.testing.fake_provider import FakeProviderServer

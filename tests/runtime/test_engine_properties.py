@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from support.plugins import ControlledNodes, plugin_node, workflow
 from support.runs import assert_well_formed, collect, terminal
 
-from agentflow_grpc.runtime.engine import ExecutionEngine
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent
+from agentflow_grpc.engine.execution import ExecutionEngine
+from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.sources.registry import SourceSet
 from agentflow_grpc.spec import WorkflowSpec, validate_spec
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from support.runs import of_type, run_document, terminal
 
-from agentflow_grpc.runtime.engine import ExecutionEngine
-from agentflow_grpc.runtime.events import EventType
-from agentflow_grpc.sources.base import SourceDefinition
+from agentflow_grpc.engine.execution import ExecutionEngine
+from agentflow_grpc.model.events import EventType
+from agentflow_grpc.model.sources import SourceDefinition
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

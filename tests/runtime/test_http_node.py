@@ -24,9 +24,9 @@ from support.runs import (
     will_retry,
 )
 
-from agentflow_grpc.runtime.engine import ExecutionEngine
-from agentflow_grpc.runtime.events import EventType
-from agentflow_grpc.sources.base import SourceDefinition
+from agentflow_grpc.engine.execution import ExecutionEngine
+from agentflow_grpc.model.events import EventType
+from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.sources.http_api import HttpApiAdapter
 from agentflow_grpc.sources.registry import SourceSet
 

@@ -28,10 +28,10 @@ from support.runs import (
 from support.sources import llm_source
 
 from agentflow_grpc.caching.llm_responses import RedisResponseCache
+from agentflow_grpc.engine.execution import ExecutionEngine
+from agentflow_grpc.model.events import EventType, ExecutionEvent
+from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.nodes.registry import NodeRegistry
-from agentflow_grpc.runtime.engine import ExecutionEngine
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent
-from agentflow_grpc.sources.base import SourceDefinition
 from agentflow_grpc.sources.registry import SourceSet
 from agentflow_grpc.spec import validate_spec
 from agentflow_grpc.testing.fake_provider import CHAT_PATH, FakeProviderServer

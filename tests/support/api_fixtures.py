@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from agentflow_grpc.api.server import ApiServer
 from agentflow_grpc.app import open_app
 from agentflow_grpc.config import Settings
-from agentflow_grpc.storage.records import Role
+from agentflow_grpc.model.records import Role
 
 
 @dataclass

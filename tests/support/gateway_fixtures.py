@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from agentflow_grpc.gateway.envoy import EnvoyGateway, GatewayConfig, Upstream
-from agentflow_grpc.storage.records import Role
+from agentflow_grpc.model.records import Role
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 from support.api_fixtures import RunningApi
 from support.rest import create_openai_source

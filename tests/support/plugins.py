@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.nodes.base import NodeContext
 from agentflow_grpc.nodes.registry import NodeRegistry
-from agentflow_grpc.runtime.failures import NodeFailure
 from agentflow_grpc.spec import PluginNode
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from agentflow_grpc.runtime.engine import ExecutionEngine
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent
-from agentflow_grpc.sources.base import SourceDefinition
+from agentflow_grpc.engine.execution import ExecutionEngine
+from agentflow_grpc.model.events import EventType, ExecutionEvent
+from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.sources.registry import SourceSet
 from agentflow_grpc.spec import WorkflowSpec, validate_spec
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentflow_grpc.sources.base import SourceDefinition
+from agentflow_grpc.model.sources import SourceDefinition
 
 
 def llm_source(name: str, source_type: str, url: str) -> SourceDefinition:

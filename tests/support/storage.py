@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from agentflow_grpc.devstack.postgres import create_database
+from agentflow_grpc.model.records import Tenant
 from agentflow_grpc.storage import tenants
 from agentflow_grpc.storage.database import Database
-from agentflow_grpc.storage.records import Tenant
 
 ACTOR = "operator:test"
 

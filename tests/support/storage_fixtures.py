@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from agentflow_grpc.model.records import Tenant
 from agentflow_grpc.storage import migrations
 from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import Database
-from agentflow_grpc.storage.records import Tenant
 from support.storage import TABLES, create_database, new_tenant
 
 

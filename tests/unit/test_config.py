@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agentflow_grpc.config import Settings, load_settings, variable_name
-from agentflow_grpc.errors import ConfigurationError
+from agentflow_grpc.model.errors import ConfigurationError
 from agentflow_grpc.spec import Limits
 
 

@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from agentflow_grpc.cli import cli
-from agentflow_grpc.errors import ConfigurationError
+from agentflow_grpc.model.errors import ConfigurationError
 from agentflow_grpc.gateway.envoy import (
     DESCRIPTOR_SET,
     TEMPLATE,

@@ -12,7 +12,7 @@ PATTERNS = (
     re.compile(r'for_http_status\("([a-z_]+)"'),  # prefixes of the HTTP status codes
 )
 HTTP_SUFFIXES = ("rate_limited", "unavailable", "unauthenticated", "rejected")
-RUNTIME_PACKAGES = ("runtime", "nodes", "sources", "compiler")
+RUNTIME_PACKAGES = ("engine", "compiler", "nodes", "sources", "model")
 
 
 def runtime_codes(repo_root: Path) -> set[str]:

@@ -10,8 +10,8 @@ from agentflow_grpc._gen.agentflow.v1 import execution_pb2, execution_pb2_grpc
 from agentflow_grpc.api import convert
 from agentflow_grpc.api.context import Context, current_principal
 from agentflow_grpc.api.fields import optional_request_id
-from agentflow_grpc.errors import AgentFlowError, InvalidArgumentError
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent
+from agentflow_grpc.model.errors import AgentFlowError, InvalidArgumentError
+from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.services.executions import ExecutionService, RunRequest
 
 RunMessage = execution_pb2.ExecuteWorkflowRequest | execution_pb2.StartExecutionRequest

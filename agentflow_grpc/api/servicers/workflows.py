@@ -6,7 +6,7 @@ from agentflow_grpc._gen.agentflow.v1 import workflow_pb2, workflow_pb2_grpc
 from agentflow_grpc.api import convert
 from agentflow_grpc.api.context import Context, current_principal
 from agentflow_grpc.api.fields import check_mask, optional_request_id
-from agentflow_grpc.errors import InvalidSpecError
+from agentflow_grpc.model.errors import InvalidSpecError
 from agentflow_grpc.services.workflows import WorkflowService
 
 

@@ -33,7 +33,7 @@ from agentflow_grpc._gen.agentflow.v1 import execution_pb2 as ex
 from agentflow_grpc._gen.agentflow.v1 import health_pb2 as af_health
 from agentflow_grpc._gen.agentflow.v1 import source_pb2 as src
 from agentflow_grpc._gen.agentflow.v1 import workflow_pb2 as wf
-from agentflow_grpc.storage.records import Role
+from agentflow_grpc.model.records import Role
 from agentflow_grpc.storage.tenants import hash_key
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED

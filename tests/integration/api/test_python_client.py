@@ -33,7 +33,7 @@ from grpclib import GRPCError, Status
 from support.api_fixtures import RunningApi
 from support.runs import answer_spec
 
-from agentflow_grpc.storage.records import Role
+from agentflow_grpc.model.records import Role
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
 SLOW = "[slow]"

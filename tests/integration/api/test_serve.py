@@ -30,10 +30,10 @@ from agentflow_grpc._gen.agentflow.v1 import (
 from agentflow_grpc._gen.agentflow.v1 import (
     health_pb2_grpc as agentflow_health_pb2_grpc,
 )
+from agentflow_grpc.model.records import Role
 from agentflow_grpc.storage import tenants
 from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import Database
-from agentflow_grpc.storage.records import Role
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
 

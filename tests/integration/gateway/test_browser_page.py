@@ -19,7 +19,7 @@ from support.gateway_fixtures import RunningGateway
 from support.rest import create_openai_source, create_workflow
 from support.runs import answer_spec
 
-from agentflow_grpc.storage.records import Role
+from agentflow_grpc.model.records import Role
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
 CHROMIUM = Path(os.environ.get("AGENTFLOW_TEST_CHROMIUM", "/usr/bin/chromium"))

@@ -15,7 +15,7 @@ from support.gateway_fixtures import RunningGateway
 from support.rest import create_openai_source, create_workflow
 from support.runs import answer_spec
 
-from agentflow_grpc.storage.records import Role
+from agentflow_grpc.model.records import Role
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
 SLOW_REPLY = "one two three four five six seven eight nine ten"

@@ -46,7 +46,7 @@ from support.runs import answer_spec
 from agentflow_grpc import __version__
 from agentflow_grpc._gen.agentflow.v1 import workflow_pb2 as wf
 from agentflow_grpc.gateway.envoy import CONTENT_SECURITY_POLICY
-from agentflow_grpc.storage.records import Role
+from agentflow_grpc.model.records import Role
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
 

@@ -12,15 +12,11 @@ import pytest
 from support.limits import new_id, replicas
 
 from agentflow_grpc.limits import LimitPolicy
-from agentflow_grpc.runtime.failures import NodeFailure
-from agentflow_grpc.sources.base import (
-    ChatRequest,
-    ProviderLimiter,
-    ProviderLimits,
-    SourceDefinition,
-)
+from agentflow_grpc.model.errors import SourceConfigError
+from agentflow_grpc.model.failures import NodeFailure
+from agentflow_grpc.model.sources import SourceDefinition
+from agentflow_grpc.sources.base import ChatRequest, ProviderLimiter, ProviderLimits
 from agentflow_grpc.sources.openai_compatible import OpenAICompatibleSource, adapters
-from agentflow_grpc.sources.registry import SourceConfigError
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
 CHAT = "/v1/chat/completions"

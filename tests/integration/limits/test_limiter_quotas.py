@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 import pytest
 from support.limits import client_of, new_id, replicas
 
-from agentflow_grpc.errors import ResourceExhaustedError
 from agentflow_grpc.limits import TOKENS_PER_DAY, LimitPolicy
 from agentflow_grpc.limits.guard import FailOpen
 from agentflow_grpc.limits.keys import Keys
 from agentflow_grpc.limits.quotas import TokenQuota
 from agentflow_grpc.limits.scripts import Scripts
+from agentflow_grpc.model.errors import ResourceExhaustedError
 
 
 async def test_a_tenant_is_refused_once_its_tokens_for_the_day_are_used(redis_url: str) -> None:

@@ -11,8 +11,8 @@ import pytest
 from support.api_helpers import eventually
 from support.limits import new_id, replicas
 
-from agentflow_grpc.errors import ResourceExhaustedError
 from agentflow_grpc.limits import KEY_RATE_LIMITED, TENANT_RATE_LIMITED, LimitPolicy
+from agentflow_grpc.model.errors import ResourceExhaustedError
 
 SLOW = 0.001  # a rate (per second) that adds no token while a test runs
 

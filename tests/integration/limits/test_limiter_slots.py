@@ -16,7 +16,6 @@ import pytest
 from support.api_helpers import eventually
 from support.limits import new_id, replicas
 
-from agentflow_grpc.errors import ResourceExhaustedError
 from agentflow_grpc.limits import (
     KEY_CONCURRENCY,
     TENANT_CONCURRENCY,
@@ -24,6 +23,7 @@ from agentflow_grpc.limits import (
     Limiter,
     LimitPolicy,
 )
+from agentflow_grpc.model.errors import ResourceExhaustedError
 
 # A replica that takes two slots, says so, and holds them (renewing their leases) until killed.
 HOLDER = """

@@ -21,10 +21,10 @@ from support.runs import answer_spec
 
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2 as ex
 from agentflow_grpc._gen.agentflow.v1 import source_pb2, workflow_pb2
+from agentflow_grpc.model.records import Role
 from agentflow_grpc.queue.keys import Keys
 from agentflow_grpc.services.tenants import TenantService
 from agentflow_grpc.storage.database import Database
-from agentflow_grpc.storage.records import Role
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
 pytestmark = pytest.mark.timeout(180)

@@ -15,16 +15,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from support.runs import answer_spec, assert_well_formed, collect
 
-from agentflow_grpc.errors import (
+from agentflow_grpc.engine.execution import ExecutionEngine
+from agentflow_grpc.model.errors import (
     InvalidArgumentError,
+    InvalidInputsError,
     InvalidSpecError,
     NotFoundError,
     PermissionDeniedError,
 )
+from agentflow_grpc.model.events import EventType
+from agentflow_grpc.model.records import Execution, ExecutionStatus, Principal, Role, Tenant
 from agentflow_grpc.nodes.registry import NodeRegistry
-from agentflow_grpc.runtime.engine import ExecutionEngine
-from agentflow_grpc.runtime.events import EventType
-from agentflow_grpc.runtime.inputs import InvalidInputsError
 from agentflow_grpc.services.executions import ExecutionService, RunRequest
 from agentflow_grpc.services.sources import SourceService
 from agentflow_grpc.services.workflows import WorkflowService
@@ -32,7 +33,6 @@ from agentflow_grpc.sources.registry import SourceRegistry
 from agentflow_grpc.spec import Limits, PluginCatalog
 from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import Database
-from agentflow_grpc.storage.records import Execution, ExecutionStatus, Principal, Role, Tenant
 from agentflow_grpc.testing.fake_provider import FakeProviderServer
 
 SLOW = "[slow]"

@@ -19,12 +19,12 @@ import asyncpg
 import pytest
 from support.storage import ACTOR, new_tenant
 
-from agentflow_grpc.errors import AlreadyExistsError, EtagMismatchError
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent
+from agentflow_grpc.model.errors import AlreadyExistsError, EtagMismatchError
+from agentflow_grpc.model.events import EventType, ExecutionEvent
+from agentflow_grpc.model.records import Tenant
 from agentflow_grpc.storage import audit, executions, sources, workflows
 from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import Database
-from agentflow_grpc.storage.records import Tenant
 
 WRITERS = 50
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from agentflow_grpc.errors import ConfigurationError, UnavailableError
+from agentflow_grpc.model.errors import ConfigurationError, UnavailableError
+from agentflow_grpc.model.records import Tenant
 from agentflow_grpc.storage import migrations
 from agentflow_grpc.storage.database import Database
-from agentflow_grpc.storage.records import Tenant
 
 
 async def test_the_pool_refuses_a_schema_at_another_revision(migrated_dsn: str) -> None:

@@ -18,11 +18,11 @@ import asyncpg
 import pytest
 from support.storage import ACTOR
 
-from agentflow_grpc.errors import NotFoundError
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent, TokenUsage
+from agentflow_grpc.model.errors import NotFoundError
+from agentflow_grpc.model.events import EventType, ExecutionEvent, TokenUsage
+from agentflow_grpc.model.records import Execution, ExecutionStatus, Tenant
 from agentflow_grpc.storage import executions
 from agentflow_grpc.storage.database import Connection, Database
-from agentflow_grpc.storage.records import Execution, ExecutionStatus, Tenant
 
 EventLogError = executions.EventLogError
 T0 = datetime(2026, 12, 1, 9, 30, 0, 123456, tzinfo=UTC)

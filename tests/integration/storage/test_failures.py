@@ -17,8 +17,8 @@ import pytest
 from support.network import closed_port
 from support.storage import ACTOR, new_tenant
 
-from agentflow_grpc.errors import UnavailableError
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent
+from agentflow_grpc.model.errors import UnavailableError
+from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.storage import executions, workflows
 from agentflow_grpc.storage.database import Connection, Database
 

@@ -14,12 +14,12 @@ import asyncpg
 import pytest
 from support.storage import ACTOR
 
-from agentflow_grpc.errors import NotFoundError
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent
+from agentflow_grpc.model.errors import NotFoundError
+from agentflow_grpc.model.events import EventType, ExecutionEvent
+from agentflow_grpc.model.records import Role, Tenant
 from agentflow_grpc.storage import audit, executions, sources, tenants, workflows
 from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import Database
-from agentflow_grpc.storage.records import Role, Tenant
 
 TABLES = (
     "tenants",

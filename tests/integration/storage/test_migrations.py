@@ -17,12 +17,12 @@ import pytest
 from alembic.script import ScriptDirectory
 from support.storage import ACTOR, TABLES, create_database
 
-from agentflow_grpc.errors import ConfigurationError
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent
+from agentflow_grpc.model.errors import ConfigurationError
+from agentflow_grpc.model.events import EventType, ExecutionEvent
+from agentflow_grpc.model.records import Role
 from agentflow_grpc.storage import executions, migrations, sources, tenants, workflows
 from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import APP_ROLE, Database
-from agentflow_grpc.storage.records import Role
 
 FUNCTIONS = ("agentflow_visible", "agentflow_forbid_change")
 

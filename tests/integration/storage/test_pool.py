@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from support.storage import ACTOR, new_tenant
 
-from agentflow_grpc.errors import UnavailableError
+from agentflow_grpc.model.errors import UnavailableError
 from agentflow_grpc.storage import workflows
 from agentflow_grpc.storage.database import Database
 

@@ -11,12 +11,17 @@ import asyncpg
 import pytest
 from support.storage import ACTOR
 
-from agentflow_grpc.errors import AlreadyExistsError, EtagMismatchError, InvalidArgumentError
+from agentflow_grpc.model.errors import (
+    AlreadyExistsError,
+    EtagMismatchError,
+    InvalidArgumentError,
+    SecretDecryptionError,
+)
+from agentflow_grpc.model.records import Role, StoredSource, Tenant
 from agentflow_grpc.services.keys import rotate_secrets
 from agentflow_grpc.storage import audit, sources, tenants
-from agentflow_grpc.storage.crypto import Keyring, SecretDecryptionError
+from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import Database
-from agentflow_grpc.storage.records import Role, StoredSource, Tenant
 
 SECRET = "sk-live-5f1c0a9e"
 

@@ -6,10 +6,10 @@ import asyncpg
 import pytest
 from support.storage import ACTOR
 
-from agentflow_grpc.errors import EtagMismatchError, InvalidArgumentError, NotFoundError
+from agentflow_grpc.model.errors import EtagMismatchError, InvalidArgumentError, NotFoundError
+from agentflow_grpc.model.records import Tenant
 from agentflow_grpc.storage import audit, workflows
 from agentflow_grpc.storage.database import Database
-from agentflow_grpc.storage.records import Tenant
 
 
 def spec(name: str, marker: int = 0) -> dict[str, object]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agentflow_grpc.api.convert import usage_to_proto
-from agentflow_grpc.runtime.events import TokenUsage
+from agentflow_grpc.model.events import TokenUsage
 
 
 def test_usage_to_proto_carries_cached_tokens() -> None:

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from agentflow_grpc.model.events import TokenUsage
+from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.nodes.response_cache import CachedReply, request_key
-from agentflow_grpc.runtime.events import TokenUsage
-from agentflow_grpc.sources.base import ChatRequest, ChatResult, SourceDefinition
+from agentflow_grpc.sources.base import ChatRequest, ChatResult
 
 SOURCE = SourceDefinition(
     name="main",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentflow_grpc.runtime.events import TokenUsage, node_completed
+from agentflow_grpc.model.events import TokenUsage, node_completed
 
 
 def test_cached_tokens_add_up_apart_from_the_spent_ones() -> None:

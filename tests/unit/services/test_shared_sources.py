@@ -6,8 +6,8 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 
+from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.services.shared_sources import SharedSources, SourceLease
-from agentflow_grpc.sources.base import SourceDefinition
 from agentflow_grpc.sources.registry import SourceRegistry
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agentflow_grpc.runtime.events import EventType, ExecutionEvent
+from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.services.traces import build_trace
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from agentflow_grpc.errors import SpecReadError
-from agentflow_grpc.runtime.failures import NodeFailure
-from agentflow_grpc.sources.base import ChatModel, Database, HttpApi, ImageModel, SourceDefinition
+from agentflow_grpc.model.errors import SourceConfigError, SpecReadError
+from agentflow_grpc.model.failures import NodeFailure
+from agentflow_grpc.model.sources import SourceDefinition
+from agentflow_grpc.sources.base import ChatModel, Database, HttpApi, ImageModel
 from agentflow_grpc.sources.loading import load_source_definitions
-from agentflow_grpc.sources.registry import SourceConfigError, SourceRegistry, SourceSet
+from agentflow_grpc.sources.registry import SourceRegistry, SourceSet
 
 OPENAI = SourceDefinition(name="llm", type="openai", secrets={"api_key": "k"})
 POSTGRES = SourceDefinition(

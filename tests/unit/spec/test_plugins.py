@@ -382,8 +382,8 @@ RUNNABLE_SOURCE = """
 
 
 async def test_an_installed_plugin_with_run_executes_in_a_workflow(install: Installer) -> None:
+    from agentflow_grpc.engine.execution import ExecutionEngine
     from agentflow_grpc.nodes.registry import NodeRegistry
-    from agentflow_grpc.runtime.engine import ExecutionEngine
     from agentflow_grpc.sources.registry import SourceSet
 
     install(

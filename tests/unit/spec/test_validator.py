@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agentflow_grpc.errors import InvalidSpecError, SpecReadError
+from agentflow_grpc.model.errors import InvalidSpecError, SpecReadError
 from agentflow_grpc.spec import (
     Limits,
     ViolationCode,

@@ -10,13 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentflow_grpc.errors import AgentFlowError, ConfigurationError
-from agentflow_grpc.storage.crypto import (
-    Keyring,
-    SealedSecrets,
-    SecretDecryptionError,
-    SecretKeyError,
-)
+from agentflow_grpc.model.errors import AgentFlowError, ConfigurationError, SecretDecryptionError
+from agentflow_grpc.storage.crypto import Keyring, SealedSecrets, SecretKeyError
 
 OLD_KEY = bytes(range(32))
 NEW_KEY = bytes(range(100, 132))

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agentflow_grpc.errors import InvalidArgumentError
+from agentflow_grpc.model.errors import InvalidArgumentError
+from agentflow_grpc.model.records import etag_of, revision_of
 from agentflow_grpc.storage.pagination import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -17,7 +18,6 @@ from agentflow_grpc.storage.pagination import (
     encode_token,
     page_size,
 )
-from agentflow_grpc.storage.records import etag_of, revision_of
 
 KINDS = (datetime, uuid.UUID)
 

@@ -20,10 +20,10 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from agentflow_grpc.model.events import NodeEvent, node_completed, node_failed, node_started
+from agentflow_grpc.model.failures import NodeFailure, deadline_exceeded
 from agentflow_grpc.nodes.base import NodeResult
 from agentflow_grpc.observability.logging import get_logger
-from agentflow_grpc.runtime.events import NodeEvent, node_completed, node_failed, node_started
-from agentflow_grpc.runtime.failures import NodeFailure, deadline_exceeded
 from agentflow_grpc.spec.base import RetryPolicy
 
 log = get_logger("agentflow.runtime")

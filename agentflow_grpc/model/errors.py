@@ -1,15 +1,29 @@
-"""The one error root. Every error AgentFlow raises on purpose has a stable code.
+"""The one error root and every error class. Each error AgentFlow raises on purpose has a
+stable code.
 
-The API layer maps these codes to gRPC statuses in one table; the CLI maps them to exit codes.
+The API layer maps these classes to gRPC statuses in one table (by the class a kind derives
+from); the CLI maps them to exit codes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from agentflow_grpc.spec.codes import Violation
+
+class Violation(Protocol):
+    """One problem in a document, by JSON Pointer: the spec validator's `spec.codes.Violation`
+    and the input checker's `InputViolation` both are one."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def message(self) -> str: ...
 
 
 class AgentFlowError(Exception):
@@ -49,6 +63,34 @@ class InvalidSpecError(AgentFlowError):
         self.field = field  # where the spec was in the request (the API's field name)
 
 
+@dataclass(frozen=True, slots=True)
+class InputViolation:
+    path: str
+    code: str  # input.missing, input.unknown, input.invalid
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "code": self.code, "message": self.message}
+
+
+class InvalidInputsError(AgentFlowError):
+    """A run's inputs do not match the spec's declared `inputs`; every problem travels along."""
+
+    code = "invalid_inputs"
+
+    def __init__(self, violations: Sequence[InputViolation]) -> None:
+        first = violations[0]
+        more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+        super().__init__(f"invalid inputs: {first.path}: {first.message}{more}")
+        self.violations = tuple(violations)
+
+
+class SourceConfigError(AgentFlowError):
+    """A source definition its adapter refuses (bad config, missing secret)."""
+
+    code = "source.invalid_config"
+
+
 class NotFoundError(AgentFlowError):
     """The resource does not exist, or belongs to another tenant (the two look the same)."""
 
@@ -79,6 +121,12 @@ class InvalidArgumentError(AgentFlowError):
     def __init__(self, message: str, *, field: str, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.field = field
+
+
+class SecretDecryptionError(AgentFlowError):
+    """Sealed secrets cannot be opened: unknown key id, tampered blob or wrong context."""
+
+    code = "secret.undecryptable"
 
 
 class UnavailableError(AgentFlowError):

@@ -7,7 +7,7 @@ servers. Client errors (4xx, bad templates, bad output) fail at once.
 
 from __future__ import annotations
 
-from agentflow_grpc.errors import AgentFlowError
+from agentflow_grpc.model.errors import AgentFlowError
 
 
 class NodeFailure(AgentFlowError):

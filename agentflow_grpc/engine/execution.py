@@ -23,21 +23,21 @@ from typing import Any
 from langgraph.errors import GraphRecursionError
 
 from agentflow_grpc.compiler import CompiledWorkflow, CompiledWorkflowCache
+from agentflow_grpc.compiler.attempts import NodeExecutionError
 from agentflow_grpc.compiler.state import RunContext
-from agentflow_grpc.nodes.base import SourceProvider
-from agentflow_grpc.nodes.registry import NodeRegistry
-from agentflow_grpc.nodes.response_cache import ResponseCache, ScopedResponseCache
-from agentflow_grpc.observability.logging import get_logger
-from agentflow_grpc.runtime.attempts import NodeExecutionError
-from agentflow_grpc.runtime.events import (
+from agentflow_grpc.model.events import (
     NO_USAGE,
     EventType,
     ExecutionEvent,
     NodeEvent,
     TokenUsage,
 )
-from agentflow_grpc.runtime.failures import NodeFailure
-from agentflow_grpc.runtime.templating import variables
+from agentflow_grpc.model.failures import NodeFailure
+from agentflow_grpc.nodes.base import SourceProvider
+from agentflow_grpc.nodes.registry import NodeRegistry
+from agentflow_grpc.nodes.response_cache import ResponseCache, ScopedResponseCache
+from agentflow_grpc.nodes.templating import variables
+from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.spec import WorkflowSpec
 
 log = get_logger("agentflow.runtime")

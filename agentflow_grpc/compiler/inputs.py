@@ -8,34 +8,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
 
-from agentflow_grpc.errors import AgentFlowError
+from agentflow_grpc.model.errors import InputViolation, InvalidInputsError
 from agentflow_grpc.spec import WorkflowSpec
 from agentflow_grpc.spec.codes import pointer, pointer_sort_key
-
-
-@dataclass(frozen=True, slots=True)
-class InputViolation:
-    path: str
-    code: str  # input.missing, input.unknown, input.invalid
-    message: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"path": self.path, "code": self.code, "message": self.message}
-
-
-class InvalidInputsError(AgentFlowError):
-    code = "invalid_inputs"
-
-    def __init__(self, violations: list[InputViolation]) -> None:
-        first = violations[0]
-        more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
-        super().__init__(f"invalid inputs: {first.path}: {first.message}{more}")
-        self.violations = tuple(violations)
 
 
 class InputChecker:

@@ -15,7 +15,7 @@ from typing import Any
 import jinja2
 from jinja2.exceptions import SecurityError
 
-from agentflow_grpc.runtime.failures import NodeFailure
+from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.spec.templates import sandbox_environment
 
 _SINGLE_EXPRESSION = re.compile(

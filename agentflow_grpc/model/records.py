@@ -12,8 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from agentflow_grpc.errors import EtagMismatchError, InvalidArgumentError
-from agentflow_grpc.runtime.events import TokenUsage
+from agentflow_grpc.model.errors import EtagMismatchError, InvalidArgumentError
+from agentflow_grpc.model.events import TokenUsage
 
 # As issued (`7`), or quoted the HTTP way (`"7"`, `W/"7"`).
 _ETAG = re.compile(r'^(?:W/)?"?(\d{1,18})"?$')

@@ -1,0 +1,1 @@
+"""The engine: runs a compiled workflow as an execution, numbering its events."""

@@ -1,1 +1,0 @@
-"""The runtime: execute compiled workflows and stream their events."""

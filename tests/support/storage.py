@@ -1,4 +1,4 @@
-"""Helpers for storage tests (the fixtures are in tests/integration/storage/conftest.py)."""
+"""Helpers for storage tests (the fixtures are in tests/support/storage_fixtures.py)."""
 
 from __future__ import annotations
 

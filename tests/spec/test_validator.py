@@ -20,7 +20,7 @@ from agentflow_grpc.spec import (
 )
 from agentflow_grpc.spec.codes import pointer_sort_key
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from agentflow_grpc.spec import workflow_json_schema
 from agentflow_grpc.spec.schema import workflow_json_schema_text
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "examples").glob("*.json"))
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.json"))
 
 
 def test_committed_schema_matches_the_models(repo_root: Path) -> None:

@@ -23,7 +23,7 @@ from agentflow_grpc.spec import (
     validate_spec,
 )
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 INVALID = EXAMPLES / "invalid"
 MANIFEST_PATH = INVALID / "manifest.json"
 

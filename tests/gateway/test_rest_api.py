@@ -47,7 +47,7 @@ from agentflow_grpc import __version__
 from agentflow_grpc._gen.agentflow.v1 import workflow_pb2 as wf
 from agentflow_grpc.gateway.envoy import CONTENT_SECURITY_POLICY
 from agentflow_grpc.model.records import Role
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 
 @pytest.fixture
@@ -584,6 +584,8 @@ async def test_health_needs_no_key(gateway: RunningGateway) -> None:
         ("/", "text/html"),
         ("/index.html", "text/html"),
         ("/app.js", "text/javascript"),
+        ("/lib/api.js", "text/javascript"),
+        ("/views/run.js", "text/javascript"),
         ("/app.css", "text/css"),
     ],
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agentflow_grpc.storage import sources as source_store
+from agentflow_grpc.storage import source_secrets
 from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import Database
 
@@ -25,14 +25,14 @@ async def rotate_secrets(
     and each row switches keys atomically. Run it again after a failure; it picks up the rest.
     """
     async with database.system() as connection:
-        before = await source_store.count_by_key(connection)
+        before = await source_secrets.count_by_key(connection)
     resealed = 0
     while True:
         async with database.system() as connection:
-            done = await source_store.reseal_stale(connection, keyring, limit=batch)
+            done = await source_secrets.reseal_stale(connection, keyring, limit=batch)
         resealed += done
         if done == 0:
             break
     async with database.system() as connection:
-        after = await source_store.count_by_key(connection)
+        after = await source_secrets.count_by_key(connection)
     return RotationReport(resealed, before, after)

@@ -1,9 +1,8 @@
 """Sources: a public `config` in the clear, and `secrets` sealed with the keyring.
 
 Secrets are write-only: records list their names, never their values. The one way back to the
-values is `definitions()`, which opens them for a run. Each sealed blob is bound to its tenant
-and source id, so a blob copied to another row does not open. `reseal_stale()` moves secrets
-sealed under an older key to the newest one, a few rows per transaction, while the service runs.
+values is `definitions()`, which opens them for a run. Sealing, opening and re-sealing under a
+newer key are `source_secrets`' job.
 """
 
 from __future__ import annotations
@@ -28,12 +27,9 @@ from agentflow_grpc.storage.pagination import (
     page_of,
     page_size,
 )
+from agentflow_grpc.storage.source_secrets import audit_state, open_sealed, seal
 
 _LIVE = "deleted_at IS NULL"
-
-
-def secrets_context(tenant_id: uuid.UUID, source_id: uuid.UUID) -> bytes:
-    return f"agentflow/source/{tenant_id}/{source_id}".encode()
 
 
 async def create(
@@ -51,7 +47,7 @@ async def create(
 ) -> StoredSource:
     """A new source; with a `request_id` seen before, the source it made."""
     source_id = uuid.uuid4()
-    sealed = _seal(keyring, tenant_id, source_id, secrets)
+    sealed = seal(keyring, tenant_id, source_id, secrets)
     try:
         row = await connection.fetchrow(
             """
@@ -140,7 +136,7 @@ async def update(
     check_etag(etag, current=before["revision"], resource=f"source {source_id}")
     sealed: SealedSecrets | None = None
     if secrets is not None:
-        sealed = _seal(keyring, tenant_id, source_id, secrets)
+        sealed = seal(keyring, tenant_id, source_id, secrets)
     try:
         row = await connection.fetchrow(
             """
@@ -240,72 +236,8 @@ def _definition(keyring: Keyring, row: Any) -> SourceDefinition:
         name=row["name"],
         type=row["type"],
         config=row["config"],
-        secrets=_open(keyring, row),
+        secrets=open_sealed(keyring, row),
     )
-
-
-async def reseal_stale(connection: Connection, keyring: Keyring, *, limit: int = 100) -> int:
-    """Re-seal up to `limit` secrets not under the newest key, across tenants (system scope).
-
-    Rows are locked one transaction at a time; a source being edited meanwhile waits, then
-    is skipped here if its edit already sealed it under the newest key. Returns how many rows
-    were re-sealed (0: none is left).
-    """
-    rows = await connection.fetch(
-        """
-        SELECT * FROM sources
-        WHERE secret_key_id IS NOT NULL AND secret_key_id <> $1
-        ORDER BY id LIMIT $2 FOR UPDATE
-        """,
-        keyring.newest_key_id,
-        limit,
-    )
-    for row in rows:
-        secrets = _open(keyring, row)
-        sealed = _seal(keyring, row["tenant_id"], row["id"], secrets)
-        assert sealed is not None  # a row with a key id has secrets
-        await connection.execute(
-            "UPDATE sources SET secret_key_id = $2, secret_blob = $3 WHERE id = $1",
-            row["id"],
-            sealed.key_id,
-            sealed.blob,
-        )
-        await audit.record(
-            connection,
-            row["tenant_id"],
-            actor="operator:rotate-keys",
-            action="source.reseal",
-            resource_type="source",
-            resource_id=row["id"],
-            before=_state(row),
-            after={**_state(row), "secret_key_id": sealed.key_id},
-            details={"from_key": row["secret_key_id"], "to_key": sealed.key_id},
-        )
-    return len(rows)
-
-
-async def count_by_key(connection: Connection) -> dict[str, int]:
-    """How many sources each key seals (system scope): what rotation still has to do."""
-    rows = await connection.fetch(
-        "SELECT secret_key_id, count(*) AS n FROM sources WHERE secret_key_id IS NOT NULL "
-        "GROUP BY secret_key_id"
-    )
-    return {row["secret_key_id"]: row["n"] for row in rows}
-
-
-def _seal(
-    keyring: Keyring, tenant_id: uuid.UUID, source_id: uuid.UUID, secrets: Mapping[str, str]
-) -> SealedSecrets | None:
-    if not secrets:
-        return None
-    return keyring.seal(secrets, context=secrets_context(tenant_id, source_id))
-
-
-def _open(keyring: Keyring, row: Any) -> dict[str, str]:
-    if row["secret_blob"] is None:
-        return {}
-    sealed = SealedSecrets(key_id=row["secret_key_id"], blob=row["secret_blob"])
-    return keyring.open(sealed, context=secrets_context(row["tenant_id"], row["id"]))
 
 
 async def _row(
@@ -330,25 +262,9 @@ async def _audit(connection: Connection, action: str, before: Any, after: Any, a
         action=action,
         resource_type="source",
         resource_id=after["id"],
-        before=None if before is None else _state(before),
-        after=_state(after),
+        before=None if before is None else audit_state(before),
+        after=audit_state(after),
     )
-
-
-def _state(row: Any) -> dict[str, Any]:
-    """The public state, for the audit hashes: the blob's digest stands in for the secrets."""
-    return {
-        "name": row["name"],
-        "type": row["type"],
-        "description": row["description"],
-        "config": row["config"],
-        "secret_names": list(row["secret_names"]),
-        "secret_key_id": row["secret_key_id"],
-        "secrets": audit.state_hash({"blob": row["secret_blob"].hex()})
-        if row["secret_blob"] is not None
-        else None,
-        "deleted": row["deleted_at"] is not None,
-    }
 
 
 def _source(row: Any) -> StoredSource:

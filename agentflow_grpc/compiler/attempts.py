@@ -2,7 +2,7 @@
 
 Each attempt emits `node_started`; a failed attempt emits `node_failed` saying whether (and after
 how long) it will be retried; success emits `node_completed` with the output, the duration and
-the token usage. Only retryable failures are retried (see `runtime.failures`).
+the token usage. Only retryable failures are retried (see `model.failures`).
 """
 
 from __future__ import annotations

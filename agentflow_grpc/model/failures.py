@@ -1,7 +1,7 @@
 """Why a node attempt failed, and whether trying again could help.
 
 Node handlers and source adapters raise `NodeFailure` with a stable code. Retries (see
-`runtime.attempts`) happen only for `retryable` failures: timeouts, rate limits, unavailable
+`compiler.attempts`) happen only for `retryable` failures: timeouts, rate limits, unavailable
 servers. Client errors (4xx, bad templates, bad output) fail at once.
 """
 

@@ -1,7 +1,7 @@
 """What a node handler gets (`NodeContext`) and returns (`NodeResult`).
 
 Handlers are small: render their templates through the context, call a source, shape the output.
-Events, timeouts and retries are the runtime's job (`runtime.attempts`), not the handler's.
+Events, timeouts and retries are the runtime's job (`compiler.attempts`), not the handler's.
 """
 
 from __future__ import annotations

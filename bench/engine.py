@@ -42,7 +42,7 @@ from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.nodes.registry import NodeRegistry
 from agentflow_grpc.sources.registry import SourceSet
 from agentflow_grpc.spec import WorkflowSpec, validate_spec
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 NODES = 50
 FANOUT_AIM = 1.5  # AgentFlow / raw LangGraph, per node, on the shape nothing collapses

@@ -90,7 +90,7 @@ from agentflow_grpc.config import Settings
 from agentflow_grpc.devstack.postgres import EmbeddedPostgres, create_database
 from agentflow_grpc.model.records import Role
 from agentflow_grpc.observability.logging import configure_logging
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 OVERLAP_AIM = 5.0  # concurrency-10 executions/s over concurrency-1 executions/s
 ACTOR = "operator:bench"

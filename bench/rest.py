@@ -53,7 +53,7 @@ from agentflow_grpc._gen.agentflow.v1 import (
     workflow_pb2,
     workflow_pb2_grpc,
 )
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 AGENTFLOW = Path(sys.executable).parent / "agentflow"
 SPEC = {

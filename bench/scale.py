@@ -34,16 +34,9 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 
 import argparse
 import asyncio
-import base64
 import itertools
-import os
-import re
-import signal
-import subprocess
 import tempfile
-import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -64,9 +57,14 @@ from agentflow_grpc.model.records import Role
 from agentflow_grpc.services.tenants import TenantService
 from agentflow_grpc.storage import migrations
 from agentflow_grpc.storage.database import Database
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
+from agentflow_grpc.testing.replicas import (
+    Replicas,
+    ReplicaStartError,
+    new_secret_keys,
+    replica_environment,
+)
 
-AGENTFLOW = Path(sys.executable).parent / "agentflow"
 CHAIN = 4  # llm nodes after the input node
 NODES = CHAIN + 1
 TERMINAL = ("execution_completed", "execution_failed", "execution_cancelled")
@@ -111,48 +109,6 @@ def struct(document: dict[str, Any]) -> struct_pb2.Struct:
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
-
-
-@dataclass
-class Replica:
-    process: subprocess.Popen[str]
-    address: str
-
-
-def start_replica(environment: dict[str, str], log: Path) -> Replica:
-    with log.open("w") as log_file:
-        process = subprocess.Popen(
-            [str(AGENTFLOW), "serve", "--no-migrate"],
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=log_file,
-            text=True,
-        )
-    found: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            match = re.match(r"^grpc://(\S+)$", line.strip())
-            if match:
-                found.append(match.group(1))
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not ready.wait(60) or not found:
-        process.kill()
-        raise SystemExit(f"a replica did not start:\n{log.read_text()[-2000:]}")
-    return Replica(process, found[0])
-
-
-def stop_replica(replica: Replica) -> None:
-    replica.process.send_signal(signal.SIGTERM)
-    try:
-        replica.process.wait(30)
-    except subprocess.TimeoutExpired:
-        replica.process.kill()
 
 
 async def redis_counters(client: redis.Redis) -> tuple[int, int]:
@@ -211,10 +167,10 @@ async def prepare(address: str, key: str, provider_url: str) -> str:
 
 
 async def level(
-    args: argparse.Namespace, replicas: list[Replica], key: str, workflow: str, valkey: str
+    args: argparse.Namespace, replicas: Replicas, key: str, workflow: str, valkey: str
 ) -> str:
     metadata = (("x-api-key", key),)
-    channels = [grpc.aio.insecure_channel(r.address) for r in replicas]
+    channels = [grpc.aio.insecure_channel(address) for address in replicas.addresses]
     stubs = [execution_pb2_grpc.ExecutionServiceStub(c) for c in channels]
     counter = redis.Redis.from_url(valkey)
     try:
@@ -276,41 +232,30 @@ async def main_async(args: argparse.Namespace) -> None:
                     )
                 finally:
                     await database.close()
-                environment = {
-                    name: value
-                    for name, value in os.environ.items()
-                    if not name.startswith("AGENTFLOW_")
-                    and name not in ("DATABASE_URL", "REDIS_URL")
-                }
-                environment.update(
-                    DATABASE_URL=dsn,
-                    REDIS_URL=valkey_url,
-                    AGENTFLOW_SECRET_KEYS="bench:" + base64.b64encode(os.urandom(32)).decode(),
-                    AGENTFLOW_GRPC_PORT="0",
-                    AGENTFLOW_WORKERS=str(args.workers),
-                    AGENTFLOW_DATABASE_POOL_MAX="20",
-                    AGENTFLOW_LOG_LEVEL="WARNING",
-                    AGENTFLOW_LOG_FORMAT="json",
+                environment = replica_environment(
+                    dsn,
+                    valkey_url,
+                    secret_keys=new_secret_keys("bench"),
+                    workers=args.workers,
+                    database_pool_max=20,
+                    log_level="WARNING",
                 )
                 print(
                     f"{NODES}-node chain ({CHAIN} llm calls a run), provider "
                     f"{args.latency * 1000:g} ms, {args.concurrency} clients, {args.runs} runs per "
                     f"level, {args.workers} workers a replica"
                 )
-                replicas: list[Replica] = []
-                try:
+                with Replicas(environment, home) as replicas:
                     workflow = ""
                     for count in (1, 2):
-                        while len(replicas) < count:
-                            log = home / f"replica-{len(replicas)}.log"
-                            replicas.append(start_replica(environment, log))
+                        try:
+                            replicas.start(count - len(replicas))
+                        except ReplicaStartError as exc:
+                            raise SystemExit(str(exc)) from None
                         if not workflow:
                             workflow = await prepare(replicas[0].address, key, provider.url)
                         report = await level(args, replicas, key, workflow, valkey_url)
                         print(report, flush=True)
-                finally:
-                    for replica in replicas:
-                        stop_replica(replica)
             finally:
                 valkey.stop()
 

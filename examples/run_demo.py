@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 EXAMPLES = Path(__file__).resolve().parent
 

@@ -27,7 +27,7 @@ from agentflow_grpc.devstack.valkey import EmbeddedValkey
 from agentflow_grpc.engine.execution import ExecutionEngine
 from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.nodes.registry import NodeRegistry
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 pytest_plugins = [
     "support.storage_fixtures",

@@ -25,7 +25,7 @@ from support.rest import SLOW, slow_spec
 from support.runs import answer_spec
 
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2 as ex
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 State = ex.Execution.State
 

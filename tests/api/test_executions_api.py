@@ -38,7 +38,7 @@ from support.runs import answer_spec
 
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2 as ex
 from agentflow_grpc._gen.agentflow.v1 import workflow_pb2 as wf
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 Event = ex.ExecutionEvent
 State = ex.Execution.State

@@ -29,7 +29,7 @@ from agentflow_grpc._gen.agentflow.v1 import health_pb2 as hl
 from agentflow_grpc._gen.agentflow.v1 import source_pb2 as sr
 from agentflow_grpc._gen.agentflow.v1 import workflow_pb2 as wf
 from agentflow_grpc.model.records import Role
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 SLOW = 0.001  # tokens a second: none comes back while a test runs
 CHAT = "/v1/chat/completions"

@@ -34,7 +34,7 @@ from support.api_fixtures import RunningApi
 from support.runs import answer_spec
 
 from agentflow_grpc.model.records import Role
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 SLOW = "[slow]"
 

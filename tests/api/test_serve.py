@@ -34,7 +34,7 @@ from agentflow_grpc.model.records import Role
 from agentflow_grpc.storage import tenants
 from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import Database
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 
 def environment(dsn: str, home: Path) -> dict[str, str]:

@@ -25,7 +25,7 @@ from support.api_helpers import (
 from support.network import closed_port
 
 from agentflow_grpc._gen.agentflow.v1 import source_pb2 as src
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 SECRET = "sk-super-secret-4f1c9e"
 NEW_SECRET = "sk-rotated-secret-77ab02"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 TRIAGE = ["subject=Refund", "body=I was charged twice"]
 

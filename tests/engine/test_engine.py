@@ -19,7 +19,7 @@ from agentflow_grpc.model.errors import InvalidInputsError
 from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.sources.registry import SourceSet
 from agentflow_grpc.spec import WorkflowSpec, validate_spec
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 FAST_RETRY = {"max_attempts": 3, "backoff": {"initial": 0.01, "max": 0.02, "jitter": False}}
 

@@ -16,7 +16,7 @@ from support.rest import create_openai_source, create_workflow
 from support.runs import answer_spec
 
 from agentflow_grpc.model.records import Role
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 SLOW_REPLY = "one two three four five six seven eight nine ten"
 

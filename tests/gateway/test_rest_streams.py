@@ -29,7 +29,7 @@ from support.runs import answer_spec
 
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2 as ex
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2_grpc
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 
 def assert_sse_response(status: int, headers: httpx.Headers, body: str) -> None:

@@ -17,7 +17,7 @@ from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.sources.base import ChatRequest, ProviderLimiter, ProviderLimits
 from agentflow_grpc.sources.openai_compatible import OpenAICompatibleSource, adapters
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 CHAT = "/v1/chat/completions"
 ASK = ChatRequest(messages=[{"role": "user", "content": "one two three"}], stream=False)

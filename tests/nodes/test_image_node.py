@@ -28,7 +28,7 @@ from agentflow_grpc.model.events import EventType
 from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.sources.registry import SourceSet
 from agentflow_grpc.spec import validate_spec
-from agentflow_grpc.testing.fake_provider import IMAGES_PATH, TINY_PNG, FakeProviderServer
+from agentflow_grpc.testing import IMAGES_PATH, TINY_PNG, FakeProviderServer
 
 FAST_RETRY = {"max_attempts": 3, "backoff": {"initial": 0.01, "max": 0.02, "jitter": False}}
 

@@ -34,7 +34,7 @@ from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.nodes.registry import NodeRegistry
 from agentflow_grpc.sources.registry import SourceSet
 from agentflow_grpc.spec import validate_spec
-from agentflow_grpc.testing.fake_provider import CHAT_PATH, FakeProviderServer
+from agentflow_grpc.testing import CHAT_PATH, FakeProviderServer
 
 TENANT = "tenant-a"
 HOUR = 3600

@@ -26,7 +26,7 @@ from support.sources import llm_source
 from agentflow_grpc.engine.execution import ExecutionEngine
 from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.model.sources import SourceDefinition
-from agentflow_grpc.testing.fake_provider import CHAT_PATH, FakeProviderServer
+from agentflow_grpc.testing import CHAT_PATH, FakeProviderServer
 
 FAST_RETRY = {"max_attempts": 3, "backoff": {"initial": 0.01, "max": 0.02, "jitter": False}}
 

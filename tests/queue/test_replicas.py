@@ -25,7 +25,7 @@ from agentflow_grpc.model.records import Role
 from agentflow_grpc.queue.keys import Keys
 from agentflow_grpc.services.tenants import TenantService
 from agentflow_grpc.storage.database import Database
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -45,21 +45,19 @@ async def replicas(
         redis_url,
         key,
         tmp_path / "cluster",
-        AGENTFLOW_JOB_VISIBILITY_TIMEOUT="2",
-        AGENTFLOW_WORKERS="4",
+        job_visibility_timeout=2,
+        workers=4,
     ) as running:
         try:
             yield running
         finally:
-            for replica in running.replicas:
-                if replica.channel is not None:
-                    await replica.channel.close()
+            await running.close()
 
 
 async def _workflow(cluster: Cluster, provider: FakeProviderServer, *, slow: bool) -> str:
     if slow:
         provider.add_rule(reply=SLOW_REPLY, chunk_delay=0.4)
-    client = cluster.replicas[0].client()
+    client = cluster.client(cluster.replicas[0])
     await client.sources.CreateSource(
         source_pb2.CreateSourceRequest(
             source=source_pb2.Source(
@@ -82,7 +80,8 @@ async def _workflow(cluster: Cluster, provider: FakeProviderServer, *, slow: boo
 
 async def _start(replica: Replica, cluster: Cluster, workflow: str) -> ex.Execution:
     request = ex.StartExecutionRequest(workflow=workflow, inputs=struct({"question": "Count"}))
-    return await replica.client().executions.StartExecution(request, metadata=cluster.metadata)  # type: ignore[no-any-return]
+    executions = cluster.client(replica).executions
+    return await executions.StartExecution(request, metadata=cluster.metadata)  # type: ignore[no-any-return]
 
 
 async def _runner(cluster: Cluster, valkey: redis.Redis, name: str) -> Replica:
@@ -101,7 +100,7 @@ async def _stream(
     replica: Replica, cluster: Cluster, name: str, after: int = 0, limit: int | None = None
 ) -> list[ex.ExecutionEvent]:
     events = []
-    call = replica.client().executions.StreamExecution(
+    call = cluster.client(replica).executions.StreamExecution(
         ex.StreamExecutionRequest(name=name, after_sequence=after), metadata=cluster.metadata
     )
     async for event in call:
@@ -113,7 +112,7 @@ async def _stream(
 
 
 async def _get(replica: Replica, cluster: Cluster, name: str) -> ex.Execution:
-    return await replica.client().executions.GetExecution(  # type: ignore[no-any-return]
+    return await cluster.client(replica).executions.GetExecution(  # type: ignore[no-any-return]
         ex.GetExecutionRequest(name=name), metadata=cluster.metadata
     )
 
@@ -199,7 +198,7 @@ async def test_cancel_on_one_replica_stops_the_run_on_the_other(
 ) -> None:
     started, runner, elsewhere = await _running_slowly(replicas, provider, valkey, stored=4)
     began = time.monotonic()
-    cancelled = await elsewhere.client().executions.CancelExecution(
+    cancelled = await replicas.client(elsewhere).executions.CancelExecution(
         ex.CancelExecutionRequest(name=started.name, reason="stop it from the other side"),
         metadata=replicas.metadata,
     )

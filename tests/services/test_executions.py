@@ -33,7 +33,7 @@ from agentflow_grpc.sources.registry import SourceRegistry
 from agentflow_grpc.spec import Limits, PluginCatalog
 from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import Database
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 SLOW = "[slow]"
 

@@ -21,7 +21,7 @@ import pytest
 
 from agentflow_grpc.gateway.envoy import EnvoyGateway, GatewayConfig, Upstream
 from agentflow_grpc.model.records import Role
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 from support.api_fixtures import RunningApi
 from support.rest import create_openai_source
 

@@ -9,7 +9,7 @@ import httpx
 from google.protobuf import json_format
 
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 from support.api_helpers import eventually
 from support.runs import answer_spec
 

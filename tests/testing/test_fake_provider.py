@@ -18,7 +18,7 @@ import openai
 import pytest
 import pytest_asyncio
 
-from agentflow_grpc.testing.fake_provider import (
+from agentflow_grpc.testing import (
     CHAT_PATH,
     IMAGES_PATH,
     FakeProviderServer,
@@ -358,7 +358,7 @@ async def test_async_context_manager_stops_its_thread() -> None:
 
 
 def test_standalone_entry_point() -> None:
-    command = [sys.executable, "-m", "agentflow_grpc.testing.fake_provider", "--port", "0"]
+    command = [sys.executable, "-m", "agentflow_grpc.testing", "--port", "0"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
         try:
             assert process.stdout is not None

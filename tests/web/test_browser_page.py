@@ -20,7 +20,7 @@ from support.rest import create_openai_source, create_workflow
 from support.runs import answer_spec
 
 from agentflow_grpc.model.records import Role
-from agentflow_grpc.testing.fake_provider import FakeProviderServer
+from agentflow_grpc.testing import FakeProviderServer
 
 CHROMIUM = Path(os.environ.get("AGENTFLOW_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [

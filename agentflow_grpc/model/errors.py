@@ -1,8 +1,8 @@
 """The one error root and every error class. Each error AgentFlow raises on purpose has a
 stable code.
 
-The API layer maps these classes to gRPC statuses in one table (by the class a kind derives
-from); the CLI maps them to exit codes.
+The API layer maps these classes to gRPC statuses in one table (an error takes the status of
+its nearest listed base class); the CLI maps them to exit codes.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run demo test lint typecheck unit browser schema proto bench clean
+.PHONY: install run demo test test-fast lint typecheck unit browser schema proto bench clean
 
 $(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "AgentFlow needs Python 3.11 or newer, found " + sys.version.split()[0]'
@@ -29,6 +29,13 @@ demo: install ## Validate the examples and run one live in the terminal (no serv
 	$(BIN)/python examples/run_demo.py
 
 test: install lint typecheck browser unit ## Install, lint, type-check and run every test
+
+# Markers: pyproject.toml registers them, tests/conftest.py applies all but `slow`.
+FAST := not integration and not slow and not browser and not replicas
+
+test-fast: install ## The import contracts and the tests that need no server, process or browser (about a minute)
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/pytest -m "$(FAST)"
 
 lint: install
 	$(BIN)/ruff check .

@@ -26,15 +26,13 @@ from agentflow_grpc.config import Settings
 from agentflow_grpc.devstack.postgres import EmbeddedPostgres
 from agentflow_grpc.devstack.valkey import EmbeddedValkey
 from agentflow_grpc.engine.execution import ExecutionEngine
+from agentflow_grpc.keyspace import RedisKeys
 from agentflow_grpc.limits import Limiter, LimitPolicy
 from agentflow_grpc.model.errors import ConfigurationError
 from agentflow_grpc.nodes.registry import NodeRegistry
 from agentflow_grpc.observability.logging import get_logger
-from agentflow_grpc.queue.fanout import EventFanout
-from agentflow_grpc.queue.jobs import JobQueue
-from agentflow_grpc.queue.keys import Keys
-from agentflow_grpc.queue.runs import RunLeases
-from agentflow_grpc.services.executions import Coordination, ExecutionService
+from agentflow_grpc.queue.coordination import Coordination
+from agentflow_grpc.services.executions import ExecutionService
 from agentflow_grpc.services.sources import SourceService
 from agentflow_grpc.services.tenants import TenantService
 from agentflow_grpc.services.workers import WorkerPool
@@ -127,7 +125,8 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
         )
         try:
             nodes = NodeRegistry.from_entry_points()
-            limiter = Limiter(redis_client[0], LimitPolicy.from_settings(settings))
+            keys = RedisKeys(settings.redis_prefix)  # every Redis key, under one prefix
+            limiter = Limiter(redis_client[0], LimitPolicy.from_settings(settings), keys=keys)
             source_registry = SourceRegistry.default(provider_limiter=limiter.providers)
             limits = settings.spec_limits()
             engine = ExecutionEngine(
@@ -135,11 +134,9 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                 cache_size=settings.compiled_cache_size,
                 node_timeout=settings.node_timeout,
                 execution_timeout=settings.execution_timeout,
-                response_cache=RedisResponseCache(
-                    redis_client[0], prefix=f"{settings.redis_prefix}:llmcache"
-                ),
+                response_cache=RedisResponseCache(redis_client[0], keys=keys),
             )
-            versions = WorkflowVersionCache(redis_client[0], prefix=settings.redis_prefix)
+            versions = WorkflowVersionCache(redis_client[0], keys=keys)
             executions = ExecutionService(
                 database,
                 engine,
@@ -148,7 +145,7 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                 plugins=nodes.catalog,
                 limits=limits,
                 max_running=settings.max_running_executions,
-                coordination=coordination(settings, redis_client[0]),
+                coordination=coordination(settings, redis_client[0], keys),
                 limiter=limiter,
                 versions=versions,
             )
@@ -178,16 +175,13 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
             await database.close()
 
 
-def coordination(settings: Settings, client: redis.Redis) -> Coordination:
+def coordination(settings: Settings, client: redis.Redis, keys: RedisKeys) -> Coordination:
     """The job queue, leases and event fan-out of this replica, on `client`."""
-    keys = Keys(settings.redis_prefix)
-    replica = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    visibility = settings.job_visibility_timeout
-    return Coordination(
-        queue=JobQueue(client, keys, consumer=replica, visibility_timeout=visibility),
-        leases=RunLeases(client, keys, replica=replica, ttl=visibility),
-        fanout=EventFanout(client, keys),
-        heartbeat=visibility / 3,
+    return Coordination.on(
+        client,
+        keys,
+        replica=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        visibility_timeout=settings.job_visibility_timeout,
         max_deliveries=settings.job_max_deliveries,
     )
 

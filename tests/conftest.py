@@ -9,6 +9,10 @@
 - `migrated_dsn`, `database`, `owner`, `keyring`, `tenant_a`, `tenant_b`: AgentFlow's own schema in
   that server, fresh tables for every test (tests/support/storage_fixtures.py).
 - `crm_api`: a local HTTP API (tests/support/crm_api.py) on a free port, per test.
+
+Markers (pyproject.toml): `integration` (a real server or a process), `browser` (tests/web) and
+`replicas` are applied here, at collection; `slow` is written on the tests. `make test-fast` runs
+the tests with none of them.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as redis
+from support import markers
 from support.crm_api import CrmApi, serve
-from support.sources import llm_source
+from support.sources import crm_source, llm_source
 
 from agentflow_grpc.devstack.valkey import EmbeddedValkey
 from agentflow_grpc.engine.execution import ExecutionEngine
@@ -37,6 +42,12 @@ pytest_plugins = [
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SUPPORT = Path(__file__).resolve().parent / "support"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`integration`, `browser` and `replicas` by what each test uses (tests/support/markers.py);
+    `slow` is marked by hand."""
+    markers.apply(items)
 
 
 @pytest.fixture(scope="session")
@@ -153,10 +164,5 @@ def example_sources(
         llm_source("openai-main", "openai", provider.url),
         llm_source("anthropic-main", "anthropic", provider.url),
         SourceDefinition(name="warehouse-db", type="postgres", config={"dsn": warehouse_dsn}),
-        SourceDefinition(
-            name="crm-api",
-            type="http",
-            config={"base_url": crm_url, "allow_private_network": True},
-            secrets={"token": "crm-secret"},
-        ),
+        crm_source(crm_url, name="crm-api"),
     ]

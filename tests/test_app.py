@@ -101,6 +101,7 @@ async def test_with_database_url_and_no_secret_keys_it_refuses_to_open(
 # --- the embedded server ---
 
 
+@pytest.mark.slow
 async def test_without_database_url_it_runs_an_embedded_server_and_keeps_its_data(
     tmp_path: Path,
 ) -> None:

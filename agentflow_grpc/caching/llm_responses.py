@@ -1,4 +1,5 @@
-"""The LLM response cache on Redis: one string per reply, `af:llmcache:{namespace}:{sha256}`.
+"""The LLM response cache on Redis: one string per reply, `{prefix}:llmcache:{namespace}:{sha}`
+(`RedisKeys.llm_response`).
 
 Values are the reply's JSON (`CachedReply.to_dict`), set with the node's TTL (`SET … PX`). The
 namespace is the tenant, so one tenant's replies are never read for another; the key is the
@@ -20,9 +21,8 @@ from typing import TypeVar
 
 import redis.asyncio as redis
 
+from agentflow_grpc.keyspace import RedisKeys
 from agentflow_grpc.nodes.response_cache import CachedReply
-
-KEY_PREFIX = "af:llmcache"
 
 T = TypeVar("T")
 
@@ -36,18 +36,18 @@ class RedisResponseCache:
         self,
         client: redis.Redis,
         *,
-        prefix: str = KEY_PREFIX,
+        keys: RedisKeys,
         timeout: float = 1.0,
         pause: float = 5.0,
     ) -> None:
         self._client = client
-        self.prefix = prefix
+        self._keys = keys
         self.timeout = timeout
         self.pause = pause
         self._asleep_until = 0.0  # monotonic time; Redis is not asked before it
 
     def redis_key(self, namespace: str, key: str) -> str:
-        return f"{self.prefix}:{namespace}:{key}"
+        return self._keys.llm_response(namespace, key)
 
     async def get(self, namespace: str, key: str) -> CachedReply | None:
         raw = await self._call(lambda: self._client.get(self.redis_key(namespace, key)))

@@ -2,10 +2,11 @@
 
 A run of a stored workflow needs its current version number and that version's spec. Versions
 never change once stored, so a version's spec is cached for a day
-(`{prefix}:wf:{tenant}:{id}:v{n}`); the current version number
-(`{prefix}:wf:{tenant}:{id}:current`) changes with every update, so WorkflowService deletes it
-when it stores a new version or deletes the workflow (and it lives a minute at most, which
-bounds a race between a reader and an update). Tenants are in every key.
+(`{prefix}:wf:{tenant}:{id}:v{n}`, `RedisKeys.workflow_version`); the current version number
+(`{prefix}:wf:{tenant}:{id}:current`, `RedisKeys.workflow_current`) changes with every
+update, so WorkflowService deletes it when it stores a new version or deletes the workflow
+(and it lives a minute at most, which bounds a race between a reader and an update). Tenants
+are in every key.
 
 The cache only ever saves reads: any Redis failure is a miss, and the database answers.
 """
@@ -19,6 +20,7 @@ from typing import Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from agentflow_grpc.keyspace import RedisKeys
 from agentflow_grpc.observability.logging import get_logger
 
 log = get_logger("agentflow.caching")
@@ -28,21 +30,18 @@ CURRENT_TTL = 60  # seconds: deleted on update; the TTL only bounds a racing rea
 
 
 class WorkflowVersionCache:
-    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+    def __init__(self, client: redis.Redis, *, keys: RedisKeys) -> None:
         self._redis = client
-        self._prefix = prefix
-
-    def _key(self, tenant_id: uuid.UUID, workflow_id: uuid.UUID, part: str) -> str:
-        return f"{self._prefix}:wf:{tenant_id}:{workflow_id}:{part}"
+        self._keys = keys
 
     async def current(self, tenant_id: uuid.UUID, workflow_id: uuid.UUID) -> int | None:
-        value = await self._get(self._key(tenant_id, workflow_id, "current"))
+        value = await self._get(self._keys.workflow_current(tenant_id, workflow_id))
         return int(value) if value is not None else None
 
     async def spec(
         self, tenant_id: uuid.UUID, workflow_id: uuid.UUID, version: int
     ) -> dict[str, Any] | None:
-        value = await self._get(self._key(tenant_id, workflow_id, f"v{version}"))
+        value = await self._get(self._keys.workflow_version(tenant_id, workflow_id, version))
         return json.loads(value) if value is not None else None
 
     async def remember(
@@ -57,10 +56,14 @@ class WorkflowVersionCache:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.set(
-                    self._key(tenant_id, workflow_id, f"v{version}"), json.dumps(spec), ex=SPEC_TTL
+                    self._keys.workflow_version(tenant_id, workflow_id, version),
+                    json.dumps(spec),
+                    ex=SPEC_TTL,
                 )
                 if current:
-                    pipe.set(self._key(tenant_id, workflow_id, "current"), version, ex=CURRENT_TTL)
+                    pipe.set(
+                        self._keys.workflow_current(tenant_id, workflow_id), version, ex=CURRENT_TTL
+                    )
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             log.debug("workflow_cache.unavailable", error=str(exc))
@@ -68,7 +71,7 @@ class WorkflowVersionCache:
     async def forget_current(self, tenant_id: uuid.UUID, workflow_id: uuid.UUID) -> None:
         """The workflow has a new current version, or is gone."""
         try:
-            await self._redis.delete(self._key(tenant_id, workflow_id, "current"))
+            await self._redis.delete(self._keys.workflow_current(tenant_id, workflow_id))
         except (RedisError, OSError) as exc:
             log.warning("workflow_cache.invalidation_failed", error=str(exc))
 

@@ -1,6 +1,7 @@
 """Rate limits and quotas in Redis, per tenant, per API key and per source (see limiter.py).
 
-limiter = Limiter(redis_client, LimitPolicy.from_settings(settings))
+keys = RedisKeys(settings.redis_prefix)  # agentflow_grpc.keyspace: every key, one prefix
+limiter = Limiter(redis_client, LimitPolicy.from_settings(settings), keys=keys)
 await limiter.admit_request(tenant_id, api_key_id)
 async with limiter.execution_slot(tenant_id, api_key_id, execution_id): ...
 await limiter.check_tokens(tenant_id); await limiter.add_tokens(tenant_id, n)

@@ -19,8 +19,8 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio as redis
 
+from agentflow_grpc.keyspace import Id, RedisKeys
 from agentflow_grpc.limits.guard import FailOpen
-from agentflow_grpc.limits.keys import Id, Keys
 from agentflow_grpc.limits.policy import LimitPolicy
 from agentflow_grpc.limits.providers import RedisProviderLimiter
 from agentflow_grpc.limits.quotas import TokenQuota
@@ -35,14 +35,15 @@ class Limiter:
         client: redis.Redis,
         policy: LimitPolicy,
         *,
+        keys: RedisKeys,
         timeout: float = 1.0,
         pause: float = 5.0,
         warn_every: float = 60.0,
     ) -> None:
-        """No I/O: the scripts are loaded on first use. `timeout` bounds each Redis call;
-        after a failure Redis is left alone for `pause` seconds (limits allow meanwhile)."""
+        """No I/O: the scripts are loaded on first use. `keys` names every key (under
+        `AGENTFLOW_REDIS_PREFIX`); `timeout` bounds each Redis call; after a failure Redis is
+        left alone for `pause` seconds (limits allow meanwhile)."""
         scripts = Scripts.register(client)
-        keys = Keys(policy.key_prefix)
         self.policy = policy
         self.guard = FailOpen(timeout=timeout, pause=pause, warn_every=warn_every)
         self._requests = RequestLimits(scripts, self.guard, keys, policy)

@@ -16,7 +16,6 @@ class LimitPolicy:
     tenant_max_concurrent_executions: int = 0
     key_max_concurrent_executions: int = 0
     tenant_tokens_per_day: int = 0
-    key_prefix: str = "af"  # AGENTFLOW_REDIS_PREFIX: keys are `<prefix>:limit:…`
     # Not settings: how long a slot outlives a server that stopped renewing it (crashed), and
     # how long a caller refused a slot is told to wait at most.
     slot_lease: float = 60.0
@@ -32,5 +31,4 @@ class LimitPolicy:
             tenant_max_concurrent_executions=settings.tenant_max_concurrent_executions,
             key_max_concurrent_executions=settings.key_max_concurrent_executions,
             tenant_tokens_per_day=settings.tenant_tokens_per_day,
-            key_prefix=settings.redis_prefix,
         )

@@ -11,15 +11,15 @@ least one token.
 
 from __future__ import annotations
 
+from agentflow_grpc.keyspace import RedisKeys
 from agentflow_grpc.limits.buckets import Bucket, take
 from agentflow_grpc.limits.guard import FailOpen
-from agentflow_grpc.limits.keys import Keys
 from agentflow_grpc.limits.scripts import Scripts
 from agentflow_grpc.sources.base import ProviderLimits
 
 
 class RedisProviderLimiter:
-    def __init__(self, scripts: Scripts, guard: FailOpen, keys: Keys) -> None:
+    def __init__(self, scripts: Scripts, guard: FailOpen, keys: RedisKeys) -> None:
         self._scripts = scripts
         self._guard = guard
         self._keys = keys

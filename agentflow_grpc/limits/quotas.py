@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from agentflow_grpc.keyspace import Id, RedisKeys
 from agentflow_grpc.limits.guard import FailOpen
-from agentflow_grpc.limits.keys import Id, Keys
 from agentflow_grpc.limits.scripts import Scripts
 from agentflow_grpc.model.errors import ResourceExhaustedError
 
@@ -28,7 +28,7 @@ class TokenQuota:
         self,
         scripts: Scripts,
         guard: FailOpen,
-        keys: Keys,
+        keys: RedisKeys,
         tokens_per_day: int,
         *,
         clock: Callable[[], datetime] = _utc_now,

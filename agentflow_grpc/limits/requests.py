@@ -7,9 +7,9 @@ tenant's rate). The refusal names the bucket that keeps it waiting longest.
 
 from __future__ import annotations
 
+from agentflow_grpc.keyspace import Id, RedisKeys
 from agentflow_grpc.limits.buckets import Bucket, take
 from agentflow_grpc.limits.guard import FailOpen
-from agentflow_grpc.limits.keys import Id, Keys
 from agentflow_grpc.limits.policy import LimitPolicy
 from agentflow_grpc.limits.scripts import Scripts
 from agentflow_grpc.model.errors import ResourceExhaustedError
@@ -19,7 +19,9 @@ KEY_RATE_LIMITED = "rate_limited.api_key"
 
 
 class RequestLimits:
-    def __init__(self, scripts: Scripts, guard: FailOpen, keys: Keys, policy: LimitPolicy) -> None:
+    def __init__(
+        self, scripts: Scripts, guard: FailOpen, keys: RedisKeys, policy: LimitPolicy
+    ) -> None:
         self._scripts = scripts
         self._guard = guard
         self._keys = keys

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from agentflow_grpc.keyspace import Id, RedisKeys
 from agentflow_grpc.limits.guard import FailOpen
-from agentflow_grpc.limits.keys import Id, Keys
 from agentflow_grpc.limits.policy import LimitPolicy
 from agentflow_grpc.limits.scripts import Scripts
 from agentflow_grpc.model.errors import ResourceExhaustedError
@@ -85,7 +85,9 @@ class _Limit:
 
 
 class ExecutionSlots:
-    def __init__(self, scripts: Scripts, guard: FailOpen, keys: Keys, policy: LimitPolicy) -> None:
+    def __init__(
+        self, scripts: Scripts, guard: FailOpen, keys: RedisKeys, policy: LimitPolicy
+    ) -> None:
         self._scripts = scripts
         self._guard = guard
         self._keys = keys

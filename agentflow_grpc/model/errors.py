@@ -135,6 +135,11 @@ class UnavailableError(AgentFlowError):
     code = "unavailable"
 
 
+class QueueUnavailableError(UnavailableError):
+    """Redis failed a call of the job queue, the run leases or the event fan-out
+    (`queue.guard`)."""
+
+
 class ResourceExhaustedError(AgentFlowError):
     """A limit is reached for now (runs in progress, a rate, a quota); worth retrying later."""
 

@@ -24,11 +24,12 @@ from datetime import datetime
 from typing import Any
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
 
+from agentflow_grpc.keyspace import RedisKeys
+from agentflow_grpc.model.errors import QueueUnavailableError
 from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.observability.logging import get_logger
-from agentflow_grpc.queue.keys import Keys
+from agentflow_grpc.queue.guard import RedisGuard
 
 log = get_logger("agentflow.queue")
 
@@ -62,12 +63,13 @@ def decode(fields: dict[bytes, bytes] | dict[str, str]) -> ExecutionEvent:
 
 
 class EventFanout:
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: RedisKeys) -> None:
         self._redis = client
         self._keys = keys
+        self._guard = RedisGuard("the event fan-out")
 
     def publisher(self, execution_id: uuid.UUID) -> EventPublisher:
-        return EventPublisher(self._redis, self._keys.events(execution_id))
+        return EventPublisher(self._redis, self._keys.run_events(execution_id), self._guard)
 
     async def follow(
         self,
@@ -80,12 +82,13 @@ class EventFanout:
         """Events after `after_sequence` from the run's stream, waiting for new ones, until the
         terminal event; or until a quiet `block` seconds after which `still_running()` says
         nobody runs it any more. Raises StreamGap (the stream lost what comes next) or
-        RedisError."""
-        key = self._keys.events(execution_id)
+        QueueUnavailableError."""
+        key = self._keys.run_events(execution_id)
         last = after_sequence
         cursor = "0-0"
         while True:
-            read = await self._redis.xread({key: cursor}, count=500, block=round(block * 1000))
+            with self._guard:
+                read = await self._redis.xread({key: cursor}, count=500, block=round(block * 1000))
             for _stream, entries in read or []:
                 for entry_id, fields in entries:
                     cursor = entry_id
@@ -105,9 +108,10 @@ class EventFanout:
 class EventPublisher:
     """Publishes one run's events in order, batching what gathers while a send is on the way."""
 
-    def __init__(self, client: redis.Redis, key: str) -> None:
+    def __init__(self, client: redis.Redis, key: str, guard: RedisGuard) -> None:
         self._redis = client
         self._key = key
+        self._guard = guard
         self._pending: list[ExecutionEvent] = []
         self._wake = asyncio.Event()
         self._closed = False
@@ -140,15 +144,16 @@ class EventPublisher:
 
     async def _send(self, batch: list[ExecutionEvent]) -> None:
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for event in batch:
-                    pipe.xadd(self._key, encode(event), maxlen=MAX_EVENTS, approximate=True)
-                if batch[-1].is_terminal:
-                    pipe.expire(self._key, EXPIRE_AFTER_END)
-                else:
-                    pipe.expire(self._key, EXPIRE_AFTER_END * 24)  # a run abandoned for good
-                await pipe.execute()
+            with self._guard:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for event in batch:
+                        pipe.xadd(self._key, encode(event), maxlen=MAX_EVENTS, approximate=True)
+                    if batch[-1].is_terminal:
+                        pipe.expire(self._key, EXPIRE_AFTER_END)
+                    else:
+                        pipe.expire(self._key, EXPIRE_AFTER_END * 24)  # a run abandoned for good
+                    await pipe.execute()
             self.round_trips += 1
-        except (RedisError, OSError) as exc:
+        except QueueUnavailableError as exc:
             self._broken = True  # followers elsewhere read the log instead
             log.warning("queue.fanout_unavailable", key=self._key, error=str(exc))

@@ -6,7 +6,7 @@ XAUTOCLAIM hands it over — else a new one (XREADGROUP). A worker `touch()`es w
 it runs (XCLAIM … JUSTID resets the idle time, so a live worker's job is never reclaimed) and
 `ack()`s it (XACK, then XDEL) only after the run's final event is stored. An entry is delivered
 again only when its worker went quiet for the whole visibility timeout; `Delivery.count` says how
-often it has been handed out.
+often it has been handed out. Redis failing a call raises QueueUnavailableError (queue/guard.py).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
-from agentflow_grpc.model.errors import UnavailableError
-from agentflow_grpc.queue.keys import Keys
+from agentflow_grpc.keyspace import RedisKeys
+from agentflow_grpc.queue.guard import RedisGuard
 
 GROUP = "agentflow-workers"
 
@@ -39,42 +39,40 @@ class Delivery:
 
 class JobQueue:
     def __init__(
-        self, client: redis.Redis, keys: Keys, *, consumer: str, visibility_timeout: float
+        self, client: redis.Redis, keys: RedisKeys, *, consumer: str, visibility_timeout: float
     ) -> None:
         self._redis = client
         self._keys = keys
+        self._guard = RedisGuard("the job queue")
         self.consumer = consumer
         self._idle_ms = max(1, round(visibility_timeout * 1000))
         self._group_ready = False
 
     async def ready(self) -> None:
-        """UnavailableError unless Redis answers (checked before a start is recorded)."""
-        try:
+        """QueueUnavailableError unless Redis answers (checked before a start is recorded)."""
+        with self._guard:
             await self._redis.ping()  # type: ignore[misc]
-        except (RedisError, OSError) as exc:
-            raise UnavailableError(f"the job queue (Redis) is unavailable: {exc}") from exc
 
     async def enqueue(self, job: Job) -> str:
-        """Add a job; UnavailableError when Redis cannot take it."""
-        try:
+        """Add a job; QueueUnavailableError when Redis cannot take it."""
+        with self._guard:
             await self._ensure_group()
             entry = await self._redis.xadd(
                 self._keys.jobs,
                 {"execution_id": str(job.execution_id), "tenant_id": str(job.tenant_id)},
             )
-        except (RedisError, OSError) as exc:
-            raise UnavailableError(f"the job queue (Redis) is unavailable: {exc}") from exc
         return _text(entry)
 
     async def claim(self, block: float) -> Delivery | None:
         """A job to run: one abandoned longer than the visibility timeout, else a new one
         (waiting up to `block` seconds); None when there is none."""
-        try:
-            return await self._claim(block)
-        except ResponseError as exc:
-            if "NOGROUP" in str(exc):  # Redis lost the stream (restarted without its data)
-                self._group_ready = False
-            raise
+        with self._guard:
+            try:
+                return await self._claim(block)
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):  # Redis lost the stream (restarted without its data)
+                    self._group_ready = False
+                raise
 
     async def _claim(self, block: float) -> Delivery | None:
         await self._ensure_group()
@@ -95,35 +93,32 @@ class JobQueue:
 
     async def touch(self, delivery: Delivery) -> None:
         """Reset the job's idle time: this worker is alive and still running it."""
-        await self._redis.xclaim(
-            self._keys.jobs, GROUP, self.consumer, 0, [delivery.entry_id], justid=True
-        )
+        with self._guard:
+            await self._redis.xclaim(
+                self._keys.jobs, GROUP, self.consumer, 0, [delivery.entry_id], justid=True
+            )
 
     async def hand_back(self, delivery: Delivery) -> None:
         """Give the job up now (this replica is stopping): it is at once as idle as an
         abandoned one, so another worker reclaims it on its next look."""
-        await self._redis.xclaim(
-            self._keys.jobs,
-            GROUP,
-            self.consumer,
-            0,
-            [delivery.entry_id],
-            idle=self._idle_ms,
-            justid=True,
-        )
+        with self._guard:
+            await self._redis.xclaim(
+                self._keys.jobs,
+                GROUP,
+                self.consumer,
+                0,
+                [delivery.entry_id],
+                idle=self._idle_ms,
+                justid=True,
+            )
 
     async def ack(self, delivery: Delivery) -> None:
         """The job is done (its final event stored): it leaves the queue for good."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self._keys.jobs, GROUP, delivery.entry_id)
-            pipe.xdel(self._keys.jobs, delivery.entry_id)
-            await pipe.execute()
-
-    async def pending(self) -> int:
-        """Jobs handed out and not yet acknowledged (for health and tests)."""
-        await self._ensure_group()
-        summary = await self._redis.xpending(self._keys.jobs, GROUP)
-        return int(summary["pending"])
+        with self._guard:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xack(self._keys.jobs, GROUP, delivery.entry_id)
+                pipe.xdel(self._keys.jobs, delivery.entry_id)
+                await pipe.execute()
 
     async def _delivery(self, entry_id: Any, fields: Any, *, reclaimed: bool) -> Delivery:
         values = {_text(key): _text(value) for key, value in fields.items()}

@@ -7,7 +7,8 @@ go check the holder first (Lua, atomic), so a replica whose lease lapsed cannot 
 the next holder's.
 
 A cancel request is a key the runner's heartbeat reads (so it is never lost), and a pub/sub
-message that reaches the runner at once.
+message that reaches the runner at once. Redis failing a call raises QueueUnavailableError
+(queue/guard.py).
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
 
+from agentflow_grpc.keyspace import RedisKeys
+from agentflow_grpc.model.errors import QueueUnavailableError
 from agentflow_grpc.observability.logging import get_logger
-from agentflow_grpc.queue.keys import Keys
+from agentflow_grpc.queue.guard import RedisGuard
 
 log = get_logger("agentflow.queue")
 
@@ -42,9 +44,10 @@ CANCEL_REQUEST_TTL = 3600  # seconds a cancel request waits for its run to be pi
 
 
 class RunLeases:
-    def __init__(self, client: redis.Redis, keys: Keys, *, replica: str, ttl: float) -> None:
+    def __init__(self, client: redis.Redis, keys: RedisKeys, *, replica: str, ttl: float) -> None:
         self._redis = client
         self._keys = keys
+        self._guard = RedisGuard("the run-lease store")
         self.replica = replica
         self.ttl_ms = max(100, round(ttl * 1000))
         self._renew = client.register_script(_RENEW)
@@ -52,39 +55,45 @@ class RunLeases:
 
     async def acquire(self, execution_id: uuid.UUID) -> bool:
         """Take the lease; False when another replica holds it."""
-        taken = await self._redis.set(
-            self._keys.lease(execution_id), self.replica, nx=True, px=self.ttl_ms
-        )
+        with self._guard:
+            taken = await self._redis.set(
+                self._keys.run_lease(execution_id), self.replica, nx=True, px=self.ttl_ms
+            )
         return bool(taken)
 
     async def renew(self, execution_id: uuid.UUID) -> bool:
         """Keep the lease; False when it lapsed (and may be another's now)."""
-        renewed = await self._renew(
-            keys=[self._keys.lease(execution_id)], args=[self.replica, self.ttl_ms]
-        )
+        with self._guard:
+            renewed = await self._renew(
+                keys=[self._keys.run_lease(execution_id)], args=[self.replica, self.ttl_ms]
+            )
         return bool(renewed)
 
     async def release(self, execution_id: uuid.UUID) -> None:
-        await self._release(keys=[self._keys.lease(execution_id)], args=[self.replica])
+        with self._guard:
+            await self._release(keys=[self._keys.run_lease(execution_id)], args=[self.replica])
 
     async def holder(self, execution_id: uuid.UUID) -> str | None:
         """The replica running it now, if any."""
-        value = await self._redis.get(self._keys.lease(execution_id))
+        with self._guard:
+            value = await self._redis.get(self._keys.run_lease(execution_id))
         return value.decode() if isinstance(value, bytes) else value
 
     # --- cancel requests ---
 
     async def request_cancel(self, execution_id: uuid.UUID, reason: str) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(self._keys.cancel(execution_id), reason, ex=CANCEL_REQUEST_TTL)
-            pipe.publish(
-                self._keys.cancel_channel,
-                json.dumps({"execution_id": str(execution_id), "reason": reason}),
-            )
-            await pipe.execute()
+        with self._guard:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(self._keys.run_cancel(execution_id), reason, ex=CANCEL_REQUEST_TTL)
+                pipe.publish(
+                    self._keys.cancel_channel,
+                    json.dumps({"execution_id": str(execution_id), "reason": reason}),
+                )
+                await pipe.execute()
 
     async def cancel_requested(self, execution_id: uuid.UUID) -> str | None:
-        value = await self._redis.get(self._keys.cancel(execution_id))
+        with self._guard:
+            value = await self._redis.get(self._keys.run_cancel(execution_id))
         return value.decode() if isinstance(value, bytes) else value
 
     async def listen_for_cancels(
@@ -94,11 +103,12 @@ class RunLeases:
         when Redis goes away and comes back."""
         while True:
             try:
-                async with self._subscription() as messages:
-                    async for message in messages:
-                        request = json.loads(message)
-                        await on_cancel(uuid.UUID(request["execution_id"]), request["reason"])
-            except (RedisError, OSError) as exc:
+                with self._guard:
+                    async with self._subscription() as messages:
+                        async for message in messages:
+                            request = json.loads(message)
+                            await on_cancel(uuid.UUID(request["execution_id"]), request["reason"])
+            except QueueUnavailableError as exc:
                 log.warning("queue.cancel_listener_lost", error=str(exc))
                 await asyncio.sleep(1)
 
@@ -116,5 +126,5 @@ class RunLeases:
         try:
             yield messages()
         finally:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(QueueUnavailableError), self._guard:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]

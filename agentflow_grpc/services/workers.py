@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from redis.exceptions import RedisError
-
+from agentflow_grpc.model.errors import QueueUnavailableError
 from agentflow_grpc.observability.logging import get_logger
-from agentflow_grpc.services.executions import ExecutionService, JobDeferred
+from agentflow_grpc.services.executions import ExecutionService
+from agentflow_grpc.services.queued_runs import JobDeferred
 
 log = get_logger("agentflow.workers")
 
@@ -32,13 +32,9 @@ class WorkerPool:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
 
-    @property
-    def running(self) -> bool:
-        return bool(self._tasks)
-
     def start(self) -> None:
         coordination = self._executions.coordination
-        if coordination is None or self._concurrency == 0 or self._tasks:
+        if self._concurrency == 0 or self._tasks:
             return
         self._stopping.clear()
         self._tasks = [
@@ -67,7 +63,6 @@ class WorkerPool:
 
     async def _work(self, number: int) -> None:
         coordination = self._executions.coordination
-        assert coordination is not None
         while not self._stopping.is_set():
             if not self._executions.reserve_slot():  # jobs wait in the queue (for any replica)
                 await asyncio.sleep(CAPACITY_PAUSE)
@@ -76,7 +71,7 @@ class WorkerPool:
                 delivery = await coordination.queue.claim(block=CLAIM_BLOCK)
             except BaseException as exc:
                 self._executions.release_slot()
-                if not isinstance(exc, (RedisError, OSError)):
+                if not isinstance(exc, QueueUnavailableError):
                     raise
                 log.warning("workers.queue_unavailable", worker=number, error=str(exc))
                 await asyncio.sleep(BACKOFF)

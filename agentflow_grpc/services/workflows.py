@@ -23,7 +23,7 @@ class WorkflowService:
         *,
         plugins: PluginCatalog,
         limits: Limits,
-        versions: WorkflowVersionCache | None = None,
+        versions: WorkflowVersionCache,
     ) -> None:
         self._database = database
         self._plugins = plugins
@@ -110,8 +110,7 @@ class WorkflowService:
         return deleted
 
     async def _forget_current(self, principal: Principal, workflow_id: uuid.UUID) -> None:
-        if self._versions is not None:
-            await self._versions.forget_current(principal.tenant_id, workflow_id)
+        await self._versions.forget_current(principal.tenant_id, workflow_id)
 
     async def list_versions(
         self,

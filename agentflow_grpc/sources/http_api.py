@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.sources.base import parse_config
-from agentflow_grpc.sources.safe_http import create_client
+from agentflow_grpc.sources.safe_http import BlockedAddressError, create_client
 
 
 class HttpApiConfig(BaseModel):
@@ -108,8 +108,12 @@ class HttpApiSource:
     async def check(self) -> str:
         try:
             response = await self._client.get(self._config.base_url)
+        except BlockedAddressError as exc:
+            raise NodeFailure(exc.code, exc.message) from exc
         except httpx2.HTTPError as exc:
-            raise NodeFailure("http.unavailable", f"cannot reach {self._origin}: {exc}") from exc
+            raise NodeFailure(
+                "http.unavailable", f"cannot reach {self._origin}: {exc}", retryable=True
+            ) from exc
         return f"GET {self._config.base_url} answered {response.status_code}"
 
 

@@ -88,14 +88,17 @@ class OpenAICompatibleAdapter:
         }
         client: openai.AsyncOpenAI
         if self.azure:
-            if config.azure_endpoint is None or config.api_version is None:
+            endpoint, version = config.azure_endpoint, config.api_version
+            if endpoint is None or version is None:
+                missing = [
+                    f"config.{name}"
+                    for name, value in (("azure_endpoint", endpoint), ("api_version", version))
+                    if value is None
+                ]
                 raise SourceConfigError(
-                    f"source {definition.name!r}: azure_openai needs `azure_endpoint` and "
-                    "`api_version`"
+                    f"source {definition.name!r}: azure_openai needs {' and '.join(missing)}"
                 )
-            client = openai.AsyncAzureOpenAI(
-                azure_endpoint=config.azure_endpoint, api_version=config.api_version, **common
-            )
+            client = openai.AsyncAzureOpenAI(azure_endpoint=endpoint, api_version=version, **common)
         else:
             client = openai.AsyncOpenAI(base_url=config.base_url or self.default_base_url, **common)
         gate = CallGate(definition, config.limits, self.limiter)

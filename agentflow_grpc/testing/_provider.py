@@ -94,6 +94,7 @@ class FakeProvider:
         # Azure OpenAI: the deployment in the path, `?api-version=` and an `api-key` header.
         app.router.add_post(AZURE_PREFIX + "/{deployment}/chat/completions", self._chat)
         app.router.add_post(AZURE_PREFIX + "/{deployment}/images/generations", self._images)
+        app.router.add_get("/openai/models", self._models)  # Azure's model list (TestSource)
         app.router.add_get("/images/{image_id:[A-Za-z0-9_-]+}.png", self._image_file)
         app.router.add_post("/_fake/rules", self._control_add_rule)
         app.router.add_post("/_fake/reset", self._control_reset)

@@ -16,7 +16,6 @@ from support.api_fixtures import RunningApi
 from support.api_helpers import (
     FINAL_STATES,
     Client,
-    client_of,
     create_workflow,
     echo_spec,
     error_info,
@@ -37,12 +36,6 @@ from agentflow_grpc.model.records import Role
 from agentflow_grpc.storage.tenants import hash_key
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
-
-
-@pytest.fixture
-async def client(api: RunningApi) -> AsyncIterator[Client]:
-    async with api.channel() as channel:
-        yield client_of(channel)
 
 
 def key(value: str) -> tuple[tuple[str, str], ...]:

@@ -21,8 +21,8 @@ from support.api_helpers import (
     stream_error,
     struct,
 )
-from support.rest import SLOW, slow_spec
-from support.runs import answer_spec
+from support.provider import SLOW
+from support.runs import answer_spec, slow_spec
 
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2 as ex
 from agentflow_grpc.testing import FakeProviderServer

@@ -34,7 +34,8 @@ from support.api_helpers import (
     struct,
     violated_fields,
 )
-from support.runs import answer_spec
+from support.provider import SLOW, chat_requests
+from support.runs import answer_spec, slow_spec
 
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2 as ex
 from agentflow_grpc._gen.agentflow.v1 import workflow_pb2 as wf
@@ -42,8 +43,6 @@ from agentflow_grpc.testing import FakeProviderServer
 
 Event = ex.ExecutionEvent
 State = ex.Execution.State
-SLOW = "[slow]"
-CHAT = "/v1/chat/completions"
 
 
 @pytest.fixture
@@ -53,15 +52,6 @@ async def client(api: RunningApi, provider: FakeProviderServer) -> AsyncIterator
         found = client_of(channel)
         await create_openai_source(found, api.metadata(), f"{provider.url}/v1")
         yield found
-
-
-@pytest.fixture
-def md(api: RunningApi) -> tuple[tuple[str, str], ...]:
-    return api.metadata()
-
-
-def slow_spec(name: str = "slow") -> dict[str, Any]:
-    return answer_spec(name, prompt=SLOW + " {{ inputs.question }}")
 
 
 async def collect(call: AsyncIterator[Event]) -> list[Event]:
@@ -110,10 +100,6 @@ async def list_executions(client: Client, md: Any, **request: Any) -> list[ex.Ex
     )
     assert not response.next_page_token
     return list(response.executions)
-
-
-def chat_requests(provider: FakeProviderServer) -> int:
-    return sum(1 for request in provider.requests if request.path == CHAT)
 
 
 async def until_node_started(call: AsyncIterator[Event], node_id: str) -> list[Event]:

@@ -21,7 +21,9 @@ from support.api_helpers import (
     stream_error,
     struct,
 )
+from support.limits import SLOW_RATE
 from support.network import closed_port
+from support.provider import chat_requests
 from support.runs import answer_spec
 
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2 as ex
@@ -30,9 +32,6 @@ from agentflow_grpc._gen.agentflow.v1 import source_pb2 as sr
 from agentflow_grpc._gen.agentflow.v1 import workflow_pb2 as wf
 from agentflow_grpc.model.records import Role
 from agentflow_grpc.testing import FakeProviderServer
-
-SLOW = 0.001  # tokens a second: none comes back while a test runs
-CHAT = "/v1/chat/completions"
 
 
 def retry_delay(error: grpc.aio.AioRpcError) -> float:
@@ -53,7 +52,7 @@ async def tenant_limited(
 ) -> AsyncIterator[tuple[RunningApi, Client]]:
     """A server letting each tenant make 3 calls (no refill to speak of)."""
     settings = api_settings(
-        migrated_dsn, redis_url, tenant_requests_per_second=SLOW, tenant_request_burst=3
+        migrated_dsn, redis_url, tenant_requests_per_second=SLOW_RATE, tenant_request_burst=3
     )
     async with running_api(settings) as api, api.channel() as channel:
         yield api, client_of(channel)
@@ -102,7 +101,7 @@ async def test_a_key_over_its_burst_is_refused_and_the_tenants_other_keys_go_on(
     migrated_dsn: str, redis_url: str, owner: object
 ) -> None:
     settings = api_settings(
-        migrated_dsn, redis_url, key_requests_per_second=SLOW, key_request_burst=2
+        migrated_dsn, redis_url, key_requests_per_second=SLOW_RATE, key_request_burst=2
     )
     async with running_api(settings) as api, api.channel() as channel:
         client = client_of(channel)
@@ -121,7 +120,7 @@ async def test_with_redis_down_the_api_answers_without_limits(
 ) -> None:
     dead = f"redis://127.0.0.1:{closed_port()}/0"
     settings = api_settings(
-        migrated_dsn, dead, tenant_requests_per_second=SLOW, tenant_request_burst=1
+        migrated_dsn, dead, tenant_requests_per_second=SLOW_RATE, tenant_request_burst=1
     )
     async with running_api(settings) as api, api.channel() as channel:
         client = client_of(channel)
@@ -168,7 +167,7 @@ async def test_a_sources_requests_per_minute_hold_its_runs_back(
             "execution_completed",
             "execution_failed",
         ]
-        assert sum(1 for request in provider.requests if request.path == CHAT) == 2
+        assert chat_requests(provider) == 2
         (failed,) = [event for event in runs[2] if event.type == "node_failed"]
         assert failed.data["code"] == "provider.rate_limited"
         assert "2 requests a minute" in failed.data["message"]

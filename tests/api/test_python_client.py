@@ -31,12 +31,11 @@ from agentflow_client import (
 from google.rpc import error_details_pb2
 from grpclib import GRPCError, Status
 from support.api_fixtures import RunningApi
+from support.provider import SLOW
 from support.runs import answer_spec
 
 from agentflow_grpc.model.records import Role
 from agentflow_grpc.testing import FakeProviderServer
-
-SLOW = "[slow]"
 
 
 async def add_source(channel: Any, provider: FakeProviderServer) -> Source:

@@ -36,6 +36,8 @@ from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import Database
 from agentflow_grpc.testing import FakeProviderServer
 
+pytestmark = pytest.mark.slow  # every test starts an `agentflow serve` process: seconds each
+
 
 def environment(dsn: str, home: Path) -> dict[str, str]:
     env = {

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 from google.protobuf.message import Message
-from support.api_fixtures import RunningApi
 from support.api_helpers import (
     Client,
     assert_invalid,
-    client_of,
     create_openai_source,
     plain,
     refused_cleanly,
@@ -29,17 +26,6 @@ from agentflow_grpc.testing import FakeProviderServer
 
 SECRET = "sk-super-secret-4f1c9e"
 NEW_SECRET = "sk-rotated-secret-77ab02"
-
-
-@pytest.fixture
-async def client(api: RunningApi) -> AsyncIterator[Client]:
-    async with api.channel() as channel:
-        yield client_of(channel)
-
-
-@pytest.fixture
-def md(api: RunningApi) -> tuple[tuple[str, str], ...]:
-    return api.metadata()
 
 
 def never_holds_a_secret(message: Message) -> None:

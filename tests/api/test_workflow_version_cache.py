@@ -3,22 +3,13 @@ delete, so a run always runs the current version; and another tenant never reads
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import grpc
-import pytest
 import redis.asyncio as redis
 from support.api_fixtures import RunningApi
-from support.api_helpers import Client, client_of, create_workflow, echo_spec, rpc_error, struct
+from support.api_helpers import Client, create_workflow, echo_spec, rpc_error, struct
 
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2 as ex
 from agentflow_grpc._gen.agentflow.v1 import workflow_pb2 as wf
-
-
-@pytest.fixture
-async def client(api: RunningApi) -> AsyncIterator[Client]:
-    async with api.channel() as channel:
-        yield client_of(channel)
 
 
 async def _run(client: Client, api: RunningApi, workflow: str) -> ex.Execution:

@@ -5,18 +5,15 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
-from support.api_fixtures import RunningApi
 from support.api_helpers import (
     INVALID_SPEC_VIOLATIONS,
     Client,
     assert_invalid,
-    client_of,
     create_workflow,
     field_violations,
     invalid_spec,
@@ -31,17 +28,6 @@ from support.api_helpers import (
 from agentflow_grpc._gen.agentflow.v1 import workflow_pb2 as wf
 
 UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-
-
-@pytest.fixture
-async def client(api: RunningApi) -> AsyncIterator[Client]:
-    async with api.channel() as channel:
-        yield client_of(channel)
-
-
-@pytest.fixture
-def md(api: RunningApi) -> tuple[tuple[str, str], ...]:
-    return api.metadata()
 
 
 async def list_all(client: Client, md: Any, **request: Any) -> list[wf.Workflow]:

@@ -16,6 +16,8 @@ from agentflow_grpc.testing import FakeProviderServer
 
 TRIAGE = ["subject=Refund", "body=I was charged twice"]
 
+pytestmark = pytest.mark.slow  # every test starts `agentflow` processes: seconds each
+
 
 def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "agentflow_grpc", "run", *args]

@@ -29,6 +29,8 @@ from agentflow_grpc.storage.database import Database
 
 KEYS = f"k1:{Keyring.generate_key()}"
 
+pytestmark = pytest.mark.slow  # every test starts `agentflow` processes: seconds each
+
 
 def agentflow(
     *args: str, dsn: str | None, home: Path, keys: str = KEYS

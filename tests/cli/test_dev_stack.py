@@ -33,7 +33,7 @@ ECHO_SPEC = {
     "edges": [],
 }
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 @dataclass

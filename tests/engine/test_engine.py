@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from support.plugins import ControlledNodes, plugin_node, workflow
+from support.retries import FAST_RETRY
 from support.runs import assert_well_formed, collect, for_node, of_type, terminal
 from support.sources import llm_source
 
@@ -20,8 +21,6 @@ from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.sources.registry import SourceSet
 from agentflow_grpc.spec import WorkflowSpec, validate_spec
 from agentflow_grpc.testing import FakeProviderServer
-
-FAST_RETRY = {"max_attempts": 3, "backoff": {"initial": 0.01, "max": 0.02, "jitter": False}}
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.plugins import ControlledNodes, plugin_node, workflow
@@ -95,6 +96,7 @@ def valid_spec(document: dict[str, Any], nodes: ControlledNodes) -> WorkflowSpec
     return result.spec
 
 
+@pytest.mark.slow
 @settings(
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

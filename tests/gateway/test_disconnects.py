@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 from support.api_helpers import eventually
 from support.gateway_fixtures import RunningGateway
 from support.rest import create_openai_source, create_workflow
@@ -97,6 +98,7 @@ async def test_a_client_leaving_an_execute_stream_cancels_the_run_and_the_server
         assert health.json()["status"] == "SERVING"
 
 
+@pytest.mark.slow
 async def test_a_follower_leaving_a_stream_leaves_the_run_going(
     gateway: RunningGateway, provider: FakeProviderServer
 ) -> None:

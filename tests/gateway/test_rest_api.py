@@ -27,8 +27,8 @@ from support.api_helpers import (
 )
 from support.api_helpers import error_info as grpc_error_info
 from support.gateway_fixtures import APP_ORIGIN, RunningGateway, start_gateway
+from support.provider import SLOW
 from support.rest import (
-    SLOW,
     SOURCE_SECRET,
     UUID,
     api_error,
@@ -38,10 +38,9 @@ from support.rest import (
     envoy_error,
     field_violations,
     final_execution,
-    slow_spec,
     start_execution,
 )
-from support.runs import answer_spec
+from support.runs import answer_spec, slow_spec
 
 from agentflow_grpc import __version__
 from agentflow_grpc._gen.agentflow.v1 import workflow_pb2 as wf

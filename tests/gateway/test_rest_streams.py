@@ -13,19 +13,18 @@ from typing import Any
 import httpx
 import pytest
 from support.gateway_fixtures import RunningGateway, event_types, read_sse
+from support.provider import SLOW
 from support.rest import (
-    SLOW,
     api_error,
     assert_well_formed_sse,
     create_workflow,
     event_json,
     field_violations,
     final_execution,
-    slow_spec,
     sse_messages,
     start_execution,
 )
-from support.runs import answer_spec
+from support.runs import answer_spec, slow_spec
 
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2 as ex
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2_grpc
@@ -202,6 +201,7 @@ async def test_a_cancelled_background_run_ends_its_followers_sse_stream(
 
 # The one long test of the suite: a stream that stays quiet for more than 30 s (a common idle
 # limit of proxies and clients) must stay open through Envoy and end with its terminal event.
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_an_sse_stream_stays_open_through_a_32_second_silence(
     runner: httpx.AsyncClient, provider: FakeProviderServer

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from support.limits import new_id, replicas
+from support.provider import chat_requests
 
 from agentflow_grpc.limits import LimitPolicy
 from agentflow_grpc.model.errors import SourceConfigError
@@ -19,7 +20,6 @@ from agentflow_grpc.sources.base import ChatRequest, ProviderLimiter, ProviderLi
 from agentflow_grpc.sources.openai_compatible import OpenAICompatibleSource, adapters
 from agentflow_grpc.testing import FakeProviderServer
 
-CHAT = "/v1/chat/completions"
 ASK = ChatRequest(messages=[{"role": "user", "content": "one two three"}], stream=False)
 
 
@@ -41,10 +41,6 @@ def opened(source: SourceDefinition, limiter: ProviderLimiter | None) -> OpenAIC
     return openai_adapter.open(source)
 
 
-def chat_calls(provider: FakeProviderServer) -> int:
-    return sum(1 for request in provider.requests if request.path == CHAT)
-
-
 async def test_requests_per_minute_hold_for_every_user_of_the_source(
     redis_url: str, provider: FakeProviderServer
 ) -> None:
@@ -60,7 +56,7 @@ async def test_requests_per_minute_hold_for_every_user_of_the_source(
             assert refused.value.code == "provider.rate_limited"
             assert refused.value.retryable
             assert "2 requests a minute" in refused.value.message
-            assert chat_calls(provider) == 2
+            assert chat_requests(provider) == 2
         finally:
             await here.aclose()
             await there.aclose()
@@ -84,7 +80,7 @@ async def test_a_short_wait_is_waited_out(redis_url: str, provider: FakeProvider
             reply = await chat.chat(ASK, lambda _: None)
             assert time.monotonic() - started >= 0.5
             assert reply.text.startswith("Echo:")
-            assert chat_calls(provider) == 1
+            assert chat_requests(provider) == 1
         finally:
             await chat.aclose()
 
@@ -106,7 +102,7 @@ async def test_reported_tokens_count_against_tokens_per_minute(
             with pytest.raises(NodeFailure) as refused:
                 await chat.chat(ask, lambda _: None)
             assert refused.value.code == "provider.rate_limited"
-            assert chat_calls(provider) == 1
+            assert chat_requests(provider) == 1
             assert source.id is not None
             wait = await limiter.providers.acquire(source.id, ProviderLimits(tokens_per_minute=60))
             # 60 - 61 = -1 left; one token is needed: two tokens' time at one a second.
@@ -125,7 +121,7 @@ async def test_no_limiter_or_no_limits_means_calls_go_straight_through(
             for _ in range(3):
                 await unlimited.chat(ASK, lambda _: None)
                 await no_limits.chat(ASK, lambda _: None)
-            assert chat_calls(provider) == 6
+            assert chat_requests(provider) == 6
         finally:
             await unlimited.aclose()
             await no_limits.aclose()

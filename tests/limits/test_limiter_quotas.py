@@ -7,11 +7,10 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from support.limits import client_of, new_id, replicas
+from support.limits import KEYS, client_of, new_id, replicas
 
 from agentflow_grpc.limits import TOKENS_PER_DAY, LimitPolicy
 from agentflow_grpc.limits.guard import FailOpen
-from agentflow_grpc.limits.keys import Keys
 from agentflow_grpc.limits.quotas import TokenQuota
 from agentflow_grpc.limits.scripts import Scripts
 from agentflow_grpc.model.errors import ResourceExhaustedError
@@ -40,13 +39,13 @@ async def test_each_utc_day_has_its_own_count(redis_url: str) -> None:
     client = client_of(redis_url)
     try:
         day = datetime(2030, 1, 1, 23, 59, 30, tzinfo=UTC)
-        quota = TokenQuota(Scripts.register(client), FailOpen(), Keys(), 100, clock=lambda: day)
+        quota = TokenQuota(Scripts.register(client), FailOpen(), KEYS, 100, clock=lambda: day)
         tenant = new_id()
         await quota.add(tenant, 100)
         with pytest.raises(ResourceExhaustedError) as refused:
             await quota.check(tenant)
         assert refused.value.retry_after == 30  # until 2030-01-02 00:00 UTC
-        key = Keys().tenant_tokens(tenant, day.date())
+        key = KEYS.tenant_tokens(tenant, day.date())
         assert 86_400 < await client.ttl(key) <= 2 * 86_400  # yesterday's count goes away
         day = datetime(2030, 1, 2, 0, 0, 1, tzinfo=UTC)
         await quota.check(tenant)

@@ -9,12 +9,10 @@ from collections.abc import Awaitable
 
 import pytest
 from support.api_helpers import eventually
-from support.limits import new_id, replicas
+from support.limits import SLOW_RATE, new_id, replicas
 
 from agentflow_grpc.limits import KEY_RATE_LIMITED, TENANT_RATE_LIMITED, LimitPolicy
 from agentflow_grpc.model.errors import ResourceExhaustedError
-
-SLOW = 0.001  # a rate (per second) that adds no token while a test runs
 
 
 async def admitted(call: Awaitable[None]) -> bool:
@@ -51,7 +49,7 @@ async def test_the_burst_passes_then_the_rate_decides(redis_url: str) -> None:
 async def test_exactly_the_burst_passes_under_concurrent_load_from_two_replicas(
     redis_url: str,
 ) -> None:
-    policy = LimitPolicy(tenant_requests_per_second=SLOW, tenant_request_burst=50)
+    policy = LimitPolicy(tenant_requests_per_second=SLOW_RATE, tenant_request_burst=50)
     async with replicas(redis_url, policy, count=2) as (first, second):
         tenant = new_id()
         calls = [(first if n % 2 else second).admit_request(tenant, None) for n in range(200)]
@@ -64,9 +62,9 @@ async def test_a_key_over_its_rate_is_refused_and_leaves_its_tenant_and_other_ke
     redis_url: str,
 ) -> None:
     policy = LimitPolicy(
-        tenant_requests_per_second=SLOW,
+        tenant_requests_per_second=SLOW_RATE,
         tenant_request_burst=10,
-        key_requests_per_second=SLOW,
+        key_requests_per_second=SLOW_RATE,
         key_request_burst=3,
     )
     async with replicas(redis_url, policy, count=1) as (limiter,):
@@ -90,7 +88,7 @@ async def test_a_key_over_its_rate_is_refused_and_leaves_its_tenant_and_other_ke
 
 
 async def test_tenants_are_limited_apart(redis_url: str) -> None:
-    policy = LimitPolicy(tenant_requests_per_second=SLOW, tenant_request_burst=2)
+    policy = LimitPolicy(tenant_requests_per_second=SLOW_RATE, tenant_request_burst=2)
     async with replicas(redis_url, policy, count=1) as (limiter,):
         busy, quiet = new_id(), new_id()
         for _ in range(2):

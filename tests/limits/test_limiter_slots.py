@@ -29,12 +29,13 @@ from agentflow_grpc.model.errors import ResourceExhaustedError
 HOLDER = """
 import asyncio, sys
 import redis.asyncio as redis
+from agentflow_grpc.keyspace import RedisKeys
 from agentflow_grpc.limits import Limiter, LimitPolicy
 
 async def main():
     client = redis.Redis.from_url(sys.argv[1])
     policy = LimitPolicy(tenant_max_concurrent_executions=2, slot_lease=float(sys.argv[3]))
-    limiter = Limiter(client, policy)
+    limiter = Limiter(client, policy, keys=RedisKeys("af"))
     slots = [await limiter.acquire_execution_slot(sys.argv[2], None, f"held-{n}") for n in (1, 2)]
     print("held", flush=True)
     await asyncio.Event().wait()
@@ -162,6 +163,7 @@ async def test_a_slot_released_from_elsewhere_is_free_for_others(redis_url: str)
         await slot.release()
 
 
+@pytest.mark.slow
 async def test_held_slots_outlive_their_lease_and_free_themselves_when_the_holder_dies(
     redis_url: str,
 ) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 
 import asyncpg
 import pytest
+from support.network import closed_port
+from support.retries import FAST_RETRY, fast_retry
 from support.runs import (
     error_of,
     failed_events,
@@ -36,8 +37,8 @@ from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.sources.registry import SourceSet
 from agentflow_grpc.spec import WorkflowSpec
 
-FAST_RETRY = {"max_attempts": 2, "backoff": {"initial": 0.01, "max": 0.01, "jitter": False}}
-NO_RETRY_NEEDED = {"max_attempts": 3, "backoff": {"initial": 0.01, "max": 0.01, "jitter": False}}
+TWO_ATTEMPTS = fast_retry(2)  # a retryable failure shows once retried, then final
+NO_RETRY_NEEDED = FAST_RETRY  # three attempts allowed, one expected
 
 
 def database_spec(
@@ -530,7 +531,7 @@ async def test_exactly_max_rows_rows_is_not_truncated(
 async def test_a_statement_past_its_timeout_fails_and_is_retried(
     engine: ExecutionEngine, sources: SourceSet
 ) -> None:
-    document = database_spec("SELECT pg_sleep(5)", statement_timeout=0.2, retry=FAST_RETRY)
+    document = database_spec("SELECT pg_sleep(5)", statement_timeout=0.2, retry=TWO_ATTEMPTS)
     events = await run_spec(engine, validated(document, sources), sources)
     assert_failed_with(events, "database.statement_timeout")
     assert started_attempts(events, "query") == [1, 2]
@@ -565,13 +566,6 @@ async def test_a_statement_timeout_does_not_outlive_its_transaction(
 # --- failures ---
 
 
-def closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @pytest.mark.parametrize("where", ["closed-port", "missing-socket-dir"])
 async def test_an_unreachable_database_is_unavailable_and_retried(
     engine: ExecutionEngine, tmp_path: Path, where: str
@@ -582,7 +576,7 @@ async def test_an_unreachable_database_is_unavailable_and_retried(
         dsn = f"postgresql://postgres@/postgres?host={tmp_path / 'no-such-dir'}"
     unreachable = postgres_sources(dsn, connect_timeout=5)
     try:
-        document = database_spec("SELECT 1 AS one", retry=FAST_RETRY)
+        document = database_spec("SELECT 1 AS one", retry=TWO_ATTEMPTS)
         events = await run_spec(engine, validated(document, unreachable), unreachable)
     finally:
         await unreachable.aclose()
@@ -607,7 +601,7 @@ async def test_a_server_that_never_answers_is_unavailable_not_a_node_timeout(
         f"postgresql://postgres@127.0.0.1:{port}/postgres", connect_timeout=0.2
     )
     try:
-        document = database_spec("SELECT 1 AS one", retry=FAST_RETRY)
+        document = database_spec("SELECT 1 AS one", retry=TWO_ATTEMPTS)
         events = await run_spec(engine, validated(document, silent_db), silent_db)
     finally:
         await silent_db.aclose()
@@ -625,7 +619,7 @@ async def test_a_connection_lost_mid_statement_is_unavailable_and_the_pool_recov
 ) -> None:
     # The statement terminates its own backend: every attempt loses its connection.
     killer = database_spec(
-        "SELECT pg_terminate_backend(pg_backend_pid()) AS killed", retry=FAST_RETRY
+        "SELECT pg_terminate_backend(pg_backend_pid()) AS killed", retry=TWO_ATTEMPTS
     )
     events = await run_spec(engine, validated(killer, sources), sources)
     assert_failed_with(events, "database.unavailable")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from support.crm_api import CrmApi, serve
+from support.retries import FAST_RETRY
 from support.runs import (
     error_of,
     failed_events,
@@ -23,23 +24,13 @@ from support.runs import (
     validated,
     will_retry,
 )
+from support.sources import crm_source
 
 from agentflow_grpc.engine.execution import ExecutionEngine
 from agentflow_grpc.model.events import EventType
 from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.sources.http_api import HttpApiAdapter
 from agentflow_grpc.sources.registry import SourceSet
-
-FAST_RETRY = {"max_attempts": 3, "backoff": {"initial": 0.01, "max": 0.02, "jitter": False}}
-
-
-def crm_source(url: str, *, name: str = "crm", **config: Any) -> SourceDefinition:
-    return SourceDefinition(
-        name=name,
-        type="http",
-        config={"base_url": url, "allow_private_network": True, **config},
-        secrets={"token": "crm-secret"},
-    )
 
 
 def workflow(node: dict[str, Any], inputs: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -649,6 +640,7 @@ async def test_cookies_a_response_sets_are_not_sent_on_later_requests(
     assert all("Cookie" not in r["headers"] for r in api.requests)
 
 
+@pytest.mark.slow
 async def test_a_source_request_timeout_is_retried_as_http_timeout(
     engine: ExecutionEngine, crm_api: tuple[str, CrmApi]
 ) -> None:
@@ -661,6 +653,7 @@ async def test_a_source_request_timeout_is_retried_as_http_timeout(
     assert len(api.requests) == 3
 
 
+@pytest.mark.slow
 async def test_a_slow_api_exceeds_the_node_deadline(
     engine: ExecutionEngine, crm_api: tuple[str, CrmApi]
 ) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from support.retries import FAST_RETRY
 from support.runs import (
     error_of,
     failures,
@@ -29,8 +30,6 @@ from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.sources.registry import SourceSet
 from agentflow_grpc.spec import validate_spec
 from agentflow_grpc.testing import IMAGES_PATH, TINY_PNG, FakeProviderServer
-
-FAST_RETRY = {"max_attempts": 3, "backoff": {"initial": 0.01, "max": 0.02, "jitter": False}}
 
 
 def workflow(

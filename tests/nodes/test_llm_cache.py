@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as redis
 from structlog.testing import capture_logs
 from support.network import closed_port
+from support.provider import chat_requests
 from support.runs import (
     for_node,
     of_type,
@@ -29,6 +30,7 @@ from support.sources import llm_source
 
 from agentflow_grpc.caching.llm_responses import RedisResponseCache
 from agentflow_grpc.engine.execution import ExecutionEngine
+from agentflow_grpc.keyspace import RedisKeys
 from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.nodes.registry import NodeRegistry
@@ -52,10 +54,6 @@ def cached_workflow(
         name="llm-cache-test",
         inputs={"question": {"type": "string"}},
     )
-
-
-def chat_requests(provider: FakeProviderServer) -> int:
-    return sum(request.path == CHAT_PATH for request in provider.requests)
 
 
 def completed(events: list[ExecutionEvent], node_id: str = "ask") -> dict[str, Any]:
@@ -86,7 +84,7 @@ def cached_engine(client: redis.Redis, prefix: str) -> ExecutionEngine:
         registry=NodeRegistry(),
         node_timeout=30,
         execution_timeout=60,
-        response_cache=RedisResponseCache(client, prefix=prefix),
+        response_cache=RedisResponseCache(client, keys=RedisKeys(prefix.removesuffix(":llmcache"))),
     )
 
 
@@ -506,7 +504,7 @@ async def test_with_redis_down_the_node_still_completes_through_the_provider(
         registry=NodeRegistry(),
         node_timeout=30,
         execution_timeout=60,
-        response_cache=RedisResponseCache(down, pause=0),
+        response_cache=RedisResponseCache(down, keys=RedisKeys("af"), pause=0),
     )
     try:
         with capture_logs() as logs:
@@ -527,7 +525,7 @@ async def test_after_a_redis_failure_the_cache_is_not_asked_during_its_pause(
     provider: FakeProviderServer, llm: SourceDefinition
 ) -> None:
     down = redis.Redis.from_url(f"redis://127.0.0.1:{closed_port()}", socket_connect_timeout=1)
-    cache = RedisResponseCache(down, pause=60)
+    cache = RedisResponseCache(down, keys=RedisKeys("af"), pause=60)
     engine = ExecutionEngine(registry=NodeRegistry(), response_cache=cache)
     try:
         with capture_logs() as logs:

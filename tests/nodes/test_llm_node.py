@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+from support.retries import FAST_RETRY
 from support.runs import (
     error_of,
     failures,
@@ -27,8 +28,6 @@ from agentflow_grpc.engine.execution import ExecutionEngine
 from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.testing import CHAT_PATH, FakeProviderServer
-
-FAST_RETRY = {"max_attempts": 3, "backoff": {"initial": 0.01, "max": 0.02, "jitter": False}}
 
 PERSON_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -21,13 +21,13 @@ from support.runs import answer_spec
 
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2 as ex
 from agentflow_grpc._gen.agentflow.v1 import source_pb2, workflow_pb2
+from agentflow_grpc.keyspace import RedisKeys
 from agentflow_grpc.model.records import Role
-from agentflow_grpc.queue.keys import Keys
 from agentflow_grpc.services.tenants import TenantService
 from agentflow_grpc.storage.database import Database
 from agentflow_grpc.testing import FakeProviderServer
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 SLOW_REPLY = " ".join(f"word{n}" for n in range(12))  # 12 chunks, streamed slowly
 State = ex.Execution.State
@@ -87,7 +87,7 @@ async def _start(replica: Replica, cluster: Cluster, workflow: str) -> ex.Execut
 async def _runner(cluster: Cluster, valkey: redis.Redis, name: str) -> Replica:
     """The replica holding the run's lease (once a worker has taken it up)."""
     execution_id = name.removeprefix("executions/")
-    key = Keys(cluster.prefix).lease(uuid.UUID(execution_id))
+    key = RedisKeys(cluster.prefix).run_lease(uuid.UUID(execution_id))
 
     async def holder() -> bytes | None:
         return await valkey.get(key)  # type: ignore[no-any-return]

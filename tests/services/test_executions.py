@@ -13,9 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis.asyncio as redis
+from support.provider import SLOW
 from support.runs import answer_spec, assert_well_formed, collect
 
+from agentflow_grpc.caching.workflows import WorkflowVersionCache
 from agentflow_grpc.engine.execution import ExecutionEngine
+from agentflow_grpc.keyspace import RedisKeys
+from agentflow_grpc.limits import Limiter, LimitPolicy
 from agentflow_grpc.model.errors import (
     InvalidArgumentError,
     InvalidInputsError,
@@ -26,6 +31,7 @@ from agentflow_grpc.model.errors import (
 from agentflow_grpc.model.events import EventType
 from agentflow_grpc.model.records import Execution, ExecutionStatus, Principal, Role, Tenant
 from agentflow_grpc.nodes.registry import NodeRegistry
+from agentflow_grpc.queue.coordination import Coordination
 from agentflow_grpc.services.executions import ExecutionService, RunRequest
 from agentflow_grpc.services.sources import SourceService
 from agentflow_grpc.services.workflows import WorkflowService
@@ -34,8 +40,6 @@ from agentflow_grpc.spec import Limits, PluginCatalog
 from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import Database
 from agentflow_grpc.testing import FakeProviderServer
-
-SLOW = "[slow]"
 
 
 @dataclass
@@ -48,16 +52,33 @@ class Services:
 
 @pytest.fixture
 async def services(
-    database: Database, keyring: Keyring, tenant_a: Tenant, provider: FakeProviderServer
+    database: Database,
+    keyring: Keyring,
+    tenant_a: Tenant,
+    provider: FakeProviderServer,
+    valkey: redis.Redis,
 ) -> AsyncIterator[Services]:
     registry = SourceRegistry.default()
     limits, plugins = Limits(), PluginCatalog()
     engine = ExecutionEngine(registry=NodeRegistry(), node_timeout=30, execution_timeout=60)
+    # The server's Redis parts, on the session's Valkey under a prefix of this test's own.
+    keys = RedisKeys(f"test-{uuid.uuid4().hex[:12]}")
+    versions = WorkflowVersionCache(valkey, keys=keys)
     found = Services(
-        workflows=WorkflowService(database, plugins=plugins, limits=limits),
+        workflows=WorkflowService(database, plugins=plugins, limits=limits, versions=versions),
         sources=SourceService(database, keyring, registry),
         executions=ExecutionService(
-            database, engine, keyring, sources=registry, plugins=plugins, limits=limits
+            database,
+            engine,
+            keyring,
+            sources=registry,
+            plugins=plugins,
+            limits=limits,
+            coordination=Coordination.on(
+                valkey, keys, replica="test", visibility_timeout=30, max_deliveries=3
+            ),
+            limiter=Limiter(valkey, LimitPolicy(), keys=keys),
+            versions=versions,
         ),
         editor=Principal(tenant_id=tenant_a.id, role=Role.EDITOR, api_key_id=uuid.uuid4()),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -129,6 +130,7 @@ def _both(text: str, kind: str) -> tuple[TemplateAnalysis, TemplateAnalysis]:
     return analyze.__wrapped__(text, kind), analyze_with_jinja(text, kind)  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 @settings(max_examples=600, deadline=None)
 @given(st.one_of(template_texts(), structured_templates()))
 def test_fast_path_agrees_with_jinja_on_templates(text: str) -> None:

@@ -409,12 +409,14 @@ _SETTINGS = settings(
 )
 
 
+@pytest.mark.slow
 @_SETTINGS
 @given(text=_TEMPLATES)
 def test_fast_path_agrees_with_jinja_on_templates(text: str) -> None:
     assert fast_analyze(text, "template") == analyze_with_jinja(text, "template")
 
 
+@pytest.mark.slow
 @_SETTINGS
 @given(text=_EXPRESSIONS)
 def test_fast_path_agrees_with_jinja_on_expressions(text: str) -> None:
@@ -557,12 +559,14 @@ _RICH_TEMPLATES = st.recursive(
 )
 
 
+@pytest.mark.slow
 @_SETTINGS
 @given(text=_RICH_TEMPLATES)
 def test_fast_path_agrees_with_jinja_on_templates_with_conditions(text: str) -> None:
     assert fast_analyze(text, "template") == analyze_with_jinja(text, "template")
 
 
+@pytest.mark.slow
 @_SETTINGS
 @given(text=st.builds(lambda a, c, b: a + c + b, _WHITESPACE, _CONDITIONS, _WHITESPACE))
 def test_fast_path_agrees_with_jinja_on_conditions(text: str) -> None:

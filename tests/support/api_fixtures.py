@@ -1,7 +1,8 @@
 """Fixtures for API tests: a real grpc.aio server on a free port, over the session's database.
 
 A pytest plugin, loaded by tests/conftest.py. `api` is a running server with a fresh tenant and
-an API key of each role; the tables are emptied after each test (the `owner` fixture).
+an API key of each role; the tables are emptied after each test (the `owner` fixture). `client`
+is the generated stubs on a channel to it, `md` an admin's metadata.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from agentflow_grpc.api.server import ApiServer
 from agentflow_grpc.app import open_app
 from agentflow_grpc.config import Settings
 from agentflow_grpc.model.records import Role
+from support.api_helpers import Client, client_of
 
 
 @dataclass
@@ -57,6 +59,19 @@ def api_settings(dsn: str, redis_url: str, **overrides: object) -> Settings:
 async def api(migrated_dsn: str, redis_url: str, owner: object) -> AsyncIterator[RunningApi]:
     async with running_api(api_settings(migrated_dsn, redis_url)) as running:
         yield running
+
+
+@pytest.fixture
+async def client(api: RunningApi) -> AsyncIterator[Client]:
+    """The generated stubs on a channel to `api` (modules that need more override it)."""
+    async with api.channel() as channel:
+        yield client_of(channel)
+
+
+@pytest.fixture
+def md(api: RunningApi) -> tuple[tuple[str, str], ...]:
+    """The metadata of an admin of tenant `acme`."""
+    return api.metadata()
 
 
 @asynccontextmanager

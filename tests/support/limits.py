@@ -9,7 +9,14 @@ from typing import Any
 
 import redis.asyncio as redis
 
+from agentflow_grpc.keyspace import RedisKeys
 from agentflow_grpc.limits import Limiter, LimitPolicy
+
+# The keys of the limiters here: the server's default prefix (tests keep apart by new_id()).
+KEYS = RedisKeys("af")
+
+# A rate (requests or tokens a second) that gives back nothing while a test runs.
+SLOW_RATE = 0.001
 
 
 def client_of(url: str) -> redis.Redis:
@@ -27,7 +34,7 @@ async def replicas(
         for _ in range(count):
             client = client_of(url)
             stack.push_async_callback(client.aclose)
-            limiters.append(Limiter(client, policy, **options))
+            limiters.append(Limiter(client, policy, keys=KEYS, **options))
         yield limiters
 
 

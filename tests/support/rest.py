@@ -11,19 +11,12 @@ from google.protobuf import json_format
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2
 from agentflow_grpc.testing import FakeProviderServer
 from support.api_helpers import eventually
-from support.runs import answer_spec
 
 UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 DETAIL_TYPE = "type.googleapis.com/google.rpc."
 FINAL_STATES = ("STATE_COMPLETED", "STATE_FAILED", "STATE_CANCELLED")
 TERMINAL_TYPES = ("execution_completed", "execution_failed", "execution_cancelled")
 SOURCE_SECRET = "sk-rest-secret-93bd1f"
-SLOW = "[slow]"  # prompts holding this are the ones a test's provider rule delays
-
-
-def slow_spec(name: str = "slow") -> dict[str, Any]:
-    """`answer_spec` whose prompt holds SLOW."""
-    return answer_spec(name, prompt=SLOW + " {{ inputs.question }}")
 
 
 # --- errors ---

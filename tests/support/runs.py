@@ -10,6 +10,7 @@ from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.sources.registry import SourceSet
 from agentflow_grpc.spec import WorkflowSpec, validate_spec
+from support.provider import SLOW
 
 # --- building and running workflows ---
 
@@ -45,6 +46,11 @@ def answer_spec(
         ],
         "edges": [{"from": "start", "to": "reply"}],
     }
+
+
+def slow_spec(name: str = "slow") -> dict[str, Any]:
+    """`answer_spec` whose prompt holds SLOW, the marker a test's provider rule delays."""
+    return answer_spec(name, prompt=SLOW + " {{ inputs.question }}")
 
 
 def validated(document: dict[str, Any], sources: SourceSet | None) -> WorkflowSpec:

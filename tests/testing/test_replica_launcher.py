@@ -45,6 +45,7 @@ def _listening(address: str) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_replicas_start_on_free_ports_and_are_killed_restarted_and_stopped(
     migrated_dsn: str, redis_url: str, tmp_path: Path
 ) -> None:

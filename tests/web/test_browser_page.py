@@ -35,7 +35,7 @@ CHROMIUM_ARGS = [
 ]
 REPLY = "Refunds take five days."
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 def _output_dir(repo_root: Path) -> Path:

@@ -41,6 +41,7 @@ end
 return 0
 """
 CANCEL_REQUEST_TTL = 3600  # seconds a cancel request waits for its run to be picked up
+LISTEN_WAIT = 1.0  # seconds one wait for a cancel message lasts (below any socket timeout)
 
 
 class RunLeases:
@@ -118,8 +119,15 @@ class RunLeases:
         await pubsub.subscribe(self._keys.cancel_channel)
 
         async def messages() -> AsyncIterator[str]:
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
+            # Waiting with a timeout of its own, shorter than the client's socket timeout: a
+            # quiet channel is no message, not a lost connection (`listen()` would read with the
+            # socket timeout and fail every few seconds on an idle server). get_message also
+            # pings on the client's health-check interval, so a dead connection is still found.
+            while True:
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=LISTEN_WAIT
+                )
+                if message is not None and message.get("type") == "message":
                     data = message["data"]
                     yield data.decode() if isinstance(data, bytes) else str(data)
 

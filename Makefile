@@ -5,11 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# The browser test drives Debian's Chromium; `make test` installs it when it is missing.
+# The browser test drives Debian's Chromium, the metrics test scrapes with Debian's Prometheus;
+# `make test` installs them when they are missing.
 CHROMIUM := /usr/bin/chromium
+PROMETHEUS := /usr/bin/prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run demo test test-fast lint typecheck unit browser schema proto bench clean
+.PHONY: install run demo test test-fast lint typecheck unit browser prometheus schema proto bench clean
 
 $(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "AgentFlow needs Python 3.11 or newer, found " + sys.version.split()[0]'
@@ -28,7 +30,7 @@ demo: install ## Validate the examples and run one live in the terminal (no serv
 	@echo
 	$(BIN)/python examples/run_demo.py
 
-test: install lint typecheck browser unit ## Install, lint, type-check and run every test
+test: install lint typecheck browser prometheus unit ## Install, lint, type-check and run every test
 
 # Markers: pyproject.toml registers them, tests/conftest.py applies all but `slow`.
 FAST := not integration and not slow and not browser and not replicas
@@ -55,6 +57,12 @@ browser: $(CHROMIUM) ## Debian's Chromium, for the browser test
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+prometheus: $(PROMETHEUS) ## Debian's Prometheus server, for the metrics test (tests/observability)
+
+$(PROMETHEUS):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 
 proto: install ## Regenerate agentflow_grpc/_gen (and the client) from protos/
 	$(BIN)/python scripts/generate_protos.py

@@ -31,6 +31,8 @@ from agentflow_grpc.limits import Limiter, LimitPolicy
 from agentflow_grpc.model.errors import ConfigurationError
 from agentflow_grpc.nodes.registry import NodeRegistry
 from agentflow_grpc.observability.logging import get_logger
+from agentflow_grpc.observability.metrics import Metrics
+from agentflow_grpc.observability.tracing import Tracing, TracingConfigError, configure_tracing
 from agentflow_grpc.queue.coordination import Coordination
 from agentflow_grpc.services.executions import ExecutionService
 from agentflow_grpc.services.sources import SourceService
@@ -62,6 +64,8 @@ class App:
     sources: SourceService
     executions: ExecutionService
     workers: WorkerPool  # background runs from the job queue; started by a server
+    tracing: Tracing  # the tracer provider the OTEL_* variables ask for (observability/tracing.py)
+    metrics: Metrics  # Prometheus metrics, on a registry of this app's own; served by a server
 
 
 class _Embedded(Protocol):
@@ -112,7 +116,11 @@ async def open_redis(settings: Settings) -> AsyncIterator[tuple[redis.Redis, boo
 @asynccontextmanager
 async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterator[App]:
     """Everything wired; `migrate=True` first upgrades the schema to the newest revision."""
-    async with database_dsn(settings) as (dsn, embedded), open_redis(settings) as redis_client:
+    async with (
+        open_tracing(settings) as tracing,
+        database_dsn(settings) as (dsn, embedded),
+        open_redis(settings) as redis_client,
+    ):
         if migrate:
             await migrations.upgrade(dsn)
         keyring = load_keyring(settings, embedded=embedded)
@@ -124,19 +132,28 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
             schema_revision=migrations.head_revision(),
         )
         try:
+            metrics = Metrics()  # this app's registry: apps in one process keep apart
+            metrics.watch_database_pool(database.pool_use)
             nodes = NodeRegistry.from_entry_points()
             keys = RedisKeys(settings.redis_prefix)  # every Redis key, under one prefix
-            limiter = Limiter(redis_client[0], LimitPolicy.from_settings(settings), keys=keys)
-            source_registry = SourceRegistry.default(provider_limiter=limiter.providers)
+            limiter = Limiter(
+                redis_client[0], LimitPolicy.from_settings(settings), keys=keys, metrics=metrics
+            )
+            source_registry = SourceRegistry.default(
+                metrics=metrics, provider_limiter=limiter.providers
+            )
             limits = settings.spec_limits()
             engine = ExecutionEngine(
+                metrics=metrics,
                 registry=nodes,
                 cache_size=settings.compiled_cache_size,
                 node_timeout=settings.node_timeout,
                 execution_timeout=settings.execution_timeout,
-                response_cache=RedisResponseCache(redis_client[0], keys=keys),
+                response_cache=RedisResponseCache(redis_client[0], keys=keys, metrics=metrics),
             )
-            versions = WorkflowVersionCache(redis_client[0], keys=keys)
+            versions = WorkflowVersionCache(redis_client[0], keys=keys, metrics=metrics)
+            replica = coordination(settings, redis_client[0], keys)
+            metrics.watch_queue(replica.queue.depth)
             executions = ExecutionService(
                 database,
                 engine,
@@ -145,9 +162,10 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                 plugins=nodes.catalog,
                 limits=limits,
                 max_running=settings.max_running_executions,
-                coordination=coordination(settings, redis_client[0], keys),
+                coordination=replica,
                 limiter=limiter,
                 versions=versions,
+                metrics=metrics,
             )
             app = App(
                 settings=settings,
@@ -165,6 +183,8 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                 sources=SourceService(database, keyring, source_registry),
                 executions=executions,
                 workers=WorkerPool(executions, concurrency=settings.workers),
+                tracing=tracing,
+                metrics=metrics,
             )
             try:
                 yield app
@@ -173,6 +193,20 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                 await app.executions.shutdown(grace=0)  # no-op after a server's drain
         finally:
             await database.close()
+
+
+@asynccontextmanager
+async def open_tracing(settings: Settings) -> AsyncIterator[Tracing]:
+    """Traces as the standard OTEL_* variables ask (none exported without an endpoint); on the
+    way out the spans still buffered are exported and the provider stops."""
+    try:
+        tracing = configure_tracing(content=settings.trace_content)
+    except TracingConfigError as exc:
+        raise ConfigurationError(str(exc)) from None
+    try:
+        yield tracing
+    finally:
+        await asyncio.to_thread(tracing.close)
 
 
 def coordination(settings: Settings, client: redis.Redis, keys: RedisKeys) -> Coordination:

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="`json` lines, human `console` lines, or `auto`: console on a TTY."
     )
+    trace_content: bool = Field(
+        False,
+        description="Record prompts and completions in the LLM calls' spans (traces are set up "
+        "by the standard OTEL_* variables; off: spans carry no message text).",
+    )
     max_nodes: int = Field(2000, ge=1, le=100_000, description="Most nodes a spec may have.")
     max_edges: int = Field(5000, ge=1, le=500_000, description="Most edges a spec may have.")
     max_prompt_chars: int = Field(
@@ -79,6 +84,16 @@ class Settings(BaseSettings):
 
     grpc_host: str = Field("127.0.0.1", description="Address the gRPC server listens on.")
     grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the Prometheus metrics endpoint listens on."
+    )
+    metrics_port: int = Field(
+        0,
+        ge=-1,
+        le=65535,
+        description="Port of `/metrics` (Prometheus) of `agentflow serve` and `agentflow dev`; "
+        "0 picks a free one (printed), -1 serves none.",
+    )
     max_message_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024, description="Largest gRPC message."
     )

@@ -40,6 +40,7 @@ from agentflow_grpc.engine.execution import ExecutionEngine
 from agentflow_grpc.model.events import EventType, node_completed, node_started
 from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.nodes.registry import NodeRegistry
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.sources.registry import SourceSet
 from agentflow_grpc.spec import WorkflowSpec, validate_spec
 from agentflow_grpc.testing import FakeProviderServer
@@ -499,7 +500,7 @@ async def parallelism(engine: ExecutionEngine, runs: int, rows: list[Row]) -> No
 
 
 async def main_async(runs: int, llm_runs: int, profiling: bool) -> list[Row]:
-    engine = ExecutionEngine(registry=NodeRegistry(PLUGINS))
+    engine = ExecutionEngine(metrics=Metrics(), registry=NodeRegistry(PLUGINS))
     rows: list[Row] = []
     if profiling:
         await profile(engine, runs)

@@ -32,12 +32,14 @@ from agentflow_grpc.devstack.valkey import EmbeddedValkey
 from agentflow_grpc.engine.execution import ExecutionEngine
 from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.nodes.registry import NodeRegistry
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.testing import FakeProviderServer
 
 pytest_plugins = [
     "support.storage_fixtures",
     "support.api_fixtures",
     "support.gateway_fixtures",
+    "support.prometheus_fixtures",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -152,7 +154,9 @@ async def crm_api() -> AsyncIterator[tuple[str, CrmApi]]:
 
 @pytest.fixture
 def engine() -> ExecutionEngine:
-    return ExecutionEngine(registry=NodeRegistry(), node_timeout=30, execution_timeout=60)
+    return ExecutionEngine(
+        metrics=Metrics(), registry=NodeRegistry(), node_timeout=30, execution_timeout=60
+    )
 
 
 @pytest.fixture

@@ -97,3 +97,15 @@ def test_secret_keys_are_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert settings.secret_keys is not None
     assert "c2VjcmV0" not in repr(settings)
+
+
+def test_the_metrics_port_picks_a_free_one_by_default_and_minus_one_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings()
+    assert (settings.metrics_host, settings.metrics_port) == ("127.0.0.1", 0)
+    monkeypatch.setenv("AGENTFLOW_METRICS_PORT", "-1")
+    assert load_settings().metrics_port == -1
+    monkeypatch.setenv("AGENTFLOW_METRICS_PORT", "-2")
+    with pytest.raises(ConfigurationError, match="AGENTFLOW_METRICS_PORT"):
+        load_settings()

@@ -214,6 +214,7 @@ def execution_to_proto(
         end_time=timestamp(execution.finished_at),
         duration_ms=execution.duration_ms or 0.0,
         creator=execution.created_by,
+        trace_id=execution.trace_id or "",
     )
     for node in trace or ():
         message.trace.append(trace_to_proto(node))

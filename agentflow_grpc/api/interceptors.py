@@ -5,7 +5,10 @@ It wraps each method's handler in a handler of the same shape (unary → unary, 
 its status, a stream ends with it before any message. In order, for each call:
 
 1. Request id: the caller's `x-request-id` (if sane) or a new one; sent back as initial metadata
-   (a stream's with its first message) and, when the call fails, in the trailers too.
+   (a stream's with its first message) and, when the call fails, in the trailers too; so is
+   the call's trace id, as `x-trace-id` (the span of OpenTelemetry's interceptor, which runs
+   outside this one, continuing the caller's `traceparent`). Both, and later the tenant, are
+   bound to every log line written for the call (observability/logging.py).
 2. A request that did not parse (bad wire bytes, nesting beyond protobuf's limit) is
    INVALID_ARGUMENT, never INTERNAL: the deserializer hands a marker to the wrapper instead of
    raising inside gRPC. So is one holding what no field may (NUL characters, NaN).
@@ -16,7 +19,10 @@ its status, a stream ends with it before any message. In order, for each call:
    and a RetryInfo carrying the real retry-after.
 5. AgentFlowError → its status (api/errors.py); anything else → INTERNAL with the request id, the
    traceback logged, never sent.
-6. One structured access-log line per call: method, code, duration, tenant, request id.
+6. One structured access-log line per call: method, code, duration, tenant, request id; and
+   the call in the metrics, `agentflow_rpc_requests_total{method,code}` and
+   `agentflow_rpc_duration_seconds{method}` (every method the server serves, health checks and
+   reflection included; a stream's duration runs to its status).
 """
 
 from __future__ import annotations
@@ -36,7 +42,10 @@ from agentflow_grpc.api.errors import internal_status, status_code, status_of
 from agentflow_grpc.api.fields import check_request
 from agentflow_grpc.model.errors import AgentFlowError, InvalidArgumentError, UnauthenticatedError
 from agentflow_grpc.model.records import Principal
-from agentflow_grpc.observability.logging import get_logger
+from agentflow_grpc.observability import spans
+from agentflow_grpc.observability.logging import bind_context, clear_context, get_logger
+from agentflow_grpc.observability.metric_children import RpcMetrics
+from agentflow_grpc.observability.metrics import Metrics
 
 log = get_logger("agentflow.api")
 
@@ -61,11 +70,13 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         authenticate: Authenticator,
         *,
         public_prefixes: tuple[str, ...],
+        metrics: Metrics,
         admit: Admission | None = None,
     ) -> None:
         self._authenticate = authenticate
         self._admit = admit
         self._public = public_prefixes
+        self._metrics = metrics
 
     async def intercept_service(
         self,
@@ -96,8 +107,10 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
     def _unary(
         self, behavior: Any, method: str, metadata: Mapping[str, Any], public: bool
     ) -> Callable[[Any, Context], Awaitable[Any]]:
+        rpc = self._metrics.rpc(method)
+
         async def handle(request: Any, context: Context) -> Any:
-            call = _Call(method, metadata)
+            call = _Call(method, metadata, rpc)
             try:
                 await call.begin(context, request, self._authenticate, self._admit, public)
                 return await behavior(request, context)
@@ -111,8 +124,10 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
     def _stream(
         self, behavior: Any, method: str, metadata: Mapping[str, Any], public: bool
     ) -> Callable[[Any, Context], AsyncIterator[Any]]:
+        rpc = self._metrics.rpc(method)
+
         async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
-            call = _Call(method, metadata)
+            call = _Call(method, metadata, rpc)
             try:
                 await call.begin(
                     context,
@@ -142,11 +157,13 @@ _PROBES = "/grpc.health.v1.Health/"
 class _Call:
     """One call's bookkeeping: its request id, principal, outcome and timing."""
 
-    def __init__(self, method: str, metadata: Mapping[str, Any]) -> None:
+    def __init__(self, method: str, metadata: Mapping[str, Any], rpc: RpcMetrics) -> None:
         self.method = method
         self.metadata = metadata
+        self.rpc = rpc
         given = str(metadata.get("x-request-id", ""))
         self.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        self.trace_id = spans.current_trace_id()  # the call's span's, when it has one
         self.principal: Principal | None = None
         self.code = grpc.StatusCode.OK
         self.messages = 0
@@ -164,6 +181,11 @@ class _Call:
         send_request_id: bool = True,
     ) -> None:
         call_context.bind(None)
+        clear_context()
+        bind_context(request_id=self.request_id)
+        rpc_span = spans.current_span()
+        if rpc_span.is_recording():
+            rpc_span.set_attribute("agentflow.request_id", self.request_id)
         # Read now: asking a call that has ended (a client that reset its stream) for its peer
         # crashes the process inside grpc's C core.
         self.peer = context.peer()
@@ -183,11 +205,20 @@ class _Call:
             )
         self.principal = await authenticate(key)
         call_context.bind(self.principal)
+        bind_context(tenant_id=str(self.principal.tenant_id))
+        if rpc_span.is_recording():
+            rpc_span.set_attribute("agentflow.tenant.id", str(self.principal.tenant_id))
         if admit is not None:
             await admit(self.principal)
 
     async def send_request_id(self, context: Context) -> None:
-        await context.send_initial_metadata((("x-request-id", self.request_id),))
+        await context.send_initial_metadata(self.ids())
+
+    def ids(self) -> tuple[tuple[str, str], ...]:
+        """`x-request-id`, and `x-trace-id` when the call is traced."""
+        if self.trace_id is None:
+            return (("x-request-id", self.request_id),)
+        return (("x-request-id", self.request_id), ("x-trace-id", self.trace_id))
 
     async def fail(self, context: Context, exc: BaseException) -> None:
         """Turn `exc` into the call's status (re-raising what gRPC itself must see)."""
@@ -212,12 +243,14 @@ class _Call:
             status.message,
             trailing_metadata=(
                 (GRPC_DETAILS_METADATA_KEY, status.SerializeToString()),
-                ("x-request-id", self.request_id),
+                *self.ids(),
             ),
         )
 
     def log(self) -> None:
-        duration_ms = round((time.perf_counter() - self.started) * 1000, 3)
+        seconds = time.perf_counter() - self.started
+        self.rpc.done(self.code.name, seconds)
+        duration_ms = round(seconds * 1000, 3)
         fields: dict[str, Any] = {
             "method": self.method,
             "code": self.code.name,

@@ -1,4 +1,8 @@
-"""The grpc.aio server: servicers, the interceptor, standard health checking, reflection.
+"""The grpc.aio server: servicers, the interceptors, standard health checking, reflection.
+
+Two interceptors, outermost first: OpenTelemetry's (a SERVER span per call, continuing the
+caller's W3C `traceparent`; standard health checks are not traced) and ours (`ApiInterceptor`),
+which thus runs inside that span: its log lines carry the trace, and it returns `x-trace-id`.
 
 `ApiServer.start(app, …)` binds (port 0: a free one) and serves; `stop(grace)` drains: the
 standard health service turns NOT_SERVING first (so load balancers and Envoy stop sending new
@@ -15,6 +19,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer as StandardHealthServicer
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
 from agentflow_grpc._gen.agentflow.v1 import (
     execution_pb2,
@@ -72,10 +77,17 @@ class ApiServer:
             await app.limiter.admit_request(principal.tenant_id, principal.api_key_id)
 
         interceptor = ApiInterceptor(
-            app.tenants.authenticate, public_prefixes=PUBLIC_METHOD_PREFIXES, admit=admit
+            app.tenants.authenticate,
+            public_prefixes=PUBLIC_METHOD_PREFIXES,
+            metrics=app.metrics,
+            admit=admit,
+        )
+        tracing = aio_server_interceptor(  # type: ignore[no-untyped-call]
+            tracer_provider=app.tracing.provider,
+            filter_=filters.negate(filters.health_check()),  # probes, every few seconds
         )
         server = grpc.aio.server(
-            interceptors=[interceptor],
+            interceptors=[tracing, interceptor],
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),

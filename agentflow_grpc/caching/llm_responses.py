@@ -7,7 +7,8 @@ request's SHA-256 (`nodes.response_cache.request_key`), which holds no secret an
 
 Every operation is bounded by `timeout`. After a failure Redis is not asked for `pause`
 seconds (operations fail at once), so that a Redis that is down costs the nodes no connect
-timeouts; the nodes treat every failure as a miss and carry on.
+timeouts; the nodes treat every failure as a miss and carry on. Each read is counted in the
+metrics (`agentflow_cache_requests_total{cache="llm_responses"}`): a hit, a miss, or an error.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import redis.asyncio as redis
 
 from agentflow_grpc.keyspace import RedisKeys
 from agentflow_grpc.nodes.response_cache import CachedReply
+from agentflow_grpc.observability.metric_names import LLM_RESPONSES
+from agentflow_grpc.observability.metrics import Metrics
 
 T = TypeVar("T")
 
@@ -37,11 +40,13 @@ class RedisResponseCache:
         client: redis.Redis,
         *,
         keys: RedisKeys,
+        metrics: Metrics,
         timeout: float = 1.0,
         pause: float = 5.0,
     ) -> None:
         self._client = client
         self._keys = keys
+        self._lookups = metrics.cache(LLM_RESPONSES)
         self.timeout = timeout
         self.pause = pause
         self._asleep_until = 0.0  # monotonic time; Redis is not asked before it
@@ -50,10 +55,17 @@ class RedisResponseCache:
         return self._keys.llm_response(namespace, key)
 
     async def get(self, namespace: str, key: str) -> CachedReply | None:
-        raw = await self._call(lambda: self._client.get(self.redis_key(namespace, key)))
-        if raw is None:
-            return None
-        return CachedReply.from_dict(json.loads(raw))
+        try:
+            raw = await self._call(lambda: self._client.get(self.redis_key(namespace, key)))
+            reply = None if raw is None else CachedReply.from_dict(json.loads(raw))
+        except Exception:
+            self._lookups.error()
+            raise
+        if reply is None:
+            self._lookups.miss()
+        else:
+            self._lookups.hit()
+        return reply
 
     async def put(self, namespace: str, key: str, reply: CachedReply, ttl: float) -> None:
         value = json.dumps(reply.to_dict(), ensure_ascii=False, separators=(",", ":"))

@@ -8,7 +8,9 @@ update, so WorkflowService deletes it when it stores a new version or deletes th
 (and it lives a minute at most, which bounds a race between a reader and an update). Tenants
 are in every key.
 
-The cache only ever saves reads: any Redis failure is a miss, and the database answers.
+The cache only ever saves reads: any Redis failure is a miss, and the database answers. Reads
+are counted in the metrics: `agentflow_cache_requests_total{cache="workflow_current"}` (the
+current version number) and `{cache="workflow_versions"}` (a version's spec).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from redis.exceptions import RedisError
 
 from agentflow_grpc.keyspace import RedisKeys
 from agentflow_grpc.observability.logging import get_logger
+from agentflow_grpc.observability.metric_children import CacheMetrics
+from agentflow_grpc.observability.metric_names import WORKFLOW_CURRENT, WORKFLOW_VERSIONS
+from agentflow_grpc.observability.metrics import Metrics
 
 log = get_logger("agentflow.caching")
 
@@ -30,18 +35,22 @@ CURRENT_TTL = 60  # seconds: deleted on update; the TTL only bounds a racing rea
 
 
 class WorkflowVersionCache:
-    def __init__(self, client: redis.Redis, *, keys: RedisKeys) -> None:
+    def __init__(self, client: redis.Redis, *, keys: RedisKeys, metrics: Metrics) -> None:
         self._redis = client
         self._keys = keys
+        self._current = metrics.cache(WORKFLOW_CURRENT)
+        self._versions = metrics.cache(WORKFLOW_VERSIONS)
 
     async def current(self, tenant_id: uuid.UUID, workflow_id: uuid.UUID) -> int | None:
-        value = await self._get(self._keys.workflow_current(tenant_id, workflow_id))
+        value = await self._get(self._keys.workflow_current(tenant_id, workflow_id), self._current)
         return int(value) if value is not None else None
 
     async def spec(
         self, tenant_id: uuid.UUID, workflow_id: uuid.UUID, version: int
     ) -> dict[str, Any] | None:
-        value = await self._get(self._keys.workflow_version(tenant_id, workflow_id, version))
+        value = await self._get(
+            self._keys.workflow_version(tenant_id, workflow_id, version), self._versions
+        )
         return json.loads(value) if value is not None else None
 
     async def remember(
@@ -75,10 +84,15 @@ class WorkflowVersionCache:
         except (RedisError, OSError) as exc:
             log.warning("workflow_cache.invalidation_failed", error=str(exc))
 
-    async def _get(self, key: str) -> bytes | str | None:
+    async def _get(self, key: str, lookups: CacheMetrics) -> bytes | str | None:
         try:
             value: bytes | str | None = await self._redis.get(key)
         except (RedisError, OSError) as exc:
             log.debug("workflow_cache.unavailable", error=str(exc))
+            lookups.error()
             return None
+        if value is None:
+            lookups.miss()
+        else:
+            lookups.hit()
         return value

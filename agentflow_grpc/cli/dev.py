@@ -3,7 +3,8 @@
 It starts what is not given by URL — embedded PostgreSQL (no `DATABASE_URL`), embedded Valkey
 (no `REDIS_URL`) — migrates, makes a dev tenant and API key on first start (kept in
 `AGENTFLOW_HOME/dev-api-key`, reused by later starts), serves the gRPC API, and puts Envoy in
-front of it for REST, server-sent events and the browser page. It prints where each listens.
+front of it for REST, server-sent events and the browser page, and serves Prometheus metrics
+(unless `AGENTFLOW_METRICS_PORT` is -1). It prints where each listens.
 SIGINT or SIGTERM drains the server, then stops Envoy, Valkey and PostgreSQL, in that order.
 One `dev` runs per `AGENTFLOW_HOME` (a lock file); after one was killed (SIGKILL, a crash), the
 next start stops what it left running and carries on with the same data.
@@ -26,6 +27,7 @@ import click
 import fasteners
 
 from agentflow_grpc.cli.common import fail
+from agentflow_grpc.cli.serve import serve_metrics
 from agentflow_grpc.config import Settings
 from agentflow_grpc.gateway.envoy import EnvoyGateway, GatewayConfig, Upstream, render
 from agentflow_grpc.model.errors import (
@@ -35,6 +37,7 @@ from agentflow_grpc.model.errors import (
     UnauthenticatedError,
 )
 from agentflow_grpc.model.records import Role
+from agentflow_grpc.observability.exposition import MetricsServer
 
 if TYPE_CHECKING:
     from agentflow_grpc.app import App
@@ -121,7 +124,7 @@ async def _run_stack(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
 
     click.echo("Starting AgentFlow: PostgreSQL, Valkey, migrations …", err=True)
-    async with open_app(settings, migrate=True) as app:
+    async with open_app(settings, migrate=True) as app, serve_metrics(app) as metrics:
         key = await dev_api_key(app, settings.home / DEV_KEY_FILE)
         server = await ApiServer.start(
             app,
@@ -134,8 +137,8 @@ async def _run_stack(settings: Settings) -> None:
         )
         try:
             await asyncio.to_thread(gateway.start)
-            _write_stack_file(settings.home / STACK_FILE, server.address, gateway)
-            _print_banner(settings, server.address, gateway, app, key)
+            _write_stack_file(settings.home / STACK_FILE, server.address, gateway, metrics)
+            _print_banner(settings, server.address, gateway, app, key, metrics)
             await stop.wait()
             click.echo("Stopping AgentFlow …", err=True)
         finally:
@@ -168,11 +171,14 @@ async def dev_api_key(app: App, path: Path) -> DevKey:
     return DevKey(key, created=True)
 
 
-def _write_stack_file(path: Path, grpc_address: str, gateway: EnvoyGateway) -> None:
+def _write_stack_file(
+    path: Path, grpc_address: str, gateway: EnvoyGateway, metrics: MetricsServer | None
+) -> None:
     stack = {
         "grpc": grpc_address,
         "rest": gateway.base_url,
         "page": f"{gateway.base_url}/",
+        "metrics": None if metrics is None else metrics.url,
         "envoy_admin": gateway.admin_url,
         "envoy_pid": gateway.pid,
         "api_key_file": str(path.parent / DEV_KEY_FILE),
@@ -181,7 +187,12 @@ def _write_stack_file(path: Path, grpc_address: str, gateway: EnvoyGateway) -> N
 
 
 def _print_banner(
-    settings: Settings, grpc_address: str, gateway: EnvoyGateway, app: App, key: DevKey
+    settings: Settings,
+    grpc_address: str,
+    gateway: EnvoyGateway,
+    app: App,
+    key: DevKey,
+    metrics: MetricsServer | None,
 ) -> None:
     database = "embedded PostgreSQL" if app.embedded else "DATABASE_URL"
     redis = "embedded Valkey" if app.redis_embedded else "REDIS_URL"
@@ -195,6 +206,7 @@ def _print_banner(
         f"  API key    {key.key}  (tenant {DEV_TENANT!r}, admin, {kept}: "
         f"{settings.home / DEV_KEY_FILE})",
         f"  Envoy      admin {gateway.admin_url}, log {gateway.log_path}",
+        f"  Metrics    {'off (AGENTFLOW_METRICS_PORT=-1)' if metrics is None else metrics.url}",
         "",
         f"  curl -H 'x-api-key: {key.key}' {gateway.base_url}/v1/workflows",
         "",

@@ -59,14 +59,16 @@ def run(
     from agentflow_grpc.engine.execution import ExecutionEngine
     from agentflow_grpc.model.errors import InvalidInputsError
     from agentflow_grpc.nodes.registry import NodeRegistry
+    from agentflow_grpc.observability.metrics import Metrics
     from agentflow_grpc.sources.loading import load_source_definitions
-    from agentflow_grpc.sources.registry import SourceSet
+    from agentflow_grpc.sources.registry import SourceRegistry, SourceSet
 
+    metrics = Metrics()  # recorded as by a server, never served: a local run has no /metrics
     try:
         document = load_document(spec_file)
         definitions = load_source_definitions(sources_file) if sources_file else []
         registry = NodeRegistry.from_entry_points()
-        sources = SourceSet(definitions)
+        sources = SourceSet(definitions, SourceRegistry.default(metrics=metrics))
         sources.check()
     except AgentFlowError as exc:
         raise fail(exc.message) from None
@@ -84,6 +86,7 @@ def run(
     spec = result.spec
     inputs = _inputs(spec, input_pairs, inputs_file)
     engine = ExecutionEngine(
+        metrics=metrics,
         registry=registry,
         cache_size=settings.compiled_cache_size,
         node_timeout=settings.node_timeout,

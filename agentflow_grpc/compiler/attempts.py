@@ -3,6 +3,10 @@
 Each attempt emits `node_started`; a failed attempt emits `node_failed` saying whether (and after
 how long) it will be retried; success emits `node_completed` with the output, the duration and
 the token usage. Only retryable failures are retried (see `model.failures`).
+
+Each attempt is a span, `node {id}` (INTERNAL), inside the execution's: its type and attempt
+number, and its outcome (the failure's code as `error.type`, the cache status, the tokens).
+Its duration is recorded in the run's `NodeMetrics`, by node type and how it ended.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 from tenacity import (
     AsyncRetrying,
@@ -23,12 +27,26 @@ from tenacity import (
 from agentflow_grpc.model.events import NodeEvent, node_completed, node_failed, node_started
 from agentflow_grpc.model.failures import NodeFailure, deadline_exceeded
 from agentflow_grpc.nodes.base import NodeResult
+from agentflow_grpc.observability import spans
 from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.spec.base import RetryPolicy
 
 log = get_logger("agentflow.runtime")
 
 NO_RETRY = RetryPolicy(max_attempts=1)
+
+# How an attempt ended, as NodeMetrics hears it.
+COMPLETED, FAILED, TIMED_OUT, CANCELLED = "completed", "failed", "timed_out", "cancelled"
+_DEADLINE = deadline_exceeded(0).code
+
+
+class NodeMetrics(Protocol):
+    """Where node attempts are recorded (the server's Prometheus metrics,
+    `agentflow_grpc.observability.metrics`)."""
+
+    def node_attempt(self, node_type: str, status: str, seconds: float) -> None:
+        """One attempt of a `node_type` node ended (`completed`, `failed`, `timed_out`,
+        `cancelled`) after `seconds`."""
 
 
 class NodeExecutionError(Exception):
@@ -51,6 +69,7 @@ async def run_attempts(
     timeout: float,
     attempt: Callable[[int], Awaitable[NodeResult]],
     emit: Callable[[NodeEvent], None],
+    metrics: NodeMetrics,
 ) -> NodeResult:
     """Call `attempt(n)` for n = 1, 2, … until it succeeds or may not be retried."""
     policy = policy or NO_RETRY
@@ -77,19 +96,19 @@ async def run_attempts(
         emit(node_started(node_id, number, node_type))
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(timeout):
-                result = await attempt(number)
-        except TimeoutError:
-            durations[number] = (time.perf_counter() - started) * 1000
-            raise deadline_exceeded(timeout) from None
-        except NodeFailure:
-            durations[number] = (time.perf_counter() - started) * 1000
+            result = await _traced(node_id, node_type, number, timeout, attempt)
+        except NodeFailure as failure:
+            status = TIMED_OUT if failure.code == _DEADLINE else FAILED
+            durations[number] = _ended(metrics, node_type, status, started)
             raise
         except Exception as exc:
-            durations[number] = (time.perf_counter() - started) * 1000
+            durations[number] = _ended(metrics, node_type, FAILED, started)
             log.exception("node.crashed", node_id=node_id, node_type=node_type)
             raise NodeFailure("node.internal", f"{type(exc).__name__}: {exc}") from exc
-        duration = (time.perf_counter() - started) * 1000
+        except BaseException:  # the run was cancelled (or ran out of time) during the attempt
+            _ended(metrics, node_type, CANCELLED, started)
+            raise
+        duration = _ended(metrics, node_type, COMPLETED, started)
         durations[number] = duration
         emit(node_completed(node_id, number, result.output, duration, result.usage, result.cache))
         return result
@@ -116,6 +135,43 @@ async def run_attempts(
         return await retrying(one_attempt)
     except NodeFailure as failure:
         return _give_up(node_id, failure, durations, emit)
+
+
+async def _traced(
+    node_id: str,
+    node_type: str,
+    number: int,
+    timeout: float,
+    attempt: Callable[[int], Awaitable[NodeResult]],
+) -> NodeResult:
+    """Attempt `number` in its span, within `timeout` (else `node.deadline_exceeded`)."""
+    attributes: spans.Attributes = {
+        "agentflow.node.id": node_id,
+        "agentflow.node.type": node_type,
+        "agentflow.node.attempt": number,
+    }
+    with spans.span(f"node {node_id}", attributes=attributes) as span:
+        try:
+            async with asyncio.timeout(timeout):
+                result = await attempt(number)
+        except TimeoutError:
+            raise deadline_exceeded(timeout) from None
+        if span.is_recording():
+            if result.cache is not None:
+                span.set_attribute("agentflow.cache.status", result.cache)
+            if result.route is not None:
+                span.set_attribute("agentflow.node.route", result.route)
+            if result.usage is not None:
+                span.set_attribute("agentflow.usage.input_tokens", result.usage.prompt_tokens)
+                span.set_attribute("agentflow.usage.output_tokens", result.usage.completion_tokens)
+        return result
+
+
+def _ended(metrics: NodeMetrics, node_type: str, status: str, started: float) -> float:
+    """Record an attempt that ended; its duration in milliseconds (as the events give it)."""
+    seconds = time.perf_counter() - started
+    metrics.node_attempt(node_type, status, seconds)
+    return seconds * 1000
 
 
 def _give_up(

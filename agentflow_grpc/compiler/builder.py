@@ -226,6 +226,7 @@ async def _run_segment(
             node.timeout or run.default_node_timeout,
             attempt,
             emit,
+            run.metrics,
         )
         produced[node.id] = result.output
         if result.route is not None:

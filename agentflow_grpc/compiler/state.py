@@ -10,6 +10,7 @@ import operator
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
+from agentflow_grpc.compiler.attempts import NodeMetrics
 from agentflow_grpc.model.events import TokenUsage
 from agentflow_grpc.nodes.base import SourceProvider
 from agentflow_grpc.nodes.registry import NodeRegistry
@@ -46,4 +47,5 @@ class RunContext:
     sources: SourceProvider
     registry: NodeRegistry
     default_node_timeout: float
+    metrics: NodeMetrics  # each node attempt is recorded here
     response_cache: ScopedResponseCache | None = None  # None: no LLM replies are cached

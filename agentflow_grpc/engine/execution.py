@@ -23,7 +23,7 @@ from typing import Any
 from langgraph.errors import GraphRecursionError
 
 from agentflow_grpc.compiler import CompiledWorkflow, CompiledWorkflowCache
-from agentflow_grpc.compiler.attempts import NodeExecutionError
+from agentflow_grpc.compiler.attempts import NodeExecutionError, NodeMetrics
 from agentflow_grpc.compiler.state import RunContext
 from agentflow_grpc.model.events import (
     NO_USAGE,
@@ -51,12 +51,14 @@ class ExecutionEngine:
     def __init__(
         self,
         *,
+        metrics: NodeMetrics,
         registry: NodeRegistry | None = None,
         cache_size: int = 256,
         node_timeout: float = 300.0,
         execution_timeout: float = 3600.0,
         response_cache: ResponseCache | None = None,
     ) -> None:
+        self.metrics = metrics  # every node attempt of every run is recorded here
         self.registry = registry or NodeRegistry.from_entry_points()
         self.cache = CompiledWorkflowCache(cache_size)
         self.node_timeout = node_timeout
@@ -93,6 +95,7 @@ class ExecutionEngine:
                 sources=sources,
                 registry=self.registry,
                 default_node_timeout=self.node_timeout,
+                metrics=self.metrics,
                 response_cache=response_cache,
             ),
             timeout if timeout is not None else self.execution_timeout,

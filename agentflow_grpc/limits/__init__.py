@@ -1,11 +1,11 @@
 """Rate limits and quotas in Redis, per tenant, per API key and per source (see limiter.py).
 
 keys = RedisKeys(settings.redis_prefix)  # agentflow_grpc.keyspace: every key, one prefix
-limiter = Limiter(redis_client, LimitPolicy.from_settings(settings), keys=keys)
+limiter = Limiter(redis_client, LimitPolicy.from_settings(settings), keys=keys, metrics=metrics)
 await limiter.admit_request(tenant_id, api_key_id)
 async with limiter.execution_slot(tenant_id, api_key_id, execution_id): ...
 await limiter.check_tokens(tenant_id); await limiter.add_tokens(tenant_id, n)
-SourceRegistry.default(provider_limiter=limiter.providers)
+SourceRegistry.default(metrics=metrics, provider_limiter=limiter.providers)
 """
 
 from agentflow_grpc.limits.limiter import Limiter

@@ -7,15 +7,19 @@
 - `providers`: the ProviderLimiter given to source adapters (sources' own `config.limits`).
 
 Refusals are ResourceExhaustedError (RESOURCE_EXHAUSTED, with RetryInfo carrying
-`retry_after`) whose `code` names the limit. Every decision is one Lua script in Redis, so it
-holds across replicas. When Redis is down or slow, every limit fails open (allows; a warning
-at most once a minute) — never an error, never a wait of more than `timeout` seconds.
+`retry_after`) whose `code` names the limit; each is counted in the metrics
+(`agentflow_rate_limit_refusals_total{scope}`, the scope by the code, `SCOPES`), and so is a
+provider call a source's limits hold back (scope `source_calls`). Every decision is one Lua
+script in Redis, so it holds across replicas. When Redis is down or slow, every limit fails
+open (allows; a warning at most once a minute) — never an error, never a wait of more than
+`timeout` seconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import redis.asyncio as redis
 
@@ -23,10 +27,28 @@ from agentflow_grpc.keyspace import Id, RedisKeys
 from agentflow_grpc.limits.guard import FailOpen
 from agentflow_grpc.limits.policy import LimitPolicy
 from agentflow_grpc.limits.providers import RedisProviderLimiter
-from agentflow_grpc.limits.quotas import TokenQuota
-from agentflow_grpc.limits.requests import RequestLimits
+from agentflow_grpc.limits.quotas import TOKENS_PER_DAY, TokenQuota
+from agentflow_grpc.limits.requests import KEY_RATE_LIMITED, TENANT_RATE_LIMITED, RequestLimits
 from agentflow_grpc.limits.scripts import Scripts
-from agentflow_grpc.limits.slots import ExecutionSlot, ExecutionSlots
+from agentflow_grpc.limits.slots import (
+    KEY_CONCURRENCY,
+    TENANT_CONCURRENCY,
+    ExecutionSlot,
+    ExecutionSlots,
+)
+from agentflow_grpc.model.errors import ResourceExhaustedError
+from agentflow_grpc.observability.metrics import Metrics
+
+T = TypeVar("T")
+
+# The scope a refusal is counted under, by its code.
+SCOPES = {
+    TENANT_RATE_LIMITED: "tenant_requests",
+    KEY_RATE_LIMITED: "api_key_requests",
+    TENANT_CONCURRENCY: "tenant_executions",
+    KEY_CONCURRENCY: "api_key_executions",
+    TOKENS_PER_DAY: "tenant_tokens",
+}
 
 
 class Limiter:
@@ -36,26 +58,29 @@ class Limiter:
         policy: LimitPolicy,
         *,
         keys: RedisKeys,
+        metrics: Metrics,
         timeout: float = 1.0,
         pause: float = 5.0,
         warn_every: float = 60.0,
     ) -> None:
         """No I/O: the scripts are loaded on first use. `keys` names every key (under
-        `AGENTFLOW_REDIS_PREFIX`); `timeout` bounds each Redis call; after a failure Redis is
-        left alone for `pause` seconds (limits allow meanwhile)."""
+        `AGENTFLOW_REDIS_PREFIX`); refusals are counted in `metrics`; `timeout` bounds each
+        Redis call; after a failure Redis is left alone for `pause` seconds (limits allow
+        meanwhile)."""
         scripts = Scripts.register(client)
         self.policy = policy
+        self._metrics = metrics
         self.guard = FailOpen(timeout=timeout, pause=pause, warn_every=warn_every)
         self._requests = RequestLimits(scripts, self.guard, keys, policy)
         self._slots = ExecutionSlots(scripts, self.guard, keys, policy)
         self._tokens = TokenQuota(scripts, self.guard, keys, policy.tenant_tokens_per_day)
-        self.providers = RedisProviderLimiter(scripts, self.guard, keys)
+        self.providers = RedisProviderLimiter(scripts, self.guard, keys, metrics)
 
     async def admit_request(self, tenant_id: Id, api_key_id: Id | None) -> None:
         """Count one API call. Raises ResourceExhaustedError `rate_limited.tenant` or
         `rate_limited.api_key` (retry_after: seconds until it would be admitted) when the
         tenant's or the key's rate is used up; a refused call counts against neither."""
-        await self._requests.admit(tenant_id, api_key_id)
+        await self._counted(self._requests.admit(tenant_id, api_key_id))
 
     async def acquire_execution_slot(
         self, tenant_id: Id, api_key_id: Id | None, execution_id: Id
@@ -69,7 +94,7 @@ class Limiter:
         execution has ended (it is idempotent; the slot is also an async context manager). If
         this process dies, the slot frees itself when its lease ends (60 s). `api_key_id`
         None: only the tenant's limit applies."""
-        return await self._slots.acquire(tenant_id, api_key_id, execution_id)
+        return await self._counted(self._slots.acquire(tenant_id, api_key_id, execution_id))
 
     @asynccontextmanager
     async def execution_slot(
@@ -77,7 +102,7 @@ class Limiter:
     ) -> AsyncIterator[ExecutionSlot]:
         """`async with limiter.execution_slot(t, k, e):` runs the body holding the slot (see
         `acquire_execution_slot`), released on the way out, however it is left."""
-        slot = await self._slots.acquire(tenant_id, api_key_id, execution_id)
+        slot = await self._counted(self._slots.acquire(tenant_id, api_key_id, execution_id))
         try:
             yield slot
         finally:
@@ -95,7 +120,7 @@ class Limiter:
         """Raises ResourceExhaustedError `quota_exceeded.tokens_per_day` (retry_after: seconds
         until midnight UTC) once the tenant has used `AGENTFLOW_TENANT_TOKENS_PER_DAY` tokens
         today (UTC). Call it before a run starts (and, if wanted, before each model call)."""
-        await self._tokens.check(tenant_id)
+        await self._counted(self._tokens.check(tenant_id))
 
     async def add_tokens(self, tenant_id: Id, tokens: int) -> int | None:
         """Count tokens the tenant used (a call's or a run's `usage.total_tokens`); the day's
@@ -105,3 +130,11 @@ class Limiter:
     async def tokens_used(self, tenant_id: Id) -> int | None:
         """Tokens the tenant used today (UTC), or None when Redis cannot say."""
         return await self._tokens.used(tenant_id)
+
+    async def _counted(self, decision: Awaitable[T]) -> T:
+        """`decision`'s result; a refusal is counted under its scope, then raised."""
+        try:
+            return await decision
+        except ResourceExhaustedError as exc:
+            self._metrics.limit_refused(SCOPES[exc.code])
+            raise

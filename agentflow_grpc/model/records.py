@@ -175,6 +175,9 @@ class Execution:
     finished_at: datetime | None
     duration_ms: float | None
     created_by: str
+    # The W3C trace the run belongs to (32 hex digits): the trace of the call that started it,
+    # which its spans continue; None for runs recorded before traces were kept.
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,11 @@ path gives a value or null, other paths a list); without, `{"status", "headers",
 Requests go through `safe_http`: private, loopback and link-local addresses are refused unless the
 node's source allows them, the response is read up to `max_response_bytes`, and a source's
 credentials are only ever sent to the source's own origin.
+
+Each request is a CLIENT span (OpenTelemetry's HTTP conventions), named by its method:
+`http.request.method`, `url.full` (without user information, every query value `REDACTED`:
+query strings carry tokens), `server.address`/`server.port`, `http.response.status_code`; a
+status of 400 or more sets `error.type` to it. Headers and bodies are never recorded.
 """
 
 from __future__ import annotations
@@ -12,13 +17,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx2
 import jsonpath
 
 from agentflow_grpc.model.failures import NodeFailure, for_http_status
 from agentflow_grpc.nodes.base import NodeContext, NodeResult
+from agentflow_grpc.observability import spans
 from agentflow_grpc.sources.safe_http import (
     BlockedAddressError,
     ResponseTooLargeError,
@@ -95,6 +101,19 @@ def _names_origin_or_none(written: str, origin: httpx2.Origin) -> bool:
 async def _send(
     client: httpx2.AsyncClient, request: _Request, origin: _Origin | None
 ) -> tuple[int, dict[str, str], bytes]:
+    attributes = {"http.request.method": request.method}
+    with spans.span(request.method, kind=spans.SpanKind.CLIENT, attributes=attributes) as span:
+        status, headers, content = await _exchange(client, request, origin, span)
+        if span.is_recording():
+            span.set_attribute("http.response.status_code", status)
+            if status >= 400:
+                spans.fail(span, str(status), f"{request.method} answered {status}")
+        return status, headers, content
+
+
+async def _exchange(
+    client: httpx2.AsyncClient, request: _Request, origin: _Origin | None, span: spans.Span
+) -> tuple[int, dict[str, str], bytes]:
     method, url = request.method, request.url
     shown = url.split("?", 1)[0]  # messages end up in event logs: no query strings (tokens)
     try:
@@ -105,6 +124,8 @@ async def _send(
             params=request.query or None,
             json=request.body,
         )
+        if span.is_recording():
+            span.set_attributes(_url_attributes(built.url))
         if origin is not None:
             origin.check(url, built.url)
         response = await client.send(built, stream=True)
@@ -135,6 +156,26 @@ async def _send(
         raise NodeFailure(
             "http.invalid_response", f"{method} {shown}: {exc or type(exc).__name__}"
         ) from exc
+
+
+def _url_attributes(url: httpx2.URL) -> dict[str, spans.AttributeValue]:
+    """`url.full` without user information and with every query value `REDACTED`; the server."""
+    parts = urlsplit(str(url))
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    query = urlencode(
+        [(name, "REDACTED") for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
+    )
+    attributes: dict[str, spans.AttributeValue] = {
+        "url.full": urlunsplit((parts.scheme, netloc, parts.path, query, "")),
+        "server.address": host,
+    }
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    if port is not None:
+        attributes["server.port"] = port
+    return attributes
 
 
 def _parse(content: bytes, content_type: str) -> Any:

@@ -1,1 +1,1 @@
-"""Logging (structlog), and later metrics and tracing."""
+"""Logging (structlog), Prometheus metrics (metrics.py, served by exposition.py) and tracing."""

@@ -1,6 +1,8 @@
 """The job queue: background executions on a Redis stream, read by one consumer group.
 
-`enqueue()` adds an entry (execution and tenant ids). Workers `claim()` one at a time: first an
+`enqueue()` adds an entry (execution and tenant ids, and the W3C trace context of the call that
+queued it: `traceparent` and `tracestate`, which the run continues; an entry without them, from
+a replica that did not send them, is a job all the same). Workers `claim()` one at a time: first an
 entry that has been pending longer than the visibility timeout — its worker died or hung, and
 XAUTOCLAIM hands it over — else a new one (XREADGROUP). A worker `touch()`es what it holds while
 it runs (XCLAIM … JUSTID resets the idle time, so a live worker's job is never reclaimed) and
@@ -19,15 +21,23 @@ import redis.asyncio as redis
 from redis.exceptions import ResponseError
 
 from agentflow_grpc.keyspace import RedisKeys
+from agentflow_grpc.model.errors import QueueUnavailableError
 from agentflow_grpc.queue.guard import RedisGuard
 
 GROUP = "agentflow-workers"
+
+
+# The entry's fields that carry the trace context (W3C names), beside the ids.
+TRACE_FIELDS = ("traceparent", "tracestate")
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
     execution_id: uuid.UUID
     tenant_id: uuid.UUID
+    # The W3C trace context (`traceparent`, `tracestate`) of the call that queued it; empty
+    # when it had none, or the job comes from a replica that does not send it.
+    trace_context: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +67,12 @@ class JobQueue:
         """Add a job; QueueUnavailableError when Redis cannot take it."""
         with self._guard:
             await self._ensure_group()
-            entry = await self._redis.xadd(
-                self._keys.jobs,
-                {"execution_id": str(job.execution_id), "tenant_id": str(job.tenant_id)},
-            )
+            fields: dict[Any, Any] = {
+                "execution_id": str(job.execution_id),
+                "tenant_id": str(job.tenant_id),
+            }
+            fields.update((k, v) for k, v in job.trace_context if k in TRACE_FIELDS)
+            entry = await self._redis.xadd(self._keys.jobs, fields)
         return _text(entry)
 
     async def claim(self, block: float) -> Delivery | None:
@@ -120,9 +132,30 @@ class JobQueue:
                 pipe.xdel(self._keys.jobs, delivery.entry_id)
                 await pipe.execute()
 
+    async def depth(self) -> tuple[int, int]:
+        """Jobs waiting for a worker, and jobs claimed and not yet acknowledged (the metrics
+        read it at each scrape). Acknowledged jobs leave the stream, so what is in it and not
+        pending is waiting."""
+        with self._guard:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xlen(self._keys.jobs)
+                pipe.xinfo_groups(self._keys.jobs)
+                length, groups = await pipe.execute(raise_on_error=False)
+        if isinstance(length, int) and length == 0:
+            return 0, 0  # no stream yet (XINFO GROUPS fails on a missing key)
+        for reply in (length, groups):
+            if isinstance(reply, Exception):
+                raise QueueUnavailableError(f"the job queue could not be read: {reply}")
+        claimed = next((int(g["pending"]) for g in groups if _text(g["name"]) == GROUP), 0)
+        return max(0, int(length) - claimed), claimed
+
     async def _delivery(self, entry_id: Any, fields: Any, *, reclaimed: bool) -> Delivery:
         values = {_text(key): _text(value) for key, value in fields.items()}
-        job = Job(uuid.UUID(values["execution_id"]), uuid.UUID(values["tenant_id"]))
+        job = Job(
+            uuid.UUID(values["execution_id"]),
+            uuid.UUID(values["tenant_id"]),
+            tuple((name, values[name]) for name in TRACE_FIELDS if values.get(name)),
+        )
         count = 1
         if reclaimed:
             details = await self._redis.xpending_range(

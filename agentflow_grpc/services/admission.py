@@ -3,7 +3,8 @@
 Three limits, each checked where it applies:
 
 - this server's cap on runs at once (`AGENTFLOW_MAX_RUNNING_EXECUTIONS`): a streamed start
-  takes one of its slots (`enter`, refused with `executions.too_many_running`), a worker
+  takes one of its slots (`enter`, refused with `executions.too_many_running`, counted in
+  `agentflow_rate_limit_refusals_total{scope="server_executions"}`), a worker
   reserves one before it claims a job (`reserve`); the run gives it back as it ends (`leave`);
 - the tenant's (and its API key's) concurrent executions: a slot in Redis (`hold_slot`), taken
   for a run started here or by a worker, not for a queued one;
@@ -20,13 +21,15 @@ import uuid
 
 from agentflow_grpc.limits import ExecutionSlot, Limiter
 from agentflow_grpc.model.errors import ResourceExhaustedError
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.services.recorded_run import RecordedRun
 
 
 class Admission:
-    def __init__(self, limiter: Limiter, *, max_running: int) -> None:
+    def __init__(self, limiter: Limiter, *, max_running: int, metrics: Metrics) -> None:
         self._limiter = limiter
         self._max_running = max_running
+        self._metrics = metrics
         self._admitted = 0  # runs running here, or being prepared to
         self._slots: dict[uuid.UUID, ExecutionSlot] = {}  # the tenant's and key's, per run
         self._settling: set[asyncio.Task[None]] = set()
@@ -37,6 +40,7 @@ class Admission:
         """Take one of this server's run slots for a run about to be prepared, or refuse.
         No await: concurrent starts cannot overshoot the cap."""
         if self._admitted >= self._max_running:
+            self._metrics.limit_refused("server_executions")
             raise ResourceExhaustedError(
                 f"this server is running as many executions as it may ({self._max_running}); "
                 "retry shortly",

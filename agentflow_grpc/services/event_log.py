@@ -5,13 +5,16 @@ in one statement (up to `max_batch`), so a burst of token events costs a few rou
 quiet run writes each event at once. `close()` returns once everything put is stored.
 
 A write that fails on a lost connection is tried again; the retry first reads how far the log
-got, so a batch that committed before the connection died is not stored twice.
+got, so a batch that committed before the connection died is not stored twice. Each append is
+timed (retries included) into `agentflow_event_log_append_seconds`, its events counted in
+`agentflow_event_log_events_total`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Callable
 
@@ -26,6 +29,7 @@ from tenacity import (
 from agentflow_grpc.model.errors import UnavailableError
 from agentflow_grpc.model.events import ExecutionEvent
 from agentflow_grpc.observability.logging import get_logger
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.storage import executions as store
 from agentflow_grpc.storage.database import Database
 
@@ -41,6 +45,7 @@ class EventLogWriter:
         tenant_id: uuid.UUID,
         execution_id: uuid.UUID,
         *,
+        metrics: Metrics,
         max_batch: int = 500,
         attempts: int = 4,
         on_stored: Callable[[list[ExecutionEvent]], None] | None = None,
@@ -51,6 +56,7 @@ class EventLogWriter:
         self._max_batch = max_batch
         self._attempts = attempts
         self._on_stored = on_stored  # told of each batch once it is committed
+        self._metrics = metrics
         self._queue: asyncio.Queue[ExecutionEvent | None] = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name=f"event-log-{execution_id}")
 
@@ -81,7 +87,9 @@ class EventLogWriter:
             closing = batch[-1] is None
             events = [event for event in batch if event is not None]
             if events:
+                started = time.perf_counter()
                 await self._write(events)
+                self._metrics.event_log_appended(len(events), time.perf_counter() - started)
                 if self._on_stored is not None:
                     self._on_stored(events)
             if closing:

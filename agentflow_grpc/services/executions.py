@@ -42,6 +42,7 @@ from agentflow_grpc.limits import Limiter
 from agentflow_grpc.model.errors import InvalidArgumentError
 from agentflow_grpc.model.events import ExecutionEvent
 from agentflow_grpc.model.records import Execution, ExecutionStatus, Principal, Role
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.queue.coordination import Coordination
 from agentflow_grpc.queue.jobs import Delivery
 from agentflow_grpc.services.access import require
@@ -82,11 +83,12 @@ class ExecutionService:
         coordination: Coordination,
         limiter: Limiter,
         versions: WorkflowVersionCache,
+        metrics: Metrics,
         max_running: int = 500,
     ) -> None:
         self._coordination = coordination
-        self._records = RunRecords(database)
-        self._admission = Admission(limiter, max_running=max_running)
+        self._records = RunRecords(database, metrics)
+        self._admission = Admission(limiter, max_running=max_running, metrics=metrics)
         self._live = LiveRuns(self._admission, self._records)
         self._preparer = RunPreparer(
             database,
@@ -100,10 +102,16 @@ class ExecutionService:
             admission=self._admission,
             records=self._records,
             live=self._live,
+            metrics=metrics,
         )
         self._heartbeats = Heartbeats(coordination)
         self._queued = QueuedRuns(
-            coordination, self._preparer, self._admission, self._records, self._heartbeats
+            coordination,
+            self._preparer,
+            self._admission,
+            self._records,
+            self._heartbeats,
+            metrics,
         )
         self._remote = RemoteRuns(coordination, self._records)
 

@@ -4,6 +4,10 @@
 UNAVAILABLE before anything is recorded (or, if the queue failed after the record was stored,
 the record ends failed, `execution.not_queued`).
 
+The job carries the W3C trace context of the `StartExecution` call that queued it: the worker
+that runs it (here or on any replica, a resumption too) continues that trace, so the run's spans
+join the call's, and its log lines carry the execution, the tenant and the trace.
+
 `run` is one job a worker of this replica claimed, in a server slot it reserved: take the run's
 lease (another replica holding it runs it), prepare the run from its record, drive it with a
 heartbeat, and acknowledge the job once the final event is stored. A job taken over from a
@@ -11,7 +15,8 @@ lost worker is resumed (its events continue the stored log); one handed out more
 `max_deliveries` times, or whose spec no longer validates, or whose tenant has no tokens left
 today, is ended failed; one whose tenant runs its most at once goes back to the queue
 (`JobDeferred`). At shutdown `hand_over` gives a running job back for another replica to take
-up at once.
+up at once. A run a worker starts (not a resumed one) records how long it waited, from its
+record (stored just before its job was queued) to that start: `agentflow_queue_wait_seconds`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from datetime import UTC, datetime
 
 from agentflow_grpc.model.errors import (
     InvalidSpecError,
@@ -26,7 +32,9 @@ from agentflow_grpc.model.errors import (
     ResourceExhaustedError,
 )
 from agentflow_grpc.model.records import Execution, Principal
-from agentflow_grpc.observability.logging import get_logger
+from agentflow_grpc.observability import spans
+from agentflow_grpc.observability.logging import bound_context, get_logger
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.queue.coordination import Coordination
 from agentflow_grpc.queue.jobs import Delivery, Job
 from agentflow_grpc.services.admission import Admission
@@ -55,12 +63,14 @@ class QueuedRuns:
         admission: Admission,
         records: RunRecords,
         heartbeats: Heartbeats,
+        metrics: Metrics,
     ) -> None:
         self._coordination = coordination
         self._preparer = preparer
         self._admission = admission
         self._records = records
         self._heartbeats = heartbeats
+        self._metrics = metrics
         self._deliveries: dict[uuid.UUID, Delivery] = {}  # queued runs running here
 
     async def enqueue(self, principal: Principal, request: RunRequest) -> Execution:
@@ -72,7 +82,8 @@ class QueuedRuns:
         if record is None:
             return await self._records.started_by(principal.tenant_id, request.request_id or "")
         try:
-            await queue.enqueue(Job(record.id, record.tenant_id))
+            trace_context = tuple(spans.carrier().items())  # the run continues this call's trace
+            await queue.enqueue(Job(record.id, record.tenant_id, trace_context))
         except QueueUnavailableError as exc:
             await self._records.fail(record, "execution.not_queued", exc.message)
             raise
@@ -80,6 +91,14 @@ class QueuedRuns:
 
     async def run(self, delivery: Delivery) -> None:
         """Run a claimed job here and acknowledge it once its final event is stored."""
+        job = delivery.job
+        with (
+            bound_context(execution_id=str(job.execution_id), tenant_id=str(job.tenant_id)),
+            spans.continued(dict(job.trace_context)),
+        ):
+            await self._run(delivery)
+
+    async def _run(self, delivery: Delivery) -> None:
         coordination = self._coordination
         job = delivery.job
         try:
@@ -104,6 +123,9 @@ class QueuedRuns:
             await coordination.queue.ack(delivery)
             await coordination.leases.release(job.execution_id)
             return
+        if run.record.last_sequence == 0:  # its first start (a resumed run waited before)
+            waited = datetime.now(UTC) - run.record.created_at
+            self._metrics.queue_waited(max(0.0, waited.total_seconds()))
         keeper = self._heartbeats.keep(run, delivery)
         self._deliveries[run.id] = delivery
         try:

@@ -9,18 +9,27 @@ read the same run back. A driver that stops reading cancels the run, and that is
 a follower that joins late misses nothing, with no window between "stored" and "live".
 Followers on other replicas get the events through Redis (`publisher`), each batch once it is
 stored, so what they see never runs ahead of the log.
+
+The recording is the run's span, `execution {workflow}` (INTERNAL): a child of the call that
+started it (for a queued run, of the `StartExecution` call whose trace its job carries), the
+parent of its nodes' spans, ended once the log is stored; its log lines carry the execution.
+Its metrics: `agentflow_executions_running` while it records, and once its final event is stored
+`agentflow_executions_total{status}` and `agentflow_execution_duration_seconds{status}`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Protocol
 
-from agentflow_grpc.model.events import NO_USAGE, ExecutionEvent, TokenUsage
+from agentflow_grpc.model.events import NO_USAGE, EventType, ExecutionEvent, TokenUsage
 from agentflow_grpc.model.records import Execution
-from agentflow_grpc.observability.logging import get_logger
+from agentflow_grpc.observability import spans
+from agentflow_grpc.observability.logging import bind_context, get_logger
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.queue.fanout import EventPublisher
 from agentflow_grpc.services.event_log import EventLogWriter
 from agentflow_grpc.services.shared_sources import SourceLease
@@ -30,6 +39,12 @@ from agentflow_grpc.storage.database import Database
 log = get_logger("agentflow.executions")
 
 Subscription = asyncio.Queue[ExecutionEvent | None]
+
+_STATUS = {
+    EventType.EXECUTION_COMPLETED: "completed",
+    EventType.EXECUTION_FAILED: "failed",
+    EventType.EXECUTION_CANCELLED: "cancelled",
+}
 
 
 class RunningExecution(Protocol):
@@ -52,6 +67,7 @@ class RecordedRun:
         sources: SourceLease,
         spec: WorkflowSpec,
         *,
+        metrics: Metrics,
         on_finish: Callable[[RecordedRun], None] | None = None,
         publisher: EventPublisher | None = None,
     ) -> None:
@@ -61,6 +77,7 @@ class RecordedRun:
         self._running = running
         self._sources = sources
         self._on_finish = on_finish
+        self._metrics = metrics
         self._publisher = publisher  # to followers on other replicas, once stored
         self._pump: asyncio.Task[None] | None = None
         self._history: list[ExecutionEvent] = []
@@ -136,11 +153,33 @@ class RecordedRun:
             queue.put_nowait(event)
 
     async def _record(self) -> None:
+        record = self.record
+        bind_context(execution_id=str(self.id), tenant_id=str(record.tenant_id))  # its task's
+        attributes: dict[str, str | int] = {
+            "agentflow.execution.id": str(self.id),
+            "agentflow.tenant.id": str(record.tenant_id),
+            "agentflow.workflow.name": self.spec.name,
+            "agentflow.workflow.spec_hash": record.spec_hash,
+        }
+        if record.workflow_id is not None:
+            attributes["agentflow.workflow.id"] = str(record.workflow_id)
+        if record.workflow_version is not None:
+            attributes["agentflow.workflow.version"] = record.workflow_version
+        self._metrics.execution_started()
+        try:
+            with spans.span(f"execution {self.spec.name}", attributes=attributes) as span:
+                await self._record_events(span)
+        finally:
+            self._metrics.execution_stopped()
+
+    async def _record_events(self, span: spans.Span) -> None:
         publisher = self._publisher
+        started = time.perf_counter()
         writer = EventLogWriter(
             self._database,
             self.record.tenant_id,
             self.id,
+            metrics=self._metrics,
             on_stored=None if publisher is None else publisher.publish_all,
         )
         stream = self._running.events()
@@ -149,6 +188,10 @@ class RecordedRun:
                 writer.put(event)
                 if event.is_terminal:
                     await writer.close()
+                    self._metrics.execution_ran(_STATUS[event.type], time.perf_counter() - started)
+                    _end_span(span, event)
+                elif event.type is EventType.EXECUTION_RESUMED:
+                    span.set_attribute("agentflow.execution.resumed", True)
                 self._publish(event)
             await writer.close()
         except BaseException:
@@ -168,3 +211,17 @@ class RecordedRun:
             await self._sources.release()
             if self._on_finish is not None:
                 self._on_finish(self)
+
+
+def _end_span(span: spans.Span, event: ExecutionEvent) -> None:
+    """The run's outcome on its span: status, tokens and, for a failure, its code."""
+    if not span.is_recording():
+        return
+    status = event.type.value.removeprefix("execution_")
+    span.set_attribute("agentflow.execution.status", status)
+    usage = TokenUsage.from_dict(event.data.get("usage", {}))
+    span.set_attribute("agentflow.usage.input_tokens", usage.prompt_tokens)
+    span.set_attribute("agentflow.usage.output_tokens", usage.completion_tokens)
+    if event.type is EventType.EXECUTION_FAILED:
+        error = event.data.get("error") or {}
+        spans.fail(span, str(error.get("code", "internal")), str(error.get("message", "")))

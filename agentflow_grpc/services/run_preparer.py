@@ -31,7 +31,9 @@ from agentflow_grpc.engine.execution import ExecutionEngine
 from agentflow_grpc.model.errors import InvalidArgumentError, InvalidSpecError, NotFoundError
 from agentflow_grpc.model.records import Execution, Principal
 from agentflow_grpc.model.sources import SourceDefinition
+from agentflow_grpc.observability import spans
 from agentflow_grpc.observability.logging import get_logger
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.queue.fanout import EventFanout
 from agentflow_grpc.services.admission import Admission
 from agentflow_grpc.services.live_runs import LiveRuns
@@ -106,12 +108,14 @@ class RunPreparer:
         admission: Admission,
         records: RunRecords,
         live: LiveRuns,
+        metrics: Metrics,
     ) -> None:
         self._database = database
         self._engine = engine
         self._keyring = keyring
         self._shared_sources = SharedSources(sources)
-        self._validations = SpecValidations(plugins=plugins, limits=limits)
+        self._validations = SpecValidations(plugins=plugins, limits=limits, metrics=metrics)
+        self._metrics = metrics
         self._versions = versions
         self._fanout = fanout
         self._admission = admission
@@ -200,6 +204,7 @@ class RunPreparer:
             prepared.running if running is None else running,
             prepared.sources,
             prepared.spec,
+            metrics=self._metrics,
             on_finish=self._live.finished,
             publisher=self._fanout.publisher(record.id),
         )
@@ -246,6 +251,7 @@ class RunPreparer:
                 workflow_version=resolved.version if request.workflow_id is not None else None,
                 inline_spec=prepared.spec.to_document() if request.workflow_id is None else None,
                 request_id=request.request_id,
+                trace_id=spans.current_trace_id(),  # the starting call's; its spans continue it
             )
         except BaseException:
             await prepared.release()

@@ -2,7 +2,7 @@
 
 Each call is one transaction of the tenant. Besides reading and listing, `end()` closes the log
 of a run that runs nowhere (cancelled while queued, refused when a worker took it up, lost too
-often) with its one terminal event.
+often) with its one terminal event, counted in `agentflow_executions_total{status}`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.model.records import Execution, ExecutionStatus
 from agentflow_grpc.observability.logging import get_logger
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.storage import executions as store
 from agentflow_grpc.storage.database import Database
 from agentflow_grpc.storage.pagination import Page
@@ -23,8 +24,9 @@ log = get_logger("agentflow.executions")
 
 
 class RunRecords:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, metrics: Metrics) -> None:
         self._database = database
+        self._metrics = metrics
 
     async def create(
         self,
@@ -38,6 +40,7 @@ class RunRecords:
         workflow_version: int | None,
         inline_spec: dict[str, Any] | None,
         request_id: str | None,
+        trace_id: str | None = None,
     ) -> Execution:
         """A pending execution; with a `request_id` stored before, that request's execution
         (its id is not `execution_id` then)."""
@@ -53,6 +56,7 @@ class RunRecords:
                 workflow_version=workflow_version,
                 inline_spec=inline_spec,
                 request_id=request_id,
+                trace_id=trace_id,
             )
 
     async def get(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> Execution:
@@ -126,6 +130,7 @@ class RunRecords:
         )
         async with self._database.tenant(execution.tenant_id) as connection:
             await store.append_events(connection, execution.tenant_id, execution.id, [event])
+        self._metrics.execution_ended_unrun(kind.value.removeprefix("execution_"))
         log.warning("execution.ended_unrun", execution_id=str(execution.id), type=kind.value)
 
     async def fail(self, execution: Execution, code: str, message: str) -> None:

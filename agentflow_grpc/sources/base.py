@@ -90,6 +90,60 @@ class ProviderLimiter(Protocol):
         """Count the tokens a call used, as the provider reported them."""
 
 
+# --- metrics of provider calls ---
+
+
+class ChatCallMetrics(Protocol):
+    """What the chat calls of one provider and model record (the OpenTelemetry GenAI client
+    metrics: duration, time to the first chunk, tokens). Seconds are measured from when the
+    request is sent, after the source's own limits let it go."""
+
+    def first_chunk(self, seconds: float) -> None:
+        """A streamed call received its first chunk."""
+
+    def succeeded(self, seconds: float) -> None:
+        """A call returned its whole reply."""
+
+    def used_tokens(self, input_tokens: int, output_tokens: int) -> None:
+        """The provider reported a call's usage."""
+
+    def failed(self, seconds: float, error_type: str) -> None:
+        """A call ended in an error: `error_type` is low-cardinality (`timeout`, the HTTP
+        status, the exception's class, `cancelled`)."""
+
+
+class ChatMetrics(Protocol):
+    """Where sources record their chat calls (the server injects its Prometheus metrics,
+    `agentflow_grpc.observability.metrics`; sources never see prometheus_client).
+
+    `provider` is the OpenTelemetry `gen_ai.provider.name` (`openai`, `azure.ai.openai`, …);
+    `model` a model the source configures, or `_OTHER`, so that the labels stay bounded."""
+
+    def chat_calls(self, provider: str, model: str) -> ChatCallMetrics: ...
+
+
+class _Unrecorded:
+    """Records nothing: for a `SourceSet` built without a registry (tests, local tools)."""
+
+    def chat_calls(self, provider: str, model: str) -> ChatCallMetrics:
+        return self
+
+    def first_chunk(self, seconds: float) -> None:
+        pass
+
+    def succeeded(self, seconds: float) -> None:
+        pass
+
+    def used_tokens(self, input_tokens: int, output_tokens: int) -> None:
+        pass
+
+    def failed(self, seconds: float, error_type: str) -> None:
+        pass
+
+
+UNRECORDED: ChatMetrics = _Unrecorded()
+
+
 # --- capabilities ---
 
 

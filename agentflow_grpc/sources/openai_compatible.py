@@ -7,29 +7,43 @@ those providers' OpenAI-compatible endpoints by default, so the same code serves
 The SDK's own retries are off: the runtime retries by the node's policy, so that every attempt is
 visible as events. A source's `config.limits` (requests and tokens a minute) hold its chat and
 image calls back through the ProviderLimiter the server gives the adapter (`rate_limits.py`).
+
+Each chat call is recorded as OpenTelemetry's GenAI conventions say (`genai_telemetry.py`): the
+client metrics (duration, time to the first chunk of a stream, input and output tokens) and a
+CLIENT span, `chat {model}` (`generate_content {model}` for images), with the provider, the
+request's model and parameters, the response's model, finish reasons and token usage, and
+`server.address`/`server.port`; a failure sets `error.type` (as the metrics' `error_type`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any
 
 import openai
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentflow_grpc.model.errors import SourceConfigError
 from agentflow_grpc.model.events import TokenUsage
 from agentflow_grpc.model.failures import NodeFailure, for_http_status
 from agentflow_grpc.model.sources import SourceDefinition
+from agentflow_grpc.observability import spans
 from agentflow_grpc.sources.base import (
+    ChatCallMetrics,
     ChatRequest,
     ChatResult,
     ImageRequest,
     ImageResult,
-    ProviderLimiter,
     ProviderLimits,
-    parse_config,
+)
+from agentflow_grpc.sources.genai_telemetry import (
+    SourceChatMetrics,
+    chat_attributes,
+    error_type,
+    image_attributes,
+    image_usage_attributes,
+    response_attributes,
+    server_attributes,
 )
 from agentflow_grpc.sources.rate_limits import CallGate
 
@@ -66,45 +80,6 @@ def provider_failure(exc: openai.OpenAIError) -> NodeFailure:
     return NodeFailure("provider.error", str(exc))
 
 
-@dataclass(frozen=True, slots=True)
-class OpenAICompatibleAdapter:
-    type_name: str
-    default_base_url: str | None = None
-    azure: bool = False
-    images: bool = True
-    limiter: ProviderLimiter | None = None  # counts calls against `config.limits`
-
-    def open(self, definition: SourceDefinition) -> OpenAICompatibleSource:
-        config = parse_config(OpenAIConfig, definition)
-        api_key = definition.secrets.get("api_key")
-        if api_key is None:
-            raise SourceConfigError(f"source {definition.name!r} needs the secret `api_key`")
-        common: dict[str, Any] = {
-            "api_key": api_key.get_secret_value(),
-            "timeout": config.timeout,
-            "max_retries": 0,
-            "default_headers": config.default_headers or None,
-            "organization": config.organization,
-        }
-        client: openai.AsyncOpenAI
-        if self.azure:
-            endpoint, version = config.azure_endpoint, config.api_version
-            if endpoint is None or version is None:
-                missing = [
-                    f"config.{name}"
-                    for name, value in (("azure_endpoint", endpoint), ("api_version", version))
-                    if value is None
-                ]
-                raise SourceConfigError(
-                    f"source {definition.name!r}: azure_openai needs {' and '.join(missing)}"
-                )
-            client = openai.AsyncAzureOpenAI(azure_endpoint=endpoint, api_version=version, **common)
-        else:
-            client = openai.AsyncOpenAI(base_url=config.base_url or self.default_base_url, **common)
-        gate = CallGate(definition, config.limits, self.limiter)
-        return OpenAICompatibleSource(definition, config, client, images=self.images, gate=gate)
-
-
 class OpenAICompatibleSource:
     def __init__(
         self,
@@ -113,13 +88,16 @@ class OpenAICompatibleSource:
         client: openai.AsyncOpenAI,
         *,
         images: bool,
-        gate: CallGate | None = None,
+        gate: CallGate,
+        metrics: SourceChatMetrics,
     ) -> None:
         self.definition = definition
         self._config = config
         self._client = client
         self._images = images
-        self._gate = gate or CallGate(definition, None, None)
+        self._gate = gate
+        self._metrics = metrics
+        self._span_attributes = server_attributes(client.base_url, metrics.provider)
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -141,10 +119,8 @@ class OpenAICompatibleSource:
         return model
 
     async def chat(self, request: ChatRequest, on_token: Callable[[str], None]) -> ChatResult:
-        arguments: dict[str, Any] = {
-            "model": self._model(request.model, self._config.model, "chat"),
-            "messages": list(request.messages),
-        }
+        model = self._model(request.model, self._config.model, "chat")
+        arguments: dict[str, Any] = {"model": model, "messages": list(request.messages)}
         for name in ("temperature", "top_p", "max_tokens"):
             value = getattr(request, name)
             if value is not None:
@@ -157,38 +133,86 @@ class OpenAICompatibleSource:
         elif request.response_format == "json":
             arguments["response_format"] = {"type": "json_object"}
         await self._gate.admit()
+        metrics = self._metrics.of(model)
+        started = time.perf_counter()
         try:
-            if request.stream:
-                result = await self._chat_streaming(arguments, on_token)
-                await self._gate.spent(result.usage)
-                return result
-            completion = await self._client.chat.completions.create(**arguments)
-        except openai.OpenAIError as exc:
-            raise provider_failure(exc) from exc
-        usage = _usage(completion.usage)
-        await self._gate.spent(usage)
+            result = await self._traced_chat(request, arguments, on_token, metrics, started)
+        except BaseException as exc:
+            metrics.failed(time.perf_counter() - started, error_type(exc))
+            if isinstance(exc, openai.OpenAIError):
+                raise provider_failure(exc) from exc
+            raise
+        metrics.succeeded(time.perf_counter() - started)
+        if result.usage is not None:
+            metrics.used_tokens(result.usage.prompt_tokens, result.usage.completion_tokens)
+        await self._gate.spent(result.usage)
+        return result
+
+    async def _traced_chat(
+        self,
+        request: ChatRequest,
+        arguments: dict[str, Any],
+        on_token: Callable[[str], None],
+        metrics: ChatCallMetrics,
+        started: float,
+    ) -> ChatResult:
+        """`_chat` in its CLIENT span, `chat {model}`."""
+        model = arguments["model"]
+        content = spans.content_enabled()
+        attributes = chat_attributes(self._span_attributes, request, arguments, content=content)
+        with spans.span(
+            f"chat {model}",
+            kind=spans.SpanKind.CLIENT,
+            attributes=attributes,
+            error_type=error_type,
+        ) as span:
+            result = await self._chat(request, arguments, on_token, metrics, started)
+            if span.is_recording():
+                span.set_attributes(response_attributes(result, content=content))
+            return result
+
+    async def _chat(
+        self,
+        request: ChatRequest,
+        arguments: dict[str, Any],
+        on_token: Callable[[str], None],
+        metrics: ChatCallMetrics,
+        started: float,
+    ) -> ChatResult:
+        if request.stream:
+            return await self._chat_streaming(arguments, on_token, metrics, started)
+        completion = await self._client.chat.completions.create(**arguments)
         if not completion.choices:
+            await self._gate.spent(_usage(completion.usage))
             raise NodeFailure("provider.empty_reply", "the provider returned no choices")
         choice = completion.choices[0]
         return ChatResult(
             text=choice.message.content or "",
             model=completion.model,
             finish_reason=choice.finish_reason,
-            usage=usage,
+            usage=_usage(completion.usage),
         )
 
     async def _chat_streaming(
-        self, arguments: dict[str, Any], on_token: Callable[[str], None]
+        self,
+        arguments: dict[str, Any],
+        on_token: Callable[[str], None],
+        metrics: ChatCallMetrics,
+        started: float,
     ) -> ChatResult:
         parts: list[str] = []
         model = arguments["model"]
         finish_reason: str | None = None
         usage: TokenUsage | None = None
+        first = True
         stream = await self._client.chat.completions.create(
             **arguments, stream=True, stream_options={"include_usage": True}
         )
         async with stream:
             async for chunk in stream:
+                if first:
+                    metrics.first_chunk(time.perf_counter() - started)
+                    first = False
                 model = chunk.model or model
                 if chunk.usage is not None:
                     usage = _usage(chunk.usage)
@@ -219,8 +243,18 @@ class OpenAICompatibleSource:
         if request.quality is not None:
             arguments["quality"] = request.quality
         await self._gate.admit()
+        attributes = image_attributes(self._span_attributes, model, request.n)
         try:
-            response = await self._client.images.generate(**arguments)
+            with spans.span(
+                f"generate_content {model}",
+                kind=spans.SpanKind.CLIENT,
+                attributes=attributes,
+                error_type=error_type,
+            ) as span:
+                response = await self._client.images.generate(**arguments)
+                usage = getattr(response, "usage", None)  # gpt-image-* report tokens
+                if usage is not None and span.is_recording():
+                    span.set_attributes(image_usage_attributes(usage))
         except openai.OpenAIError as exc:
             raise provider_failure(exc) from exc
         images: list[dict[str, str]] = []
@@ -246,20 +280,3 @@ def _usage(usage: Any) -> TokenUsage | None:
     if usage is None:
         return None
     return TokenUsage(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
-
-
-def adapters(limiter: ProviderLimiter | None = None) -> list[OpenAICompatibleAdapter]:
-    """The adapters, counting calls against sources' limits with `limiter`."""
-    return [replace(adapter, limiter=limiter) for adapter in ADAPTERS]
-
-
-ADAPTERS = (
-    OpenAICompatibleAdapter("openai"),
-    OpenAICompatibleAdapter("azure_openai", azure=True),
-    OpenAICompatibleAdapter(
-        "anthropic", default_base_url="https://api.anthropic.com/v1/", images=False
-    ),
-    OpenAICompatibleAdapter(
-        "gemini", default_base_url="https://generativelanguage.googleapis.com/v1beta/openai/"
-    ),
-)

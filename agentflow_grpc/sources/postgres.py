@@ -6,6 +6,11 @@ Parameter values rendered from templates arrive as text; they are converted to t
 PostgreSQL infers for each placeholder (`$1::date` gets a `date`). Single-expression templates
 keep their type (`{{ inputs.limit }}` stays an integer); numbers bound to a text placeholder are
 sent as their text. `json`/`jsonb` values come back decoded, not as JSON text.
+
+Each statement is a CLIENT span (OpenTelemetry's database conventions): `db.system.name`
+`postgresql`, `db.operation.name` (the statement's first keyword), `db.namespace` (the
+database), `server.address`/`server.port`, the rows returned; the statement's text only when
+AGENTFLOW_TRACE_CONTENT allows it, and never the parameters, the DSN or the password.
 """
 
 from __future__ import annotations
@@ -13,19 +18,23 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
+import functools
 import json
 import math
+import re
 import uuid
 import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.model.sources import SourceDefinition
+from agentflow_grpc.observability import spans
 from agentflow_grpc.sources.base import QueryResult, parse_config
 
 
@@ -93,6 +102,7 @@ class PostgresSource:
         self._password = password
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
+        self._span_attributes = _database_attributes(config.dsn)
 
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -135,6 +145,35 @@ class PostgresSource:
         max_rows: int,
         statement_timeout: float,
     ) -> QueryResult:
+        operation = _operation_name(query)
+        attributes: dict[str, spans.AttributeValue] = {
+            **self._span_attributes,
+            "db.operation.name": operation,
+        }
+        if spans.content_enabled():
+            attributes["db.query.text"] = query
+        namespace = self._span_attributes.get("db.namespace")
+        name = f"{operation} {namespace}" if namespace else operation
+        with spans.span(name, kind=spans.SpanKind.CLIENT, attributes=attributes) as span:
+            result = await self._fetch(
+                query,
+                params,
+                read_only=read_only,
+                max_rows=max_rows,
+                statement_timeout=statement_timeout,
+            )
+            span.set_attribute("db.response.returned_rows", len(result.rows))
+            return result
+
+    async def _fetch(
+        self,
+        query: str,
+        params: Sequence[Any],
+        *,
+        read_only: bool,
+        max_rows: int,
+        statement_timeout: float,
+    ) -> QueryResult:
         pool = await self._get_pool()
         try:
             async with pool.acquire() as connection, connection.transaction(readonly=read_only):
@@ -165,6 +204,34 @@ class PostgresSource:
             for record in records[:max_rows]
         ]
         return QueryResult(columns, rows, truncated=len(records) > max_rows)
+
+
+def _database_attributes(dsn: str) -> dict[str, spans.AttributeValue]:
+    """What a span may say about the database of `dsn`: its system, name, host and port (never
+    the user, the password or the options)."""
+    attributes: dict[str, spans.AttributeValue] = {"db.system.name": "postgresql"}
+    try:
+        parts = urlsplit(dsn)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return attributes
+    database = unquote(parts.path.lstrip("/"))
+    if database:
+        attributes["db.namespace"] = database
+    if host:
+        attributes["server.address"] = host
+        attributes["server.port"] = port or 5432
+    return attributes
+
+
+_FIRST_KEYWORD = re.compile(r"(?:\s+|\(|--[^\n]*(?:\n|$)|/\*.*?\*/)*([A-Za-z]+)", re.DOTALL)
+
+
+@functools.lru_cache(maxsize=512)
+def _operation_name(query: str) -> str:
+    """The statement's first keyword (`SELECT`, `WITH`, `INSERT`, …), after comments."""
+    found = _FIRST_KEYWORD.match(query)
+    return found.group(1).upper() if found else "postgresql"
 
 
 def _session_timezone(connection: asyncpg.Connection) -> dt.tzinfo | None:

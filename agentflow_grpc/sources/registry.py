@@ -13,17 +13,26 @@ from importlib.metadata import entry_points
 from agentflow_grpc.model.errors import SourceConfigError
 from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.model.sources import SourceDefinition
-from agentflow_grpc.sources import http_api, openai_compatible, postgres
-from agentflow_grpc.sources.base import ProviderLimiter, Source, SourceAdapter
+from agentflow_grpc.sources import http_api, openai_adapters, postgres
+from agentflow_grpc.sources.base import (
+    UNRECORDED,
+    ChatMetrics,
+    ProviderLimiter,
+    Source,
+    SourceAdapter,
+)
 
 ENTRY_POINT_GROUP = "agentflow.sources"
 
 
-def builtin_adapters(provider_limiter: ProviderLimiter | None = None) -> list[SourceAdapter]:
-    """Every built-in adapter; the LLM and image ones count their calls with `provider_limiter`
-    (sources' `config.limits`), when one is given."""
+def builtin_adapters(
+    metrics: ChatMetrics, provider_limiter: ProviderLimiter | None = None
+) -> list[SourceAdapter]:
+    """Every built-in adapter; the LLM ones record their chat calls in `metrics`, and the LLM
+    and image ones count their calls with `provider_limiter` (sources' `config.limits`), when
+    one is given."""
     return [
-        *openai_compatible.adapters(provider_limiter),
+        *openai_adapters.adapters(metrics, provider_limiter),
         *postgres.ADAPTERS,
         *http_api.ADAPTERS,
     ]
@@ -36,11 +45,14 @@ class SourceRegistry:
             self.register(adapter)
 
     @classmethod
-    def default(cls, *, provider_limiter: ProviderLimiter | None = None) -> SourceRegistry:
-        """The built-in adapters plus those installed packages register. `provider_limiter`
-        holds the built-in LLM and image sources to their `config.limits` (the server passes
-        the Redis one; without it limits are not enforced)."""
-        registry = cls(builtin_adapters(provider_limiter))
+    def default(
+        cls, *, metrics: ChatMetrics, provider_limiter: ProviderLimiter | None = None
+    ) -> SourceRegistry:
+        """The built-in adapters plus those installed packages register. The built-in LLM
+        sources record their calls in `metrics` (the server's Prometheus metrics; `UNRECORDED`:
+        nowhere). `provider_limiter` holds the built-in LLM and image sources to their
+        `config.limits` (the server passes the Redis one; without it limits are not enforced)."""
+        registry = cls(builtin_adapters(metrics, provider_limiter))
         for entry_point in entry_points(group=ENTRY_POINT_GROUP):
             registry.register(entry_point.load())
         return registry
@@ -70,13 +82,13 @@ class SourceSet:
     """The sources of one tenant (or one CLI run), found by id or name, opened on first use.
 
     Opened sources (clients, connection pools) are shared by every execution using this set and
-    released by `aclose()`.
+    released by `aclose()`. Without a `registry`, the default one, recording no metrics.
     """
 
     def __init__(
         self, definitions: Iterable[SourceDefinition], registry: SourceRegistry | None = None
     ) -> None:
-        self._registry = registry or SourceRegistry.default()
+        self._registry = registry or SourceRegistry.default(metrics=UNRECORDED)
         self._definitions: dict[str, SourceDefinition] = {}
         for definition in definitions:
             if definition.name in self._definitions:

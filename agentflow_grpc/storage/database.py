@@ -113,6 +113,13 @@ class Database:
     async def close(self) -> None:
         await self.pool.close()
 
+    def pool_use(self) -> tuple[int, int, int]:
+        """The pool's connections in use and idle, and the most it opens (read by the metrics
+        at each scrape)."""
+        pool = self.pool
+        idle = pool.get_idle_size()
+        return pool.get_size() - idle, idle, pool.get_max_size()
+
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         """A pooled connection, waiting at most `acquire_timeout` when all are busy."""

@@ -53,14 +53,16 @@ async def create(
     inline_spec: dict[str, Any] | None = None,
     execution_id: uuid.UUID | None = None,
     request_id: str | None = None,
+    trace_id: str | None = None,
 ) -> Execution:
     """A pending execution of a stored workflow version, or of an inline spec; with a
-    `request_id` seen before, the execution that request made (its id tells it apart)."""
+    `request_id` seen before, the execution that request made (its id tells it apart).
+    `trace_id`: the trace of the call that started it (32 hex digits)."""
     row = await connection.fetchrow(
         """
         INSERT INTO executions (id, tenant_id, workflow_id, workflow_version, inline_spec,
-                                spec_hash, status, inputs, created_by, request_id)
-        VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9)
+                                spec_hash, status, inputs, created_by, request_id, trace_id)
+        VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10)
         ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
         RETURNING *
         """,
@@ -73,6 +75,7 @@ async def create(
         inputs,
         actor,
         request_id,
+        trace_id,
     )
     if row is None:  # the request_id was seen before
         earlier = await find_by_request_id(connection, tenant_id, request_id or "")
@@ -340,4 +343,5 @@ def _execution(row: Any) -> Execution:
         finished_at=row["finished_at"],
         duration_ms=row["duration_ms"],
         created_by=row["created_by"],
+        trace_id=row["trace_id"],
     )

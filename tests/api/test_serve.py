@@ -1,5 +1,6 @@
-"""`agentflow serve` as a real process: it migrates, prints its address, serves, and drains on
-SIGTERM (health NOT_SERVING, a running stream ends recorded as cancelled), exiting 0."""
+"""`agentflow serve` as a real process: it migrates, prints its address (and its metrics'),
+serves, and drains on SIGTERM (health NOT_SERVING, a running stream ends recorded as cancelled),
+exiting 0."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -104,6 +106,11 @@ async def test_serve_migrates_serves_and_drains_on_sigterm(
     fake_provider: FakeProviderServer,
 ) -> None:
     process, address, dsn = served
+    assert process.stdout is not None
+    metrics_url = process.stdout.readline().strip()  # printed right after the gRPC address
+    host = address.rpartition(":")[0]
+    assert metrics_url.startswith(f"http://{host}:"), metrics_url
+    assert metrics_url.endswith("/metrics")
     keys = await make_keys(dsn, "serve-co")
     key, editor_key = keys["runner"], keys["editor"]
     fake_provider.add_rule(contains="[slow]", delay=30)
@@ -128,6 +135,12 @@ async def test_serve_migrates_serves_and_drains_on_sigterm(
         report = await ours.GetHealth(agentflow_health_pb2.GetHealthRequest())
         assert report.status == "SERVING"
         assert [d.name for d in report.dependencies] == ["database", "redis"]
+        # Its metrics have counted those calls.
+        async with httpx.AsyncClient(timeout=10) as http:
+            scraped = await http.get(metrics_url)
+        assert scraped.status_code == 200
+        health_checks = 'code="OK",method="/grpc.health.v1.Health/Check"'
+        assert f"agentflow_rpc_requests_total{{{health_checks}}} 1.0" in scraped.text
 
         executions = execution_pb2_grpc.ExecutionServiceStub(channel)
         # The spec names source `fake`: make it over the API.

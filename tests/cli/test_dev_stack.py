@@ -168,6 +168,13 @@ def test_dev_starts_the_whole_stack_prints_it_and_ctrl_c_stops_every_process(hom
         # gRPC, straight to the server.
         assert _grpc_health(stack.field("gRPC API")) == health_pb2.HealthCheckResponse.SERVING
 
+        # Its Prometheus metrics, where the banner and the stack file say.
+        metrics_url = stack.field("Metrics")
+        assert json.loads((home / STACK_FILE).read_text())["metrics"] == metrics_url
+        scraped = httpx.get(metrics_url, timeout=30)
+        assert scraped.status_code == 200
+        assert 'agentflow_db_pool_connections{state="idle"}' in scraped.text
+
         with httpx.Client(base_url=stack.rest, timeout=30) as http:
             health = http.get("/v1/health").json()
             assert health["status"] == "SERVING"

@@ -18,6 +18,7 @@ from support.sources import llm_source
 from agentflow_grpc.engine.execution import ExecutionEngine
 from agentflow_grpc.model.errors import InvalidInputsError
 from agentflow_grpc.model.events import EventType, ExecutionEvent
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.sources.registry import SourceSet
 from agentflow_grpc.spec import WorkflowSpec, validate_spec
 from agentflow_grpc.testing import FakeProviderServer
@@ -30,7 +31,9 @@ def nodes() -> ControlledNodes:
 
 @pytest.fixture
 def engine(nodes: ControlledNodes) -> ExecutionEngine:
-    return ExecutionEngine(registry=nodes.registry, node_timeout=10, execution_timeout=30)
+    return ExecutionEngine(
+        metrics=Metrics(), registry=nodes.registry, node_timeout=10, execution_timeout=30
+    )
 
 
 def spec_of(document: dict[str, Any], nodes: ControlledNodes) -> WorkflowSpec:

@@ -18,6 +18,7 @@ from support.runs import assert_well_formed, collect, terminal
 
 from agentflow_grpc.engine.execution import ExecutionEngine
 from agentflow_grpc.model.events import EventType, ExecutionEvent
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.sources.registry import SourceSet
 from agentflow_grpc.spec import WorkflowSpec, validate_spec
 
@@ -110,7 +111,7 @@ def test_exactly_the_nodes_on_taken_routes_run_once_each_after_what_they_depend_
     outputs = {s: f"nodes.{s}.output if nodes.{s} is defined else none" for s in sinks}
     controlled = ControlledNodes()
     spec = valid_spec(workflow(nodes_spec, edges, outputs), controlled)
-    engine = ExecutionEngine(registry=controlled.registry, node_timeout=10)
+    engine = ExecutionEngine(metrics=Metrics(), registry=controlled.registry, node_timeout=10)
     events = asyncio.run(collect(engine.execute(spec, {}, sources=SourceSet([]))))
 
     assert_well_formed(events)
@@ -144,7 +145,7 @@ async def test_concurrent_runs_of_one_compiled_spec_do_not_mix_their_state() -> 
         ),
         controlled,
     )
-    engine = ExecutionEngine(registry=controlled.registry)
+    engine = ExecutionEngine(metrics=Metrics(), registry=controlled.registry)
 
     async def one(n: int) -> list[ExecutionEvent]:
         return await collect(engine.execute(spec, {"n": n}, sources=SourceSet([])))

@@ -13,6 +13,7 @@ from support.limits import KEYS, client_of, new_id
 from support.network import closed_port
 
 from agentflow_grpc.limits import Limiter, LimitPolicy
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.sources.base import ProviderLimits
 
 # Limits no call in these tests could pass if they were enforced.
@@ -43,7 +44,8 @@ async def exercise(limiter: Limiter) -> None:
 
 async def test_with_redis_down_every_limit_allows_at_once_and_warns_once() -> None:
     client = client_of(f"redis://127.0.0.1:{closed_port()}/0")
-    limiter = Limiter(client, STRICT, keys=KEYS, pause=0)  # no pause: each call really tries Redis
+    # No pause: each call really tries Redis.
+    limiter = Limiter(client, STRICT, keys=KEYS, metrics=Metrics(), pause=0)
     try:
         with structlog.testing.capture_logs() as logs:
             started = time.monotonic()
@@ -80,7 +82,7 @@ async def test_a_hung_redis_costs_one_timeout_then_nothing_while_paused(
     silent_server: int,
 ) -> None:
     client = client_of(f"redis://127.0.0.1:{silent_server}/0")
-    limiter = Limiter(client, STRICT, keys=KEYS, timeout=0.3, pause=60)
+    limiter = Limiter(client, STRICT, keys=KEYS, metrics=Metrics(), timeout=0.3, pause=60)
     try:
         tenant = new_id()
         started = time.monotonic()

@@ -16,8 +16,10 @@ from agentflow_grpc.limits import LimitPolicy
 from agentflow_grpc.model.errors import SourceConfigError
 from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.model.sources import SourceDefinition
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.sources.base import ChatRequest, ProviderLimiter, ProviderLimits
-from agentflow_grpc.sources.openai_compatible import OpenAICompatibleSource, adapters
+from agentflow_grpc.sources.openai_adapters import adapters
+from agentflow_grpc.sources.openai_compatible import OpenAICompatibleSource
 from agentflow_grpc.testing import FakeProviderServer
 
 ASK = ChatRequest(messages=[{"role": "user", "content": "one two three"}], stream=False)
@@ -37,7 +39,9 @@ def definition(
 
 
 def opened(source: SourceDefinition, limiter: ProviderLimiter | None) -> OpenAICompatibleSource:
-    (openai_adapter,) = [adapter for adapter in adapters(limiter) if adapter.type_name == "openai"]
+    (openai_adapter,) = [
+        adapter for adapter in adapters(Metrics(), limiter) if adapter.type_name == "openai"
+    ]
     return openai_adapter.open(source)
 
 

@@ -31,11 +31,12 @@ import asyncio, sys
 import redis.asyncio as redis
 from agentflow_grpc.keyspace import RedisKeys
 from agentflow_grpc.limits import Limiter, LimitPolicy
+from agentflow_grpc.observability.metrics import Metrics
 
 async def main():
     client = redis.Redis.from_url(sys.argv[1])
     policy = LimitPolicy(tenant_max_concurrent_executions=2, slot_lease=float(sys.argv[3]))
-    limiter = Limiter(client, policy, keys=RedisKeys("af"))
+    limiter = Limiter(client, policy, keys=RedisKeys("af"), metrics=Metrics())
     slots = [await limiter.acquire_execution_slot(sys.argv[2], None, f"held-{n}") for n in (1, 2)]
     print("held", flush=True)
     await asyncio.Event().wait()

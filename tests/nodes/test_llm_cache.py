@@ -34,6 +34,7 @@ from agentflow_grpc.keyspace import RedisKeys
 from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.nodes.registry import NodeRegistry
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.sources.registry import SourceSet
 from agentflow_grpc.spec import validate_spec
 from agentflow_grpc.testing import CHAT_PATH, FakeProviderServer
@@ -80,11 +81,15 @@ def client(valkey: redis.Redis) -> redis.Redis:
 
 @pytest.fixture
 def cached_engine(client: redis.Redis, prefix: str) -> ExecutionEngine:
+    metrics = Metrics()
     return ExecutionEngine(
+        metrics=metrics,
         registry=NodeRegistry(),
         node_timeout=30,
         execution_timeout=60,
-        response_cache=RedisResponseCache(client, keys=RedisKeys(prefix.removesuffix(":llmcache"))),
+        response_cache=RedisResponseCache(
+            client, keys=RedisKeys(prefix.removesuffix(":llmcache")), metrics=metrics
+        ),
     )
 
 
@@ -500,11 +505,13 @@ async def test_with_redis_down_the_node_still_completes_through_the_provider(
     provider: FakeProviderServer, llm: SourceDefinition
 ) -> None:
     down = redis.Redis.from_url(f"redis://127.0.0.1:{closed_port()}", socket_connect_timeout=1)
+    metrics = Metrics()
     engine = ExecutionEngine(
+        metrics=metrics,
         registry=NodeRegistry(),
         node_timeout=30,
         execution_timeout=60,
-        response_cache=RedisResponseCache(down, keys=RedisKeys("af"), pause=0),
+        response_cache=RedisResponseCache(down, keys=RedisKeys("af"), metrics=metrics, pause=0),
     )
     try:
         with capture_logs() as logs:
@@ -525,8 +532,9 @@ async def test_after_a_redis_failure_the_cache_is_not_asked_during_its_pause(
     provider: FakeProviderServer, llm: SourceDefinition
 ) -> None:
     down = redis.Redis.from_url(f"redis://127.0.0.1:{closed_port()}", socket_connect_timeout=1)
-    cache = RedisResponseCache(down, keys=RedisKeys("af"), pause=60)
-    engine = ExecutionEngine(registry=NodeRegistry(), response_cache=cache)
+    metrics = Metrics()
+    cache = RedisResponseCache(down, keys=RedisKeys("af"), metrics=metrics, pause=60)
+    engine = ExecutionEngine(metrics=metrics, registry=NodeRegistry(), response_cache=cache)
     try:
         with capture_logs() as logs:
             await run(engine, cached_workflow(), [llm])

@@ -8,8 +8,16 @@ import logging
 
 import pytest
 import structlog
+from opentelemetry.sdk.trace import TracerProvider
 
-from agentflow_grpc.observability.logging import configure_logging, get_logger
+from agentflow_grpc.observability import spans
+from agentflow_grpc.observability.logging import (
+    bind_context,
+    bound_context,
+    clear_context,
+    configure_logging,
+    get_logger,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -100,3 +108,44 @@ def test_http_client_request_lines_are_kept_for_debug(level: str, shown: list[st
     logging.getLogger("httpx2").info("request")
     logging.getLogger("openai").warning("retrying")
     assert [json.loads(line)["event"] for line in stream.getvalue().splitlines()] == shown
+
+
+def test_lines_written_in_a_span_carry_its_trace_and_span_ids() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    provider = TracerProvider(shutdown_on_exit=False)  # records nothing: the ids are still made
+    installed = spans.install(provider)
+    try:
+        get_logger("test").info("outside")
+        with spans.span("call"):
+            ids = spans.current_ids()
+            get_logger("test").info("inside")
+            logging.getLogger("some.library").warning("inside too")
+    finally:
+        installed.uninstall()
+        provider.shutdown()
+    outside, inside, library = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert "trace_id" not in outside
+    assert ids is not None
+    assert (inside["trace_id"], inside["span_id"]) == ids
+    assert (library["trace_id"], library["span_id"]) == ids
+
+
+def test_bound_context_is_on_every_line_until_it_is_cleared() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    bind_context(request_id="r-9", tenant_id="t-1")
+    with bound_context(execution_id="e-1"):
+        get_logger("test").info("running")
+    get_logger("test").info("ran")
+    clear_context()
+    get_logger("test").info("later")
+    running, ran, later = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert (running["request_id"], running["tenant_id"], running["execution_id"]) == (
+        "r-9",
+        "t-1",
+        "e-1",
+    )
+    assert "execution_id" not in ran
+    assert ran["request_id"] == "r-9"
+    assert "request_id" not in later

@@ -31,6 +31,7 @@ from agentflow_grpc.model.errors import (
 from agentflow_grpc.model.events import EventType
 from agentflow_grpc.model.records import Execution, ExecutionStatus, Principal, Role, Tenant
 from agentflow_grpc.nodes.registry import NodeRegistry
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.queue.coordination import Coordination
 from agentflow_grpc.services.executions import ExecutionService, RunRequest
 from agentflow_grpc.services.sources import SourceService
@@ -58,12 +59,15 @@ async def services(
     provider: FakeProviderServer,
     valkey: redis.Redis,
 ) -> AsyncIterator[Services]:
-    registry = SourceRegistry.default()
+    metrics = Metrics()
+    registry = SourceRegistry.default(metrics=metrics)
     limits, plugins = Limits(), PluginCatalog()
-    engine = ExecutionEngine(registry=NodeRegistry(), node_timeout=30, execution_timeout=60)
+    engine = ExecutionEngine(
+        metrics=metrics, registry=NodeRegistry(), node_timeout=30, execution_timeout=60
+    )
     # The server's Redis parts, on the session's Valkey under a prefix of this test's own.
     keys = RedisKeys(f"test-{uuid.uuid4().hex[:12]}")
-    versions = WorkflowVersionCache(valkey, keys=keys)
+    versions = WorkflowVersionCache(valkey, keys=keys, metrics=metrics)
     found = Services(
         workflows=WorkflowService(database, plugins=plugins, limits=limits, versions=versions),
         sources=SourceService(database, keyring, registry),
@@ -77,8 +81,9 @@ async def services(
             coordination=Coordination.on(
                 valkey, keys, replica="test", visibility_timeout=30, max_deliveries=3
             ),
-            limiter=Limiter(valkey, LimitPolicy(), keys=keys),
+            limiter=Limiter(valkey, LimitPolicy(), keys=keys, metrics=metrics),
             versions=versions,
+            metrics=metrics,
         ),
         editor=Principal(tenant_id=tenant_a.id, role=Role.EDITOR, api_key_id=uuid.uuid4()),
     )

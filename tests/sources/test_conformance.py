@@ -29,6 +29,7 @@ from support.network import closed_port
 from support.sources import crm_source
 
 from agentflow_grpc.model.sources import SourceDefinition
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.sources.base import ChatModel, Checkable, Database, HttpApi, ImageModel
 from agentflow_grpc.sources.registry import SourceRegistry
 from agentflow_grpc.spec.checks.references import SOURCE_TYPES_BY_NODE_TYPE
@@ -229,7 +230,7 @@ def test_this_module_lists_every_conformance_class() -> None:
     assert found - {SourceConformance} == set(CLASSES)
 
 
-@pytest.mark.parametrize("type_name", SourceRegistry.default().types())
+@pytest.mark.parametrize("type_name", SourceRegistry.default(metrics=Metrics()).types())
 def test_every_registered_source_type_has_a_conformance_case(type_name: str) -> None:
     covering = [cls.__name__ for cls in CLASSES if type_name in cls.TYPES]
     assert len(covering) == 1, (
@@ -240,7 +241,7 @@ def test_every_registered_source_type_has_a_conformance_case(type_name: str) -> 
 
 def test_every_conformance_case_is_a_registered_type() -> None:
     covered = {type_name for cls in CLASSES for type_name in cls.TYPES}
-    assert covered <= set(SourceRegistry.default().types())
+    assert covered <= set(SourceRegistry.default(metrics=Metrics()).types())
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda cls: cls.__name__)

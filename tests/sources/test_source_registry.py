@@ -10,6 +10,7 @@ import pytest
 from agentflow_grpc.model.errors import SourceConfigError, SpecReadError
 from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.model.sources import SourceDefinition
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.sources.base import ChatModel, Database, HttpApi, ImageModel
 from agentflow_grpc.sources.loading import load_source_definitions
 from agentflow_grpc.sources.registry import SourceRegistry, SourceSet
@@ -25,7 +26,7 @@ def test_the_built_in_adapters_cover_every_source_type_the_validator_knows() -> 
     from agentflow_grpc.spec.checks.references import SOURCE_TYPES_BY_NODE_TYPE
 
     known = set().union(*SOURCE_TYPES_BY_NODE_TYPE.values())
-    runnable = set(SourceRegistry.default().types())
+    runnable = set(SourceRegistry.default(metrics=Metrics()).types())
     assert runnable == {"openai", "azure_openai", "anthropic", "gemini", "postgres", "http"}
     assert known - runnable == {"mysql"}  # validated, not yet runnable: see docs/runtime.md
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from spec_documents import spec_with_node
 
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.spec.codes import ViolationCode
 from agentflow_grpc.spec.plugins import (
     ENTRY_POINT_GROUP,
@@ -409,7 +410,7 @@ async def test_an_installed_plugin_with_run_executes_in_a_workflow(install: Inst
     }
     result = validate_spec(document, plugins=registry.catalog)
     assert result.spec is not None, result.violations
-    engine = ExecutionEngine(registry=registry)
+    engine = ExecutionEngine(metrics=Metrics(), registry=registry)
     events = [e async for e in engine.execute(result.spec, {"name": "ada"}, sources=SourceSet([]))]
     assert [e.type.value for e in events if e.node_id == "shout"] == [
         "node_started",

@@ -26,6 +26,7 @@ import pytest
 from agentflow_grpc.model.errors import SourceConfigError
 from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.model.sources import SourceDefinition
+from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.sources.base import (
     ChatModel,
     ChatRequest,
@@ -92,7 +93,7 @@ class Case:
 
 
 def registry() -> SourceRegistry:
-    return SourceRegistry.default()
+    return SourceRegistry.default(metrics=Metrics())
 
 
 def with_config(definition: SourceDefinition, changes: dict[str, Any]) -> SourceDefinition:

@@ -11,6 +11,7 @@ import redis.asyncio as redis
 
 from agentflow_grpc.keyspace import RedisKeys
 from agentflow_grpc.limits import Limiter, LimitPolicy
+from agentflow_grpc.observability.metrics import Metrics
 
 # The keys of the limiters here: the server's default prefix (tests keep apart by new_id()).
 KEYS = RedisKeys("af")
@@ -34,7 +35,7 @@ async def replicas(
         for _ in range(count):
             client = client_of(url)
             stack.push_async_callback(client.aclose)
-            limiters.append(Limiter(client, policy, keys=KEYS, **options))
+            limiters.append(Limiter(client, policy, keys=KEYS, metrics=Metrics(), **options))
         yield limiters
 
 

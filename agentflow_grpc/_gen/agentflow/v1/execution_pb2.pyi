@@ -63,6 +63,7 @@ class Execution(_message.Message):
     DURATION_MS_FIELD_NUMBER: _builtins.int
     CREATOR_FIELD_NUMBER: _builtins.int
     TRACE_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`executions/{id}`."""
     workflow: _builtins.str
@@ -74,6 +75,11 @@ class Execution(_message.Message):
     """How many events are stored."""
     duration_ms: _builtins.float
     creator: _builtins.str
+    trace_id: _builtins.str
+    """The W3C trace id (32 lowercase hex digits) of the call that started the execution, which
+    its spans continue (OpenTelemetry; docs/observability.md). The same as that call's
+    `x-trace-id` response header. Empty for executions recorded before trace ids were kept.
+    """
     @_builtins.property
     def inputs(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -111,10 +117,11 @@ class Execution(_message.Message):
         duration_ms: _builtins.float = ...,
         creator: _builtins.str = ...,
         trace: _abc.Iterable[Global___NodeTrace] | None = ...,
+        trace_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "inputs", b"inputs", "outputs", b"outputs", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "creator", b"creator", "duration_ms", b"duration_ms", "end_time", b"end_time", "error", b"error", "inputs", b"inputs", "last_sequence", b"last_sequence", "name", b"name", "outputs", b"outputs", "spec_hash", b"spec_hash", "start_time", b"start_time", "state", b"state", "trace", b"trace", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "creator", b"creator", "duration_ms", b"duration_ms", "end_time", b"end_time", "error", b"error", "inputs", b"inputs", "last_sequence", b"last_sequence", "name", b"name", "outputs", b"outputs", "spec_hash", b"spec_hash", "start_time", b"start_time", "state", b"state", "trace", b"trace", "trace_id", b"trace_id", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -270,6 +270,13 @@ class Execution(betterproto2.Message):
     Per node, its attempts (GetExecution only).
     """
 
+    trace_id: "str" = betterproto2.field(17, betterproto2.TYPE_STRING)
+    """
+    The W3C trace id (32 lowercase hex digits) of the call that started the execution, which
+    its spans continue (OpenTelemetry; docs/observability.md). The same as that call's
+    `x-trace-id` response header. Empty for executions recorded before trace ids were kept.
+    """
+
 
 default_message_pool.register_message("agentflow.v1", "Execution", Execution)
 

@@ -1,0 +1,100 @@
+"""The OpenAI-compatible source types (`openai`, `azure_openai`, `anthropic`, `gemini`): their
+config, and the adapters that check a definition and open an `OpenAICompatibleSource` on the
+SDK's client (`openai_compatible.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+from agentflow_grpc.model.errors import SourceConfigError
+from agentflow_grpc.model.sources import SourceDefinition
+from agentflow_grpc.sources.base import (
+    ChatMetrics,
+    ProviderLimiter,
+    parse_config,
+)
+from agentflow_grpc.sources.genai_telemetry import (
+    SourceChatMetrics,
+)
+from agentflow_grpc.sources.openai_compatible import OpenAICompatibleSource, OpenAIConfig
+from agentflow_grpc.sources.rate_limits import CallGate
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAICompatibleAdapter:
+    type_name: str
+    provider_name: str  # OpenTelemetry's gen_ai.provider.name
+    metrics: ChatMetrics  # every chat call is recorded here
+    default_base_url: str | None = None
+    azure: bool = False
+    images: bool = True
+    limiter: ProviderLimiter | None = None  # counts calls against `config.limits`
+
+    def open(self, definition: SourceDefinition) -> OpenAICompatibleSource:
+        config = parse_config(OpenAIConfig, definition)
+        api_key = definition.secrets.get("api_key")
+        if api_key is None:
+            raise SourceConfigError(f"source {definition.name!r} needs the secret `api_key`")
+        common: dict[str, Any] = {
+            "api_key": api_key.get_secret_value(),
+            "timeout": config.timeout,
+            "max_retries": 0,
+            "default_headers": config.default_headers or None,
+            "organization": config.organization,
+        }
+        client: openai.AsyncOpenAI
+        if self.azure:
+            endpoint, version = config.azure_endpoint, config.api_version
+            if endpoint is None or version is None:
+                missing = [
+                    f"config.{name}"
+                    for name, value in (("azure_endpoint", endpoint), ("api_version", version))
+                    if value is None
+                ]
+                raise SourceConfigError(
+                    f"source {definition.name!r}: azure_openai needs {' and '.join(missing)}"
+                )
+            client = openai.AsyncAzureOpenAI(azure_endpoint=endpoint, api_version=version, **common)
+        else:
+            client = openai.AsyncOpenAI(base_url=config.base_url or self.default_base_url, **common)
+        gate = CallGate(definition, config.limits, self.limiter)
+        return OpenAICompatibleSource(
+            definition,
+            config,
+            client,
+            images=self.images,
+            gate=gate,
+            metrics=SourceChatMetrics(self.metrics, self.provider_name, config.model),
+        )
+
+
+def adapters(
+    metrics: ChatMetrics, limiter: ProviderLimiter | None = None
+) -> list[OpenAICompatibleAdapter]:
+    """The adapters, recording chat calls in `metrics` and counting calls against sources'
+    limits with `limiter`."""
+    return [
+        OpenAICompatibleAdapter("openai", "openai", metrics, limiter=limiter),
+        OpenAICompatibleAdapter(
+            "azure_openai", "azure.ai.openai", metrics, azure=True, limiter=limiter
+        ),
+        OpenAICompatibleAdapter(
+            "anthropic",
+            "anthropic",
+            metrics,
+            default_base_url="https://api.anthropic.com/v1/",
+            images=False,
+            limiter=limiter,
+        ),
+        OpenAICompatibleAdapter(
+            "gemini",
+            "gcp.gemini",
+            metrics,
+            default_base_url="https://generativelanguage.googleapis.com/v1beta/openai/",
+            limiter=limiter,
+        ),
+    ]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +31,17 @@ from agentflow_grpc.keyspace import RedisKeys
 from agentflow_grpc.limits import Limiter, LimitPolicy
 from agentflow_grpc.model.errors import ConfigurationError
 from agentflow_grpc.nodes.registry import NodeRegistry
+from agentflow_grpc.observability.error_reporting import configure_error_reporting
 from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.observability.tracing import Tracing, TracingConfigError, configure_tracing
 from agentflow_grpc.queue.coordination import Coordination
+from agentflow_grpc.services.error_groups import ErrorGroupService
 from agentflow_grpc.services.executions import ExecutionService
+from agentflow_grpc.services.health import HealthService
+from agentflow_grpc.services.profiling import ServerProfiler
 from agentflow_grpc.services.sources import SourceService
+from agentflow_grpc.services.stats import StatsService
 from agentflow_grpc.services.tenants import TenantService
 from agentflow_grpc.services.workers import WorkerPool
 from agentflow_grpc.services.workflows import WorkflowService
@@ -66,6 +72,10 @@ class App:
     workers: WorkerPool  # background runs from the job queue; started by a server
     tracing: Tracing  # the tracer provider the OTEL_* variables ask for (observability/tracing.py)
     metrics: Metrics  # Prometheus metrics, on a registry of this app's own; served by a server
+    error_groups: ErrorGroupService  # failures grouped by cause (ObservabilityService)
+    health: HealthService  # the dependencies' health (HealthService, the dashboard)
+    stats: StatsService  # the dashboard's numbers, from PostgreSQL (ObservabilityService)
+    profiler: ServerProfiler  # sampling profiles of this process, for admins
 
 
 class _Embedded(Protocol):
@@ -118,6 +128,7 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
     """Everything wired; `migrate=True` first upgrades the schema to the newest revision."""
     async with (
         open_tracing(settings) as tracing,
+        open_error_reporting(settings),
         database_dsn(settings) as (dsn, embedded),
         open_redis(settings) as redis_client,
     ):
@@ -154,6 +165,9 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
             versions = WorkflowVersionCache(redis_client[0], keys=keys, metrics=metrics)
             replica = coordination(settings, redis_client[0], keys)
             metrics.watch_queue(replica.queue.depth)
+            health = HealthService(
+                {"database": database.ping, "redis": redis_ping(redis_client[0])}
+            )
             executions = ExecutionService(
                 database,
                 engine,
@@ -185,6 +199,10 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                 workers=WorkerPool(executions, concurrency=settings.workers),
                 tracing=tracing,
                 metrics=metrics,
+                error_groups=ErrorGroupService(database),
+                health=health,
+                stats=StatsService(database, health=health, queue_depth=waiting_jobs(replica)),
+                profiler=ServerProfiler(max_message_bytes=settings.max_message_bytes),
             )
             try:
                 yield app
@@ -207,6 +225,39 @@ async def open_tracing(settings: Settings) -> AsyncIterator[Tracing]:
         yield tracing
     finally:
         await asyncio.to_thread(tracing.close)
+
+
+@asynccontextmanager
+async def open_error_reporting(settings: Settings) -> AsyncIterator[None]:
+    """Internal errors to Sentry when `SENTRY_DSN` is set (observability/error_reporting.py); on
+    the way out the events still queued are sent."""
+    dsn = settings.sentry_dsn
+    reporting = configure_error_reporting(None if dsn is None else dsn.get_secret_value())
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(reporting.close)
+
+
+def redis_ping(client: redis.Redis) -> Callable[[], Awaitable[float]]:
+    """A health check of Redis: the round trip of a PING, in milliseconds."""
+
+    async def ping() -> float:
+        started = time.perf_counter()
+        await client.ping()  # type: ignore[misc]  # typed sync-or-async by redis-py
+        return (time.perf_counter() - started) * 1000
+
+    return ping
+
+
+def waiting_jobs(replica: Coordination) -> Callable[[], Awaitable[int]]:
+    """The job queue's background runs waiting for a worker (the dashboard's queue depth)."""
+
+    async def waiting() -> int:
+        jobs_waiting, _claimed = await replica.queue.depth()
+        return jobs_waiting
+
+    return waiting
 
 
 def coordination(settings: Settings, client: redis.Redis, keys: RedisKeys) -> Coordination:

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
         description="Record prompts and completions in the LLM calls' spans (traces are set up "
         "by the standard OTEL_* variables; off: spans carry no message text).",
     )
+    sentry_dsn: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("SENTRY_DSN", "AGENTFLOW_SENTRY_DSN"),
+        description="Sentry's DSN: internal errors are sent there (SENTRY_ENVIRONMENT and "
+        "SENTRY_RELEASE are read by sentry-sdk itself); unset: no error tracking.",
+    )
     max_nodes: int = Field(2000, ge=1, le=100_000, description="Most nodes a spec may have.")
     max_edges: int = Field(5000, ge=1, le=500_000, description="Most edges a spec may have.")
     max_prompt_chars: int = Field(

@@ -86,6 +86,7 @@ from agentflow_grpc._gen.agentflow.v1 import (
 )
 from agentflow_grpc.api.server import ApiServer
 from agentflow_grpc.app import App, open_app
+from agentflow_grpc.cli.serve import serve_metrics
 from agentflow_grpc.config import Settings
 from agentflow_grpc.devstack.postgres import EmbeddedPostgres, create_database
 from agentflow_grpc.model.records import Role
@@ -141,14 +142,16 @@ def struct(document: dict[str, Any]) -> struct_pb2.Struct:
 # --- the server, in a child process --------------------------------------------------------
 
 
-def serve(dsn: str, pool: int, log_path: str, commands: Connection) -> None:
-    """The child process: the app and the gRPC server, until told to stop."""
+def serve(dsn: str, pool: int, log_path: str, commands: Connection, metrics: bool = False) -> None:
+    """The child process: the app and the gRPC server, until told to stop; with `metrics`, its
+    Prometheus endpoint too (on a free port, reported as `metrics_url`). Traces follow the
+    OTEL_* variables of the environment it was started in."""
     with open(log_path, "w", encoding="utf-8") as log:
         configure_logging("INFO", "json", stream=log)  # the server's default level
-        asyncio.run(_serve(dsn, pool, commands))
+        asyncio.run(_serve(dsn, pool, commands, metrics))
 
 
-async def _serve(dsn: str, pool: int, commands: Connection) -> None:
+async def _serve(dsn: str, pool: int, commands: Connection, metrics: bool) -> None:
     settings = Settings(
         database_url=SecretStr(dsn),
         secret_keys=SecretStr("bench:" + base64.b64encode(os.urandom(32)).decode()),
@@ -159,8 +162,9 @@ async def _serve(dsn: str, pool: int, commands: Connection) -> None:
         tenant_requests_per_second=0,
         key_requests_per_second=0,
         tenant_max_concurrent_executions=0,
+        metrics_port=0 if metrics else -1,
     )
-    async with open_app(settings, migrate=True) as app:
+    async with open_app(settings, migrate=True) as app, serve_metrics(app) as exposition:
         server = await ApiServer.start(
             app, host="127.0.0.1", port=0, max_message_bytes=settings.max_message_bytes
         )
@@ -171,6 +175,7 @@ async def _serve(dsn: str, pool: int, commands: Connection) -> None:
                 {
                     "address": server.address,
                     "key": key,
+                    "metrics_url": None if exposition is None else exposition.url,
                     "settings": (
                         f"database pool {settings.database_pool_min}..{settings.database_pool_max}"
                         f" connections (acquire timeout {settings.database_acquire_timeout:g} s), "
@@ -197,6 +202,10 @@ async def _serve(dsn: str, pool: int, commands: Connection) -> None:
                 elif command == "report" and profiler is not None:
                     profiler.disable()
                     commands.send(_report(profiler, *arguments))
+                elif command == "dump" and profiler is not None:  # to a file, for pstats
+                    profiler.disable()
+                    profiler.dump_stats(*arguments)
+                    commands.send(None)
                 elif command == "service-gets":
                     commands.send(await _service_gets(app, *arguments))
         finally:
@@ -234,11 +243,13 @@ def _report(profiler: cProfile.Profile, title: str) -> str:
 class ServerProcess:
     """The child process and its command pipe."""
 
-    def __init__(self, dsn: str, pool: int, log_path: Path) -> None:
+    def __init__(self, dsn: str, pool: int, log_path: Path, *, metrics: bool = False) -> None:
         context = multiprocessing.get_context("spawn")
         self._pipe, child = context.Pipe()
         self.process = context.Process(
-            target=serve, args=(dsn, pool, str(log_path), child), name="agentflow-server"
+            target=serve,
+            args=(dsn, pool, str(log_path), child, metrics),
+            name="agentflow-server",
         )
         self.process.start()
         child.close()
@@ -257,6 +268,7 @@ class ServerProcess:
         self.address: str = ready["address"]
         self.key: str = ready["key"]
         self.settings: str = ready["settings"]
+        self.metrics_url: str | None = ready["metrics_url"]
 
     async def ask(self, *command: Any) -> Any:
         def exchange() -> Any:

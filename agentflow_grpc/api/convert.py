@@ -31,6 +31,7 @@ from agentflow_grpc.model.records import (
     Workflow,
     WorkflowVersion,
 )
+from agentflow_grpc.services.run_profiles import RunProfile
 from agentflow_grpc.services.traces import NodeTrace
 from agentflow_grpc.spec import Violation
 
@@ -196,7 +197,7 @@ def error_to_proto(error: Mapping[str, Any] | None) -> execution_pb2.ExecutionEr
 
 
 def execution_to_proto(
-    execution: Execution, trace: list[NodeTrace] | None = None
+    execution: Execution, trace: list[NodeTrace] | None = None, profile: RunProfile | None = None
 ) -> execution_pb2.Execution:
     message = execution_pb2.Execution(
         name=name_of("executions", execution.id),
@@ -215,6 +216,7 @@ def execution_to_proto(
         duration_ms=execution.duration_ms or 0.0,
         creator=execution.created_by,
         trace_id=execution.trace_id or "",
+        profile=profile_to_proto(profile) if profile is not None else None,
     )
     for node in trace or ():
         message.trace.append(trace_to_proto(node))
@@ -239,9 +241,22 @@ def trace_to_proto(node: NodeTrace) -> execution_pb2.NodeTrace:
                 will_retry=attempt.will_retry,
                 usage=usage_to_proto(attempt.usage) if attempt.usage else None,
                 streamed_text=attempt.streamed_text,
+                provider_first_token_ms=attempt.provider_first_token_ms or 0.0,
+                provider_ms=attempt.provider_ms or 0.0,
             )
             for attempt in node.attempts
         ],
+    )
+
+
+def profile_to_proto(profile: RunProfile) -> execution_pb2.ExecutionProfile:
+    return execution_pb2.ExecutionProfile(
+        queue_wait_ms=profile.queue_wait_ms,
+        wall_ms=profile.wall_ms,
+        nodes_ms=profile.nodes_ms,
+        engine_ms=profile.engine_ms,
+        provider_ms=profile.provider_ms,
+        event_log_ms=profile.event_log_ms,
     )
 
 

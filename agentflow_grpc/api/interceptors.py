@@ -18,7 +18,8 @@ its status, a stream ends with it before any message. In order, for each call:
    authentication; public methods are exempt): over them, RESOURCE_EXHAUSTED with the reason
    and a RetryInfo carrying the real retry-after.
 5. AgentFlowError → its status (api/errors.py); anything else → INTERNAL with the request id, the
-   traceback logged, never sent.
+   traceback logged, never sent; and reported to the error tracker and recorded in the tenant's
+   error groups, in the background (api/internal_errors.py).
 6. One structured access-log line per call: method, code, duration, tenant, request id; and
    the call in the metrics, `agentflow_rpc_requests_total{method,code}` and
    `agentflow_rpc_duration_seconds{method}` (every method the server serves, health checks and
@@ -40,6 +41,7 @@ from agentflow_grpc.api import context as call_context
 from agentflow_grpc.api.context import Context
 from agentflow_grpc.api.errors import internal_status, status_code, status_of
 from agentflow_grpc.api.fields import check_request
+from agentflow_grpc.api.internal_errors import InternalErrorRecorder, InternalErrors
 from agentflow_grpc.model.errors import AgentFlowError, InvalidArgumentError, UnauthenticatedError
 from agentflow_grpc.model.records import Principal
 from agentflow_grpc.observability import spans
@@ -72,9 +74,11 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         public_prefixes: tuple[str, ...],
         metrics: Metrics,
         admit: Admission | None = None,
+        record_internal_error: InternalErrorRecorder | None = None,
     ) -> None:
         self._authenticate = authenticate
         self._admit = admit
+        self.internal_errors = InternalErrors(record_internal_error)
         self._public = public_prefixes
         self._metrics = metrics
 
@@ -110,7 +114,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         rpc = self._metrics.rpc(method)
 
         async def handle(request: Any, context: Context) -> Any:
-            call = _Call(method, metadata, rpc)
+            call = _Call(method, metadata, rpc, self.internal_errors)
             try:
                 await call.begin(context, request, self._authenticate, self._admit, public)
                 return await behavior(request, context)
@@ -127,7 +131,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         rpc = self._metrics.rpc(method)
 
         async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
-            call = _Call(method, metadata, rpc)
+            call = _Call(method, metadata, rpc, self.internal_errors)
             try:
                 await call.begin(
                     context,
@@ -157,10 +161,17 @@ _PROBES = "/grpc.health.v1.Health/"
 class _Call:
     """One call's bookkeeping: its request id, principal, outcome and timing."""
 
-    def __init__(self, method: str, metadata: Mapping[str, Any], rpc: RpcMetrics) -> None:
+    def __init__(
+        self,
+        method: str,
+        metadata: Mapping[str, Any],
+        rpc: RpcMetrics,
+        internal_errors: InternalErrors,
+    ) -> None:
         self.method = method
         self.metadata = metadata
         self.rpc = rpc
+        self.internal_errors = internal_errors
         given = str(metadata.get("x-request-id", ""))
         self.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         self.trace_id = spans.current_trace_id()  # the call's span's, when it has one
@@ -231,6 +242,12 @@ class _Call:
         elif isinstance(exc, Exception):
             self.code = grpc.StatusCode.INTERNAL
             log.exception("rpc.crashed", method=self.method, request_id=self.request_id)
+            self.internal_errors.crashed(
+                exc,
+                method=self.method,
+                request_id=self.request_id,
+                tenant_id=None if self.principal is None else self.principal.tenant_id,
+            )
             status = internal_status(self.request_id)
         else:  # cancelled (the client went away, or the deadline passed), or shutting down
             self.code = grpc.StatusCode.CANCELLED

@@ -24,6 +24,8 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 from agentflow_grpc._gen.agentflow.v1 import (
     execution_pb2,
     execution_pb2_grpc,
+    observability_pb2,
+    observability_pb2_grpc,
     source_pb2,
     source_pb2_grpc,
     workflow_pb2,
@@ -38,6 +40,7 @@ from agentflow_grpc._gen.agentflow.v1 import (
 from agentflow_grpc.api.interceptors import ApiInterceptor
 from agentflow_grpc.api.servicers.executions import ExecutionServicer
 from agentflow_grpc.api.servicers.health import HealthServicer
+from agentflow_grpc.api.servicers.observability import ObservabilityServicer
 from agentflow_grpc.api.servicers.sources import SourceServicer
 from agentflow_grpc.api.servicers.workflows import WorkflowServicer
 from agentflow_grpc.app import App
@@ -50,6 +53,7 @@ SERVICE_NAMES = (
     workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
     source_pb2.DESCRIPTOR.services_by_name["SourceService"].full_name,
     execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
+    observability_pb2.DESCRIPTOR.services_by_name["ObservabilityService"].full_name,
     agentflow_health_pb2.DESCRIPTOR.services_by_name["HealthService"].full_name,
 )
 _RECORDING_SPARE = 5.0  # seconds for cancelled runs to store their last events
@@ -68,6 +72,7 @@ class ApiServer:
     app: App
     address: str  # host:port actually bound
     health: StandardHealthServicer
+    interceptor: ApiInterceptor
 
     @classmethod
     async def start(
@@ -81,6 +86,7 @@ class ApiServer:
             public_prefixes=PUBLIC_METHOD_PREFIXES,
             metrics=app.metrics,
             admit=admit,
+            record_internal_error=app.error_groups.record_internal,
         )
         tracing = aio_server_interceptor(  # type: ignore[no-untyped-call]
             tracer_provider=app.tracing.provider,
@@ -101,8 +107,11 @@ class ApiServer:
         execution_pb2_grpc.add_ExecutionServiceServicer_to_server(
             ExecutionServicer(app.executions), server
         )
+        observability_pb2_grpc.add_ObservabilityServiceServicer_to_server(
+            ObservabilityServicer(app.error_groups, app.stats, app.profiler), server
+        )
         agentflow_health_pb2_grpc.add_HealthServiceServicer_to_server(
-            HealthServicer(app.database, app.redis), server
+            HealthServicer(app.health), server
         )
         health = StandardHealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -123,7 +132,7 @@ class ApiServer:
         address = f"{host}:{bound}"
         app.workers.start()
         log.info("server.started", address=address)
-        return cls(server, app, address, health)
+        return cls(server, app, address, health, interceptor)
 
     async def stop(self, grace: float) -> None:
         """Drain and stop (see the module doc)."""
@@ -135,6 +144,7 @@ class ApiServer:
         stopping = asyncio.create_task(self.server.stop(grace + _RECORDING_SPARE))
         await self.app.executions.shutdown(grace)
         await stopping
+        await self.interceptor.internal_errors.wait()  # internal errors still being recorded
         log.info("server.stopped")
 
     async def wait(self) -> None:

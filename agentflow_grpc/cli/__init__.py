@@ -17,6 +17,7 @@ import click
 from agentflow_grpc import __version__
 from agentflow_grpc.cli.common import EXIT_INVALID, EXIT_USAGE, fail, format_violation
 from agentflow_grpc.cli.dev import dev, gateway_config_command
+from agentflow_grpc.cli.profile import profile
 from agentflow_grpc.cli.run import run
 from agentflow_grpc.cli.serve import serve
 from agentflow_grpc.cli.storage import COMMANDS as STORAGE_COMMANDS
@@ -151,6 +152,7 @@ cli.add_command(run)
 cli.add_command(serve)
 cli.add_command(dev)
 cli.add_command(gateway_config_command)
+cli.add_command(profile)
 for command in STORAGE_COMMANDS:
     cli.add_command(command)
 

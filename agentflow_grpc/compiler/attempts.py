@@ -24,12 +24,21 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from agentflow_grpc.model.events import NodeEvent, node_completed, node_failed, node_started
+from agentflow_grpc.model.events import (
+    NodeEvent,
+    ProviderCall,
+    node_completed,
+    node_failed,
+    node_started,
+)
 from agentflow_grpc.model.failures import NodeFailure, deadline_exceeded
 from agentflow_grpc.nodes.base import NodeResult
-from agentflow_grpc.observability import spans
+from agentflow_grpc.observability import error_reports, spans
 from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.spec.base import RetryPolicy
+
+# One attempt of a node: called with its number (1, 2, …) and the list its provider calls go to.
+Attempt = Callable[[int, list[ProviderCall]], Awaitable[NodeResult]]
 
 log = get_logger("agentflow.runtime")
 
@@ -67,14 +76,16 @@ async def run_attempts(
     node_type: str,
     policy: RetryPolicy | None,
     timeout: float,
-    attempt: Callable[[int], Awaitable[NodeResult]],
+    attempt: Attempt,
     emit: Callable[[NodeEvent], None],
     metrics: NodeMetrics,
 ) -> NodeResult:
-    """Call `attempt(n)` for n = 1, 2, … until it succeeds or may not be retried."""
+    """Call `attempt(n, calls)` for n = 1, 2, … until it succeeds or may not be retried;
+    the provider calls it notes in `calls` go into its node_completed / node_failed event."""
     policy = policy or NO_RETRY
     backoff = policy.backoff
     durations: dict[int, float] = {}
+    calls: dict[int, list[ProviderCall]] = {}
 
     def report_retry(state: RetryCallState) -> None:
         failure = state.outcome.exception() if state.outcome else None
@@ -88,6 +99,7 @@ async def run_attempts(
                 message=failure.message,
                 duration_ms=durations[state.attempt_number],
                 retry_in=delay,
+                calls=calls.get(state.attempt_number, ()),
             )
         )
 
@@ -95,8 +107,9 @@ async def run_attempts(
         number = len(durations) + 1
         emit(node_started(node_id, number, node_type))
         started = time.perf_counter()
+        made = calls[number] = []
         try:
-            result = await _traced(node_id, node_type, number, timeout, attempt)
+            result = await _traced(node_id, node_type, number, timeout, attempt, made)
         except NodeFailure as failure:
             status = TIMED_OUT if failure.code == _DEADLINE else FAILED
             durations[number] = _ended(metrics, node_type, status, started)
@@ -104,13 +117,18 @@ async def run_attempts(
         except Exception as exc:
             durations[number] = _ended(metrics, node_type, FAILED, started)
             log.exception("node.crashed", node_id=node_id, node_type=node_type)
+            error_reports.report(exc, node_id=node_id, node_type=node_type)
             raise NodeFailure("node.internal", f"{type(exc).__name__}: {exc}") from exc
         except BaseException:  # the run was cancelled (or ran out of time) during the attempt
             _ended(metrics, node_type, CANCELLED, started)
             raise
         duration = _ended(metrics, node_type, COMPLETED, started)
         durations[number] = duration
-        emit(node_completed(node_id, number, result.output, duration, result.usage, result.cache))
+        emit(
+            node_completed(
+                node_id, number, result.output, duration, result.usage, result.cache, made
+            )
+        )
         return result
 
     if policy.max_attempts == 1:
@@ -118,7 +136,7 @@ async def run_attempts(
         try:
             return await one_attempt()
         except NodeFailure as failure:
-            return _give_up(node_id, failure, durations, emit)
+            return _give_up(node_id, failure, durations, calls, emit)
     retrying = AsyncRetrying(
         stop=stop_after_attempt(policy.max_attempts),
         wait=wait_exponential_jitter(
@@ -134,7 +152,7 @@ async def run_attempts(
     try:
         return await retrying(one_attempt)
     except NodeFailure as failure:
-        return _give_up(node_id, failure, durations, emit)
+        return _give_up(node_id, failure, durations, calls, emit)
 
 
 async def _traced(
@@ -142,7 +160,8 @@ async def _traced(
     node_type: str,
     number: int,
     timeout: float,
-    attempt: Callable[[int], Awaitable[NodeResult]],
+    attempt: Attempt,
+    calls: list[ProviderCall],
 ) -> NodeResult:
     """Attempt `number` in its span, within `timeout` (else `node.deadline_exceeded`)."""
     attributes: spans.Attributes = {
@@ -153,7 +172,7 @@ async def _traced(
     with spans.span(f"node {node_id}", attributes=attributes) as span:
         try:
             async with asyncio.timeout(timeout):
-                result = await attempt(number)
+                result = await attempt(number, calls)
         except TimeoutError:
             raise deadline_exceeded(timeout) from None
         if span.is_recording():
@@ -178,6 +197,7 @@ def _give_up(
     node_id: str,
     failure: NodeFailure,
     durations: dict[int, float],
+    calls: dict[int, list[ProviderCall]],
     emit: Callable[[NodeEvent], None],
 ) -> NoReturn:
     number = len(durations)
@@ -189,6 +209,7 @@ def _give_up(
             message=failure.message,
             duration_ms=durations.get(number, 0.0),
             retry_in=None,
+            calls=calls.get(number, ()),
         )
     )
     raise NodeExecutionError(node_id, failure) from failure

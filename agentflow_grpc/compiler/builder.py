@@ -28,7 +28,7 @@ from agentflow_grpc.compiler.inputs import InputChecker
 from agentflow_grpc.compiler.joins import JoinGraph
 from agentflow_grpc.compiler.segments import Segment, Topology, split_segments
 from agentflow_grpc.compiler.state import GraphState, RunContext
-from agentflow_grpc.model.events import NO_USAGE, EventType, NodeEvent
+from agentflow_grpc.model.events import NO_USAGE, EventType, NodeEvent, ProviderCall
 from agentflow_grpc.nodes.base import NodeContext, NodeResult
 from agentflow_grpc.nodes.templating import Renderer
 from agentflow_grpc.spec import AnyNode, WorkflowSpec
@@ -203,7 +203,9 @@ async def _run_segment(
         visits[node.id] = visits.get(node.id, 0) + 1
         visit = earlier_visits.get(node.id, 0) + visits[node.id]
 
-        def attempt(number: int, node: AnyNode = node, visit: int = visit) -> Any:
+        def attempt(
+            number: int, calls: list[ProviderCall], node: AnyNode = node, visit: int = visit
+        ) -> Any:
             context = NodeContext(
                 node=node,
                 execution_id=run.execution_id,
@@ -216,6 +218,7 @@ async def _run_segment(
                 sources=run.sources,
                 emit=emit,
                 response_cache=run.response_cache,
+                calls=calls,
             )
             return run.registry.run(node, context)
 

@@ -25,6 +25,7 @@ from langgraph.errors import GraphRecursionError
 from agentflow_grpc.compiler import CompiledWorkflow, CompiledWorkflowCache
 from agentflow_grpc.compiler.attempts import NodeExecutionError, NodeMetrics
 from agentflow_grpc.compiler.state import RunContext
+from agentflow_grpc.engine.model_usage import ModelUsage
 from agentflow_grpc.model.events import (
     NO_USAGE,
     EventType,
@@ -37,6 +38,7 @@ from agentflow_grpc.nodes.base import SourceProvider
 from agentflow_grpc.nodes.registry import NodeRegistry
 from agentflow_grpc.nodes.response_cache import ResponseCache, ScopedResponseCache
 from agentflow_grpc.nodes.templating import variables
+from agentflow_grpc.observability import error_reports
 from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.spec import WorkflowSpec
 
@@ -141,6 +143,7 @@ class Execution:
         self._running: dict[str, int] = {}  # node id → attempt, for nodes started and not ended
         # Tallied from the events, so that failed and cancelled runs report them too.
         self._usage = NO_USAGE
+        self._models = ModelUsage()  # tokens by model, for the terminal event's `models`
         self._retried = 0  # failed attempts that were retried
 
     def cancel(self, reason: str = "cancelled by request") -> None:
@@ -200,6 +203,9 @@ class Execution:
         except Exception as exc:
             end, data = EventType.EXECUTION_FAILED, {"error": self._error(exc)}
         data["usage"] = self._usage.to_dict()
+        models = self._models.to_list()
+        if models:
+            data["models"] = models
         data["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
         if self._running:
             data["interrupted_nodes"] = sorted(self._running)
@@ -257,6 +263,7 @@ class Execution:
                 "message": f"the run exceeded {self.workflow.recursion_limit} steps",
             }
         log.exception("execution.crashed", execution_id=self.id)
+        error_reports.report(exc, execution_id=self.id)
         return {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
 
     def _node_event(self, event: NodeEvent) -> ExecutionEvent:
@@ -266,6 +273,7 @@ class Execution:
             self._running.pop(event.node_id, None)
             if "usage" in event.data:
                 self._usage = self._usage + TokenUsage.from_dict(event.data["usage"])
+            self._models.add(event.data)
         elif event.type is EventType.NODE_FAILED:
             self._running.pop(event.node_id, None)
             self._retried += event.data["will_retry"]

@@ -8,6 +8,7 @@ has the same fields.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -78,6 +79,36 @@ class TokenUsage:
 
 NO_USAGE = TokenUsage()
 
+
+@dataclass(frozen=True, slots=True)
+class ProviderCall:
+    """One call a node attempt made to a provider (a model, image, database or HTTP API), as
+    the node timed it: from sending the request to the whole reply (or the error)."""
+
+    duration_ms: float
+    first_token_ms: float | None = None  # streamed model calls: until the first token
+    provider: str | None = None  # model calls: the OpenTelemetry gen_ai.provider.name
+    model: str | None = None  # model calls: the model that answered
+    # A reply the response cache gave instead of a call: no provider time, only which model
+    # made the reply it kept (so that the tokens it saved are the model's).
+    cached: bool = False
+
+
+def _call_fields(data: dict[str, Any], calls: Sequence[ProviderCall]) -> None:
+    """An attempt's provider time (its calls summed), its first call's time to first token
+    and, for a model call (or a reply from the response cache), which model answered
+    (docs/runtime.md)."""
+    made = [call for call in calls if not call.cached]
+    if made:
+        data["provider_ms"] = round(sum(call.duration_ms for call in made), 3)
+        first_token = next((c.first_token_ms for c in made if c.first_token_ms is not None), None)
+        if first_token is not None:
+            data["provider_first_token_ms"] = round(first_token, 3)
+    model = next((c for c in reversed(calls) if c.model is not None), None)
+    if model is not None:
+        data["model"] = {"provider": model.provider or "", "name": model.model}
+
+
 CacheStatus = Literal["hit", "miss"]
 """How the response cache served a node: `hit` (no provider call) or `miss` (the provider was
 called, with caching on)."""
@@ -142,12 +173,14 @@ def node_completed(
     duration_ms: float,
     usage: TokenUsage | None,
     cache: CacheStatus | None = None,
+    calls: Sequence[ProviderCall] = (),
 ) -> NodeEvent:
     data: dict[str, Any] = {"output": output, "duration_ms": round(duration_ms, 3)}
     if usage is not None:
         data["usage"] = usage.to_dict()
     if cache is not None:
         data["cache"] = cache
+    _call_fields(data, calls)
     return NodeEvent(EventType.NODE_COMPLETED, node_id, attempt, data)
 
 
@@ -159,6 +192,7 @@ def node_failed(
     message: str,
     duration_ms: float,
     retry_in: float | None,
+    calls: Sequence[ProviderCall] = (),
 ) -> NodeEvent:
     """`retry_in` is the delay (s) before the next attempt, or None when this was the last one."""
     data: dict[str, Any] = {
@@ -169,4 +203,5 @@ def node_failed(
     }
     if retry_in is not None:
         data["retry_in"] = round(retry_in, 3)
+    _call_fields(data, calls)
     return NodeEvent(EventType.NODE_FAILED, node_id, attempt, data)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -178,6 +178,11 @@ class Execution:
     # The W3C trace the run belongs to (32 hex digits): the trace of the call that started it,
     # which its spans continue; None for runs recorded before traces were kept.
     trace_id: str | None = None
+    # Time spent storing its events (ms), kept when it ended; None before that.
+    event_log_ms: float | None = None
+    # Tokens by model, kept when it ended: [{provider, model, calls, input_tokens,
+    # output_tokens, cached_tokens}] (docs/runtime.md, execution_completed's `models`).
+    model_usage: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

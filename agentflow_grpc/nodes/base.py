@@ -6,11 +6,19 @@ Events, timeouts and retries are the runtime's job (`compiler.attempts`), not th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from agentflow_grpc.model.events import CacheStatus, NodeEvent, TokenUsage, node_token
+from agentflow_grpc.model.events import (
+    CacheStatus,
+    NodeEvent,
+    ProviderCall,
+    TokenUsage,
+    node_token,
+)
 from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.nodes.response_cache import ScopedResponseCache
 from agentflow_grpc.nodes.templating import Renderer, variables
@@ -39,6 +47,7 @@ class NodeContext:
         "_scope",
         "_sources",
         "attempt",
+        "calls",
         "execution_id",
         "inputs",
         "node",
@@ -62,6 +71,7 @@ class NodeContext:
         sources: SourceProvider,
         emit: Callable[[NodeEvent], None],
         response_cache: ScopedResponseCache | None = None,
+        calls: list[ProviderCall] | None = None,
     ) -> None:
         self.node = node
         self.execution_id = execution_id
@@ -74,6 +84,9 @@ class NodeContext:
         )
         # The run's LLM response cache, bound to its namespace; None: nothing is cached.
         self.response_cache = response_cache
+        # The provider calls the attempt made, as the node times them (record_call); they go
+        # into its node_completed / node_failed event: provider time, time to first token.
+        self.calls: list[ProviderCall] = [] if calls is None else calls
         self._renderer = renderer
         self._sources = sources
         self._emit = emit
@@ -90,6 +103,19 @@ class NodeContext:
 
     def evaluate(self, expression: str, where: str) -> Any:
         return self._renderer.evaluate(expression, self._scope, self._where(where))
+
+    def record_call(self, call: ProviderCall) -> None:
+        """Note a provider call this attempt made (succeeded or failed)."""
+        self.calls.append(call)
+
+    @contextlib.contextmanager
+    def timing_call(self) -> Iterator[None]:
+        """Note the provider call made inside the block, with its time, however it ends."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.calls.append(ProviderCall((time.perf_counter() - started) * 1000))
 
     def emit_token(self, text: str) -> None:
         self._emit(node_token(self.node.id, self.attempt, text))

@@ -4,7 +4,9 @@
 cache or a namespace for the run, it is a plain call. With them:
 
 - a **hit** calls no provider: a streaming node gets the cached text as one `node_token`, and
-  the usage spends nothing (`cached_tokens` says what the first call cost);
+  the usage spends nothing (`cached_tokens` says what the first call cost); the attempt notes
+  the model that made the kept reply (a `cached` ProviderCall: no provider time), so its
+  `node_completed` names it and the saved tokens count for that model;
 - a **miss** calls the provider (streaming as usual); the node calls `reply.keep()` once it has
   accepted the reply (JSON parsed, schema checked), so a failed or partial answer is never kept.
 
@@ -14,14 +16,15 @@ logged as warnings.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
-from agentflow_grpc.model.events import CacheStatus, TokenUsage
+from agentflow_grpc.model.events import CacheStatus, ProviderCall, TokenUsage
 from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.nodes.base import NodeContext
 from agentflow_grpc.nodes.response_cache import CachedReply, ScopedResponseCache
 from agentflow_grpc.observability.logging import get_logger
-from agentflow_grpc.sources.base import ChatRequest
+from agentflow_grpc.sources.base import ChatModel, ChatRequest, ChatResult
 from agentflow_grpc.spec.base import CachePolicy
 
 log = get_logger("agentflow.cache")
@@ -60,7 +63,7 @@ async def cached_chat(
     cache = context.response_cache if policy is not None else None
     definition = getattr(model, "definition", None)
     if policy is None or cache is None or not isinstance(definition, SourceDefinition):
-        result = await model.chat(request, context.emit_token)
+        result = await timed_chat(context, model, request)
         return ChatReply(result.text, result.usage, None)
     key: str | None = None
     try:
@@ -75,10 +78,38 @@ async def cached_chat(
         usage = (
             None if cached.usage is None else TokenUsage(cached_tokens=cached.usage.total_tokens)
         )
+        if cached.model:
+            context.record_call(
+                ProviderCall(0.0, provider=cached.provider or None, model=cached.model, cached=True)
+            )
         return ChatReply(cached.text, usage, "hit")
-    result = await model.chat(request, context.emit_token)
+    result = await timed_chat(context, model, request)
     pending = None if key is None else _Pending(cache, key, CachedReply.of(result), policy.ttl)
     return ChatReply(result.text, result.usage, "miss", pending)
+
+
+async def timed_chat(context: NodeContext, model: ChatModel, request: ChatRequest) -> ChatResult:
+    """`model.chat`, its time and time to first token noted on the attempt (`record_call`),
+    whether it answers or fails."""
+    started = time.perf_counter()
+    first_token: float | None = None
+
+    def on_token(text: str) -> None:
+        nonlocal first_token
+        if first_token is None:
+            first_token = (time.perf_counter() - started) * 1000
+        context.emit_token(text)
+
+    try:
+        result = await model.chat(request, on_token)
+    except BaseException:
+        context.record_call(ProviderCall((time.perf_counter() - started) * 1000, first_token))
+        raise
+    elapsed = (time.perf_counter() - started) * 1000
+    context.record_call(
+        ProviderCall(elapsed, first_token, provider=result.provider or None, model=result.model)
+    )
+    return result
 
 
 def _warn(context: NodeContext, operation: str, exc: Exception) -> None:

@@ -17,13 +17,14 @@ class DatabaseHandler:
             for index, param in enumerate(config.params)
         ]
         database = await context.database(node.source)
-        result = await database.fetch(
-            config.query,
-            params,
-            read_only=config.read_only,
-            max_rows=config.max_rows,
-            statement_timeout=config.statement_timeout,
-        )
+        with context.timing_call():
+            result = await database.fetch(
+                config.query,
+                params,
+                read_only=config.read_only,
+                max_rows=config.max_rows,
+                statement_timeout=config.statement_timeout,
+            )
         return NodeResult(
             {
                 "rows": result.rows,

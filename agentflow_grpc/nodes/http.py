@@ -44,12 +44,14 @@ class HttpHandler:
         request = _Request(config.method, url, headers, query, body, config.max_response_bytes)
         if node.source is not None:
             api = await context.http_api(node.source)
-            status, response_headers, content = await _send(
-                api.client(), request, _Origin(node.source, api.base_url)
-            )
+            with context.timing_call():
+                status, response_headers, content = await _send(
+                    api.client(), request, _Origin(node.source, api.base_url)
+                )
         else:
             async with create_client() as client:
-                status, response_headers, content = await _send(client, request, None)
+                with context.timing_call():
+                    status, response_headers, content = await _send(client, request, None)
         if status >= 400:
             raise for_http_status("http", status, _snippet(content))
         parsed = _parse(content, response_headers.get("content-type", ""))

@@ -14,14 +14,14 @@ class ImageHandler:
     async def run(self, node: ImageNode, context: NodeContext) -> NodeResult:
         config = node.config
         model = await context.image_model(node.source)
-        result = await model.generate_images(
-            ImageRequest(
-                prompt=context.render(config.prompt, "config.prompt"),
-                model=config.model,
-                size=config.size,
-                n=config.n,
-                quality=config.quality,
-                output=config.output,
-            )
+        request = ImageRequest(
+            prompt=context.render(config.prompt, "config.prompt"),
+            model=config.model,
+            size=config.size,
+            n=config.n,
+            quality=config.quality,
+            output=config.output,
         )
+        with context.timing_call():
+            result = await model.generate_images(request)
         return NodeResult({"images": result.images, "model": result.model})

@@ -34,21 +34,25 @@ _CONFIG_NOT_IN_KEY = frozenset({"timeout", "limits"})  # nor do these source set
 
 @dataclass(frozen=True, slots=True)
 class CachedReply:
-    """A chat model's complete reply, as it is kept: the text, and what the call cost."""
+    """A chat model's complete reply, as it is kept: the text, and what the call cost; the
+    model that made it and its provider (gen_ai.provider.name; empty in entries kept before
+    it was)."""
 
     text: str
     model: str
     finish_reason: str | None
     usage: TokenUsage | None
+    provider: str = ""
 
     @classmethod
     def of(cls, result: ChatResult) -> CachedReply:
-        return cls(result.text, result.model, result.finish_reason, result.usage)
+        return cls(result.text, result.model, result.finish_reason, result.usage, result.provider)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "text": self.text,
             "model": self.model,
+            "provider": self.provider,
             "finish_reason": self.finish_reason,
             "usage": None if self.usage is None else self.usage.to_dict(),
         }
@@ -65,6 +69,7 @@ class CachedReply:
             model=str(data.get("model") or ""),
             finish_reason=finish_reason if isinstance(finish_reason, str) else None,
             usage=TokenUsage.from_dict(usage) if isinstance(usage, dict) else None,
+            provider=str(data.get("provider") or ""),
         )
 
 

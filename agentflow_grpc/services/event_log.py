@@ -7,7 +7,13 @@ quiet run writes each event at once. `close()` returns once everything put is st
 A write that fails on a lost connection is tried again; the retry first reads how far the log
 got, so a batch that committed before the connection died is not stored twice. Each append is
 timed (retries included) into `agentflow_event_log_append_seconds`, its events counted in
-`agentflow_event_log_events_total`.
+`agentflow_event_log_events_total`; the time of the appends before the terminal event is kept
+with it (`executions.event_log_ms`, the run profile's `event_log_ms`).
+
+Given the run's `RunFailures`, a batch's failed node attempts and failed run are recorded as
+error-group occurrences in the transaction that stores the batch (services/error_events.py); a
+node's final failure is kept back until the event ending the run has come, so both are stored
+together. A batch without failures costs nothing more.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from agentflow_grpc.model.errors import UnavailableError
 from agentflow_grpc.model.events import ExecutionEvent
 from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.observability.metrics import Metrics
+from agentflow_grpc.services.error_events import RunFailures, awaits_the_end, record_failures
 from agentflow_grpc.storage import executions as store
 from agentflow_grpc.storage.database import Database
 
@@ -49,6 +56,7 @@ class EventLogWriter:
         max_batch: int = 500,
         attempts: int = 4,
         on_stored: Callable[[list[ExecutionEvent]], None] | None = None,
+        failures: RunFailures | None = None,
     ) -> None:
         self._database = database
         self._tenant_id = tenant_id
@@ -57,7 +65,9 @@ class EventLogWriter:
         self._attempts = attempts
         self._on_stored = on_stored  # told of each batch once it is committed
         self._metrics = metrics
+        self._failures = failures  # None: failures are not recorded as error occurrences
         self._queue: asyncio.Queue[ExecutionEvent | None] = asyncio.Queue()
+        self._elapsed = 0.0  # seconds spent appending so far
         self._task = asyncio.create_task(self._run(), name=f"event-log-{execution_id}")
 
     def put(self, event: ExecutionEvent) -> None:
@@ -82,14 +92,20 @@ class EventLogWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            while True:
+                while len(batch) < self._max_batch and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                if not self._awaits_the_end(batch):
+                    break
+                batch.append(await self._queue.get())  # a node's last failure waits for the end
             closing = batch[-1] is None
             events = [event for event in batch if event is not None]
             if events:
                 started = time.perf_counter()
                 await self._write(events)
-                self._metrics.event_log_appended(len(events), time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                self._elapsed += elapsed
+                self._metrics.event_log_appended(len(events), elapsed)
                 if self._on_stored is not None:
                     self._on_stored(events)
             if closing:
@@ -114,5 +130,15 @@ class EventLogWriter:
                             remaining=len(events),
                         )
                     await store.append_events(
-                        connection, self._tenant_id, self._execution_id, events
+                        connection,
+                        self._tenant_id,
+                        self._execution_id,
+                        events,
+                        event_log_ms=round(self._elapsed * 1000, 3),
                     )
+                    if self._failures is not None:
+                        found = self._failures.occurrences(events)
+                        await record_failures(connection, self._tenant_id, found)
+
+    def _awaits_the_end(self, batch: list[ExecutionEvent | None]) -> bool:
+        return self._failures is not None and awaits_the_end(batch)

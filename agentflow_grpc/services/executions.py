@@ -34,7 +34,7 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from agentflow_grpc.caching.workflows import WorkflowVersionCache
 from agentflow_grpc.engine.execution import ExecutionEngine
@@ -53,6 +53,7 @@ from agentflow_grpc.services.queued_runs import QueuedRuns
 from agentflow_grpc.services.recorded_run import RecordedRun
 from agentflow_grpc.services.remote_runs import RemoteRuns
 from agentflow_grpc.services.run_preparer import RunPreparer, RunRequest
+from agentflow_grpc.services.run_profiles import RunProfile, run_profile
 from agentflow_grpc.services.run_records import RunRecords
 from agentflow_grpc.services.traces import NodeTrace, build_trace
 from agentflow_grpc.sources.registry import SourceRegistry
@@ -68,6 +69,7 @@ __all__ = ["ExecutionDetail", "ExecutionService", "RunRequest"]
 class ExecutionDetail:
     execution: Execution
     trace: list[NodeTrace]
+    profile: RunProfile  # where its time went, as of the read
 
 
 class ExecutionService:
@@ -138,10 +140,12 @@ class ExecutionService:
         return await self._queued.enqueue(principal, request)
 
     async def get(self, principal: Principal, execution_id: uuid.UUID) -> ExecutionDetail:
-        """The execution with its per-node trace, from the stored events."""
+        """The execution with its per-node trace, from the stored events, and its profile."""
         require(principal, Role.VIEWER, "reading an execution")
         execution, events = await self._records.with_events(principal.tenant_id, execution_id)
-        return ExecutionDetail(execution, build_trace(events))
+        trace = build_trace(events)
+        profile = run_profile(execution, trace, now=datetime.now(UTC))
+        return ExecutionDetail(execution, trace, profile)
 
     async def events(
         self, principal: Principal, execution_id: uuid.UUID, *, after_sequence: int = 0

@@ -31,6 +31,7 @@ from agentflow_grpc.observability import spans
 from agentflow_grpc.observability.logging import bind_context, get_logger
 from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.queue.fanout import EventPublisher
+from agentflow_grpc.services.error_events import RunFailures
 from agentflow_grpc.services.event_log import EventLogWriter
 from agentflow_grpc.services.shared_sources import SourceLease
 from agentflow_grpc.spec import WorkflowSpec
@@ -181,6 +182,7 @@ class RecordedRun:
             self.id,
             metrics=self._metrics,
             on_stored=None if publisher is None else publisher.publish_all,
+            failures=RunFailures.of(self.id, self.record.workflow_id, self.spec),
         )
         stream = self._running.events()
         try:

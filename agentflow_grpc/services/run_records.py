@@ -2,7 +2,8 @@
 
 Each call is one transaction of the tenant. Besides reading and listing, `end()` closes the log
 of a run that runs nowhere (cancelled while queued, refused when a worker took it up, lost too
-often) with its one terminal event, counted in `agentflow_executions_total{status}`.
+often) with its one terminal event, counted in `agentflow_executions_total{status}`; a failure
+so ended is an error-group occurrence too, recorded with the event.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.model.records import Execution, ExecutionStatus
 from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.observability.metrics import Metrics
+from agentflow_grpc.services.error_events import RunFailures, record_failures
 from agentflow_grpc.storage import executions as store
 from agentflow_grpc.storage.database import Database
 from agentflow_grpc.storage.pagination import Page
@@ -130,6 +132,8 @@ class RunRecords:
         )
         async with self._database.tenant(execution.tenant_id) as connection:
             await store.append_events(connection, execution.tenant_id, execution.id, [event])
+            failures = RunFailures.of(execution.id, execution.workflow_id, None)
+            await record_failures(connection, execution.tenant_id, failures.occurrences([event]))
         self._metrics.execution_ended_unrun(kind.value.removeprefix("execution_"))
         log.warning("execution.ended_unrun", execution_id=str(execution.id), type=kind.value)
 

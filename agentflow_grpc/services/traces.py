@@ -2,7 +2,9 @@
 
 One `NodeTrace` per node that started, in the order nodes first started; each lists its attempts
 in order (a node in a loop starts again at attempt 1 on each pass). An attempt that started and
-never ended is `interrupted` once the run is over, `running` while it goes on.
+never ended is `interrupted` once the run is over, `running` while it goes on. An attempt that
+called providers has their time (`provider_ms`, `provider_first_token_ms`: the run profile's
+parts, services/run_profiles.py) and the model that answered.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ class NodeAttempt:
     will_retry: bool = False
     usage: TokenUsage | None = None
     streamed_text: str = ""  # the tokens the attempt streamed, joined
+    provider_ms: float | None = None  # its provider calls' time, summed (None: it made none)
+    provider_first_token_ms: float | None = None  # a streamed model call's time to first token
+    model: dict[str, str] | None = None  # {"provider", "name"} of the model that answered
     first_sequence: int = 0
     last_sequence: int = 0
 
@@ -99,3 +104,6 @@ def _end(attempt: NodeAttempt, event: ExecutionEvent, status: str) -> None:
     attempt.status = status
     attempt.finished_at = event.timestamp
     attempt.duration_ms = event.data.get("duration_ms")
+    attempt.provider_ms = event.data.get("provider_ms")
+    attempt.provider_first_token_ms = event.data.get("provider_first_token_ms")
+    attempt.model = event.data.get("model")

@@ -171,6 +171,7 @@ class ChatResult:
     model: str
     finish_reason: str | None
     usage: TokenUsage | None
+    provider: str = ""  # the OpenTelemetry gen_ai.provider.name of the source that answered
 
 
 @runtime_checkable

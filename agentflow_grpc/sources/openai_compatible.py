@@ -191,6 +191,7 @@ class OpenAICompatibleSource:
             model=completion.model,
             finish_reason=choice.finish_reason,
             usage=_usage(completion.usage),
+            provider=self._metrics.provider,
         )
 
     async def _chat_streaming(
@@ -224,7 +225,7 @@ class OpenAICompatibleSource:
                     on_token(choice.delta.content)
                 if choice.finish_reason is not None:
                     finish_reason = choice.finish_reason
-        return ChatResult("".join(parts), model, finish_reason, usage)
+        return ChatResult("".join(parts), model, finish_reason, usage, self._metrics.provider)
 
     async def generate_images(self, request: ImageRequest) -> ImageResult:
         if not self._images:

@@ -20,6 +20,7 @@ from agentflow_grpc.model.errors import ConflictError, NotFoundError
 from agentflow_grpc.model.events import EventType, ExecutionEvent, TokenUsage
 from agentflow_grpc.model.records import Execution, ExecutionStatus
 from agentflow_grpc.storage.database import Connection
+from agentflow_grpc.storage.event_progress import RowProgress
 from agentflow_grpc.storage.pagination import (
     Page,
     by_creation,
@@ -27,12 +28,6 @@ from agentflow_grpc.storage.pagination import (
     page_of,
     page_size,
 )
-
-_FINAL_STATUS = {
-    EventType.EXECUTION_COMPLETED: ExecutionStatus.COMPLETED,
-    EventType.EXECUTION_FAILED: ExecutionStatus.FAILED,
-    EventType.EXECUTION_CANCELLED: ExecutionStatus.CANCELLED,
-}
 
 
 class EventLogError(ConflictError):
@@ -164,10 +159,14 @@ async def append_events(
     tenant_id: uuid.UUID,
     execution_id: uuid.UUID,
     events: Sequence[ExecutionEvent],
+    *,
+    event_log_ms: float | None = None,
 ) -> None:
     """Store `events` (consecutive sequence numbers, continuing the log) in one statement.
 
-    The events' data travel as one JSON array (encoded once, not once per event)."""
+    The events' data travel as one JSON array (encoded once, not once per event).
+    `event_log_ms`: the time spent storing the run's events so far, kept with its terminal event
+    (ignored on other batches)."""
     if not events:
         return
     first = events[0].sequence
@@ -182,7 +181,7 @@ async def append_events(
                 f"event {event.sequence} ({event.type.value}) ends the execution, "
                 "so no event may follow it"
             )
-    progress = _progress(events)
+    progress = RowProgress.of(events)
     status = await connection.fetchval(
         """
         WITH advanced AS (
@@ -197,7 +196,9 @@ async def append_events(
                 completion_tokens = coalesce($11, completion_tokens),
                 total_tokens = coalesce($12, total_tokens),
                 duration_ms = coalesce($13, duration_ms),
-                cached_tokens = coalesce($20, cached_tokens)
+                cached_tokens = coalesce($20, cached_tokens),
+                model_usage = coalesce($21, model_usage),
+                event_log_ms = coalesce($22, event_log_ms)
             WHERE tenant_id = $1 AND id = $2 AND last_sequence = $3 - 1
               AND status NOT IN ('completed', 'failed', 'cancelled')
             RETURNING 1
@@ -218,14 +219,16 @@ async def append_events(
         execution_id,
         first,
         events[-1].sequence,
-        *progress,
+        *progress.columns(),
         [event.sequence for event in events],
         [event.type.value for event in events],
         [event.node_id for event in events],
         [event.attempt for event in events],
         [event.timestamp for event in events],
         [event.data for event in events],
-        _cached_tokens(events),
+        progress.cached_tokens,
+        progress.model_usage,
+        event_log_ms if progress.final else None,
     )
     if status != len(events):
         await _explain_refused_append(connection, tenant_id, execution_id, first)
@@ -268,44 +271,6 @@ async def list_events(
     ]
 
 
-def _progress(events: Sequence[ExecutionEvent]) -> list[Any]:
-    """What the batch changes on the execution row: $5..$13 of the append."""
-    status: str | None = None
-    started_at = finished_at = outputs = error = None
-    usage: TokenUsage | None = None
-    duration_ms: float | None = None
-    for event in events:
-        if event.type is EventType.EXECUTION_STARTED:
-            status, started_at = ExecutionStatus.RUNNING.value, event.timestamp
-        elif event.type in _FINAL_STATUS:
-            status, finished_at = _FINAL_STATUS[event.type].value, event.timestamp
-            outputs = event.data.get("outputs")
-            error = event.data.get("error")
-            if event.type is EventType.EXECUTION_CANCELLED:
-                error = {"code": "cancelled", "message": event.data.get("reason", "")}
-            usage = TokenUsage.from_dict(event.data.get("usage", {}))
-            duration_ms = event.data.get("duration_ms")
-    return [
-        status,
-        started_at,
-        finished_at,
-        outputs,
-        error,
-        None if usage is None else usage.prompt_tokens,
-        None if usage is None else usage.completion_tokens,
-        None if usage is None else usage.total_tokens,
-        duration_ms,
-    ]
-
-
-def _cached_tokens(events: Sequence[ExecutionEvent]) -> int | None:
-    """$20 of the append: the tokens the response cache saved, from the terminal event."""
-    for event in events:
-        if event.type in _FINAL_STATUS:
-            return TokenUsage.from_dict(event.data.get("usage", {})).cached_tokens
-    return None
-
-
 async def _explain_refused_append(
     connection: Connection, tenant_id: uuid.UUID, execution_id: uuid.UUID, first: int
 ) -> None:
@@ -344,4 +309,6 @@ def _execution(row: Any) -> Execution:
         duration_ms=row["duration_ms"],
         created_by=row["created_by"],
         trace_id=row["trace_id"],
+        event_log_ms=row["event_log_ms"],
+        model_usage=row["model_usage"] or [],
     )

@@ -1,6 +1,7 @@
 // AgentFlow web console: lists workflows, draws a workflow's graph, runs it with inputs and shows
-// the live event stream per node, plus a health panel. It uses only the public REST/SSE API
-// (Envoy's gRPC-JSON transcoder) with an API key sent as `x-api-key`.
+// the live event stream per node, plus a health panel; a dashboard of the tenant's runs
+// (`#/dashboard`) and a stored run's view (`#/executions/<id>`), by the fragment. It uses only
+// the public REST/SSE API (Envoy's gRPC-JSON transcoder) with an API key sent as `x-api-key`.
 //
 // Everything from the API is written with textContent / setAttribute, never as HTML.
 // This entry module only wires the views (views/) together; lib/ holds what they share.
@@ -9,6 +10,7 @@ import { $ } from './lib/dom.js';
 import { initApiKeyForm } from './views/api-key.js';
 import { hideError } from './views/banner.js';
 import { watchHealth } from './views/health.js';
+import { initNavigation, refreshRoute } from './views/navigation.js';
 import { cancelRun, onRunSubmit } from './views/run.js';
 import { selectWorkflow } from './views/workflow-detail.js';
 import { initWorkflowList, loadWorkflows } from './views/workflows.js';
@@ -16,6 +18,7 @@ import { initWorkflowList, loadWorkflows } from './views/workflows.js';
 function onKeyChanged() {
   hideError();
   loadWorkflows();
+  refreshRoute();
 }
 
 function init() {
@@ -26,6 +29,7 @@ function init() {
   $('cancel-button').addEventListener('click', cancelRun);
   watchHealth();
   loadWorkflows();
+  initNavigation();
 }
 
 init();

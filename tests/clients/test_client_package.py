@@ -17,6 +17,7 @@ from agentflow_grpc._gen.agentflow.v1 import (
     common_pb2,
     execution_pb2,
     health_pb2,
+    observability_pb2,
     source_pb2,
     workflow_pb2,
 )
@@ -25,6 +26,7 @@ PROTO_MODULES: tuple[ModuleType, ...] = (
     common_pb2,
     execution_pb2,
     health_pb2,
+    observability_pb2,
     source_pb2,
     workflow_pb2,
 )
@@ -33,6 +35,7 @@ EXPECTED_EXPORTS = {
     # Stubs.
     "ExecutionServiceStub",
     "HealthServiceStub",
+    "ObservabilityServiceStub",
     "SourceServiceStub",
     "WorkflowServiceStub",
     # agentflow.v1 messages and enums.
@@ -75,6 +78,20 @@ EXPECTED_EXPORTS = {
     "Violation",
     "Workflow",
     "WorkflowVersion",
+    "ErrorGroup",
+    "ErrorOccurrence",
+    "ExecutionProfile",
+    "ExecutionSummary",
+    "GetErrorGroupRequest",
+    "GetStatsRequest",
+    "ListErrorGroupsRequest",
+    "ListErrorGroupsResponse",
+    "ModelUsage",
+    "ProfileServerRequest",
+    "ProfileServerRequestFormat",
+    "ServerProfile",
+    "Stats",
+    "StatsBucket",
     # The google.protobuf types that requests are built from.
     "FieldMask",
     "ListValue",

@@ -63,6 +63,7 @@ def test_it_transcodes_every_service_of_protos_and_knows_which_methods_stream() 
     assert services == [
         "agentflow.v1.ExecutionService",
         "agentflow.v1.HealthService",
+        "agentflow.v1.ObservabilityService",
         "agentflow.v1.SourceService",
         "agentflow.v1.WorkflowService",
     ]

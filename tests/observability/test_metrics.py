@@ -28,7 +28,7 @@ from agentflow_grpc.cli.serve import serve_metrics
 from agentflow_grpc.compiler.attempts import NodeExecutionError, run_attempts
 from agentflow_grpc.config import Settings
 from agentflow_grpc.keyspace import RedisKeys
-from agentflow_grpc.model.events import NodeEvent
+from agentflow_grpc.model.events import NodeEvent, ProviderCall
 from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.nodes.base import NodeResult
 from agentflow_grpc.nodes.response_cache import CachedReply
@@ -294,13 +294,13 @@ async def test_node_attempts_are_recorded_by_type_and_how_they_ended() -> None:
         {"max_attempts": 2, "backoff": {"initial": 0.01, "max": 0.01}}
     )
 
-    async def quick(number: int) -> NodeResult:
+    async def quick(number: int, calls: list[ProviderCall]) -> NodeResult:
         return NodeResult({"ok": True})
 
-    async def refuses(number: int) -> NodeResult:
+    async def refuses(number: int, calls: list[ProviderCall]) -> NodeResult:
         raise NodeFailure("provider.rejected", "no")
 
-    async def slow(number: int) -> NodeResult:
+    async def slow(number: int, calls: list[ProviderCall]) -> NodeResult:
         await asyncio.sleep(5)
         return NodeResult(None)
 

@@ -17,6 +17,7 @@ from support.api_helpers import (
     eventually,
     struct,
 )
+from support.grafana import queries as dashboard_queries
 from support.prometheus_fixtures import Prometheus
 from support.runs import answer_spec
 
@@ -128,3 +129,15 @@ async def test_prometheus_answers_promql_about_runs_made_through_the_api(
         api.server.app.settings.database_pool_max
     )
     assert (await prometheus.value("sum(agentflow_event_log_events_total)") or 0) >= 5 * 6
+
+    # Every query of the Grafana dashboard (docs/grafana/) is valid PromQL for this Prometheus,
+    # and its executions panel shows the runs.
+    for expr in dashboard_queries():
+        await prometheus.query(expr.replace("$__rate_interval", "1m"))
+    runs_by_status = dashboard_queries()[0].replace("$__rate_interval", "1m")
+
+    async def shows_the_runs() -> bool:  # a rate needs two scrapes that hold the series
+        samples = await prometheus.query(runs_by_status)
+        return {sample.labels["status"] for sample in samples} >= {"completed", "failed"}
+
+    await eventually(shows_the_runs, timeout=30)

@@ -1,5 +1,6 @@
 """Redis down: a streamed run still runs on the replica that takes it, health says Redis is
-down, and background starts are refused with UNAVAILABLE — nothing crashes, nothing is lost."""
+down, background starts are refused with UNAVAILABLE, and the stats dashboard still answers
+(queue depth -1) — nothing crashes, nothing is lost."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from support.api_helpers import Client, client_of, echo_spec, rpc_error, struct
 from support.network import closed_port
 
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2 as ex
-from agentflow_grpc._gen.agentflow.v1 import health_pb2
+from agentflow_grpc._gen.agentflow.v1 import (
+    health_pb2,
+    observability_pb2,
+    observability_pb2_grpc,
+)
 
 
 @pytest.fixture
@@ -70,3 +75,27 @@ async def test_health_reports_redis_down(client: Client) -> None:
     assert by_name["redis"].message
     assert by_name["database"].status == "SERVING"
     assert health.status == "NOT_SERVING"
+
+
+async def test_stats_still_answer_with_the_queue_unknown_and_redis_not_serving(
+    client: Client, without_redis: RunningApi
+) -> None:
+    request = ex.ExecuteWorkflowRequest(spec=struct(echo_spec()), inputs=struct({"n": 1}))
+    [*_, end] = [
+        event
+        async for event in client.executions.ExecuteWorkflow(
+            request, metadata=without_redis.metadata()
+        )
+    ]
+    assert end.type == "execution_completed"
+
+    stats = await observability_pb2_grpc.ObservabilityServiceStub(client.channel).GetStats(
+        observability_pb2.GetStatsRequest(), metadata=without_redis.metadata()
+    )
+
+    assert stats.queue_depth == -1
+    by_name = {d.name: d for d in stats.dependencies}
+    assert by_name["redis"].status == "NOT_SERVING"
+    assert by_name["redis"].message
+    assert by_name["database"].status == "SERVING"
+    assert (stats.total_executions, stats.completed_executions) == (1, 1)

@@ -17,10 +17,18 @@ import pytest
 from alembic.script import ScriptDirectory
 from support.storage import ACTOR, TABLES, create_database
 
+from agentflow_grpc.model.error_groups import ErrorKind, NewOccurrence
 from agentflow_grpc.model.errors import ConfigurationError
 from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.model.records import Role
-from agentflow_grpc.storage import executions, migrations, sources, tenants, workflows
+from agentflow_grpc.storage import (
+    error_groups,
+    executions,
+    migrations,
+    sources,
+    tenants,
+    workflows,
+)
 from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import APP_ROLE, Database
 
@@ -112,6 +120,18 @@ async def fill(dsn: str, name: str = "filled") -> uuid.UUID:
                     ),
                 ],
             )
+            failure = NewOccurrence(
+                kind=ErrorKind.NODE_ATTEMPT,
+                code="provider.rate_limited",
+                message="HTTP 429: slow down",
+                occurred_at=now,
+                node_type="llm",
+                execution_id=execution.id,
+                workflow_id=updated.id,
+                node_id="n",
+                attempt=1,
+            )
+            await error_groups.record(connection, tenant.id, [failure])
     finally:
         await database.close()
     return tenant.id

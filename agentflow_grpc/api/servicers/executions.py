@@ -72,7 +72,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     ) -> execution_pb2.Execution:
         execution_id = convert.id_from_name(request.name, "executions")
         detail = await self._executions.get(current_principal(), execution_id)
-        return convert.execution_to_proto(detail.execution, detail.trace)
+        return convert.execution_to_proto(detail.execution, detail.trace, detail.profile)
 
     async def ListExecutions(
         self, request: execution_pb2.ListExecutionsRequest, context: Context

@@ -1,12 +1,15 @@
 // The run panel's frame: the state pill, the Run/Cancel buttons, the elapsed time and usage, and
-// how a run ends (its outputs, its error or a note; nodes left pending or running marked).
+// how a run ends (its outputs, its error or a note; nodes left pending or running marked; where
+// its time went, the waterfall).
 
 import { $ } from '../lib/dom.js';
 import { formatSeconds, formatTokens, usageTitle } from '../lib/format.js';
 import { markEnded } from './node-table.js';
+import { clearWaterfall, loadWaterfall } from './waterfall.js';
 
 /** Shows the panel for a run that just started and ticks its elapsed time. */
 export function openRunPanel(run) {
+  clearWaterfall();
   $('run-outputs-block').hidden = true;
   $('run-error').hidden = true;
   $('run-note').hidden = true;
@@ -72,4 +75,6 @@ export function finishRun(run, outcome, { error, outputs, usage, duration_ms, no
     $('run-note').hidden = false;
   }
   updateSummary(run, duration_ms !== undefined ? { duration_ms: Number(duration_ms), usage } : { usage });
+  // The run reported its end, which the server stores first: its record is complete.
+  if (run.terminal && !run.rejected) loadWaterfall(run);
 }

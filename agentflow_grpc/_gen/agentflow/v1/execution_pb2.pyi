@@ -64,6 +64,7 @@ class Execution(_message.Message):
     CREATOR_FIELD_NUMBER: _builtins.int
     TRACE_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`executions/{id}`."""
     workflow: _builtins.str
@@ -98,6 +99,10 @@ class Execution(_message.Message):
     def trace(self) -> _containers.RepeatedCompositeFieldContainer[Global___NodeTrace]:
         """Per node, its attempts (GetExecution only)."""
 
+    @_builtins.property
+    def profile(self) -> Global___ExecutionProfile:
+        """Where the run's time went (GetExecution only)."""
+
     def __init__(
         self,
         *,
@@ -118,14 +123,57 @@ class Execution(_message.Message):
         creator: _builtins.str = ...,
         trace: _abc.Iterable[Global___NodeTrace] | None = ...,
         trace_id: _builtins.str = ...,
+        profile: Global___ExecutionProfile | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "inputs", b"inputs", "outputs", b"outputs", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "inputs", b"inputs", "outputs", b"outputs", "profile", b"profile", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "creator", b"creator", "duration_ms", b"duration_ms", "end_time", b"end_time", "error", b"error", "inputs", b"inputs", "last_sequence", b"last_sequence", "name", b"name", "outputs", b"outputs", "spec_hash", b"spec_hash", "start_time", b"start_time", "state", b"state", "trace", b"trace", "trace_id", b"trace_id", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "creator", b"creator", "duration_ms", b"duration_ms", "end_time", b"end_time", "error", b"error", "inputs", b"inputs", "last_sequence", b"last_sequence", "name", b"name", "outputs", b"outputs", "profile", b"profile", "spec_hash", b"spec_hash", "start_time", b"start_time", "state", b"state", "trace", b"trace", "trace_id", b"trace_id", "usage", b"usage", "workflow", b"workflow", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Execution: _TypeAlias = Execution  # noqa: Y015
+
+@_typing.final
+class ExecutionProfile(_message.Message):
+    """Where a run's time went, in milliseconds. docs/observability.md."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_WAIT_MS_FIELD_NUMBER: _builtins.int
+    WALL_MS_FIELD_NUMBER: _builtins.int
+    NODES_MS_FIELD_NUMBER: _builtins.int
+    ENGINE_MS_FIELD_NUMBER: _builtins.int
+    PROVIDER_MS_FIELD_NUMBER: _builtins.int
+    EVENT_LOG_MS_FIELD_NUMBER: _builtins.int
+    queue_wait_ms: _builtins.float
+    """From the request that created it to its first event: waiting in the queue for a worker."""
+    wall_ms: _builtins.float
+    """The run's wall time, first event to last (`Execution.duration_ms` is the engine's measure)."""
+    nodes_ms: _builtins.float
+    """Wall time during which at least one node attempt was running."""
+    engine_ms: _builtins.float
+    """The rest of the wall time: the engine's own (scheduling, state, templating between nodes)."""
+    provider_ms: _builtins.float
+    """Time spent waiting on providers (model, image, database and HTTP calls), summed over attempts."""
+    event_log_ms: _builtins.float
+    """Time spent storing the run's events in PostgreSQL (batched, concurrent with the run)."""
+    def __init__(
+        self,
+        *,
+        queue_wait_ms: _builtins.float = ...,
+        wall_ms: _builtins.float = ...,
+        nodes_ms: _builtins.float = ...,
+        engine_ms: _builtins.float = ...,
+        provider_ms: _builtins.float = ...,
+        event_log_ms: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["engine_ms", b"engine_ms", "event_log_ms", b"event_log_ms", "nodes_ms", b"nodes_ms", "provider_ms", b"provider_ms", "queue_wait_ms", b"queue_wait_ms", "wall_ms", b"wall_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecutionProfile: _TypeAlias = ExecutionProfile  # noqa: Y015
 
 @_typing.final
 class ExecutionError(_message.Message):
@@ -201,12 +249,18 @@ class NodeAttempt(_message.Message):
     WILL_RETRY_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     STREAMED_TEXT_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIRST_TOKEN_MS_FIELD_NUMBER: _builtins.int
+    PROVIDER_MS_FIELD_NUMBER: _builtins.int
     attempt: _builtins.int
     status: _builtins.str
     duration_ms: _builtins.float
     will_retry: _builtins.bool
     streamed_text: _builtins.str
     """The text the attempt streamed."""
+    provider_first_token_ms: _builtins.float
+    """The provider's time to first token (streaming model calls; 0 otherwise)."""
+    provider_ms: _builtins.float
+    """Time the attempt spent waiting on its provider call(s); 0 for nodes that call none."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -230,10 +284,12 @@ class NodeAttempt(_message.Message):
         will_retry: _builtins.bool = ...,
         usage: _common_pb2.TokenUsage | None = ...,
         streamed_text: _builtins.str = ...,
+        provider_first_token_ms: _builtins.float = ...,
+        provider_ms: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "output", b"output", "start_time", b"start_time", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "duration_ms", b"duration_ms", "end_time", b"end_time", "error", b"error", "output", b"output", "start_time", b"start_time", "status", b"status", "streamed_text", b"streamed_text", "usage", b"usage", "will_retry", b"will_retry"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "duration_ms", b"duration_ms", "end_time", b"end_time", "error", b"error", "output", b"output", "provider_first_token_ms", b"provider_first_token_ms", "provider_ms", b"provider_ms", "start_time", b"start_time", "status", b"status", "streamed_text", b"streamed_text", "usage", b"usage", "will_retry", b"will_retry"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

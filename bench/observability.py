@@ -77,6 +77,9 @@ MODES = {
     "on": (True, True),
 }
 OTEL_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_SERVICE_NAME")
+# Every server process hashes alike: string hashing's random seed otherwise lays dicts and sets out
+# differently in each one, which alone moves CPU per run by a few percent between processes.
+SERVER_ENVIRONMENT = {"PYTHONHASHSEED": "0"}
 
 
 def _load_grpc_bench() -> ModuleType:
@@ -104,8 +107,9 @@ class Round:
 @contextlib.contextmanager
 def environment(values: dict[str, str]) -> Iterator[None]:
     """The OTEL_* variables a server process starts with (spawned children copy os.environ)."""
-    saved = {name: os.environ.get(name) for name in OTEL_VARIABLES}
-    for name in OTEL_VARIABLES:
+    names = (*OTEL_VARIABLES, *SERVER_ENVIRONMENT)
+    saved = {name: os.environ.get(name) for name in names}
+    for name in names:
         os.environ.pop(name, None)
     os.environ.update(values)
     try:
@@ -154,7 +158,7 @@ async def server_bench(
         if traces
         else {}
     )
-    with environment(variables):
+    with environment({**SERVER_ENVIRONMENT, **variables}):
         server = base.ServerProcess(dsn, args.pool, home / f"{name}.log", metrics=metrics)
     try:
         metadata = (("x-api-key", server.key),)

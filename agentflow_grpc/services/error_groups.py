@@ -53,13 +53,13 @@ class ErrorGroupService:
                 last_seen_after=last_seen_after,
                 code=code,
             )
-        return dataclasses.replace(page, items=[_shown_to(principal, g) for g in page.items])
+        return dataclasses.replace(page, items=[shown_to(principal, g) for g in page.items])
 
     async def get(self, principal: Principal, fingerprint: str) -> ErrorGroup:
         """One group of the tenant, with its latest occurrences (NotFoundError otherwise)."""
         async with self._database.tenant(principal.tenant_id) as connection:
             group = await store.get_group(connection, principal.tenant_id, fingerprint)
-        return _shown_to(principal, group)
+        return shown_to(principal, group)
 
     async def record_internal(self, tenant_id: uuid.UUID, method: str, error: Exception) -> None:
         """An API call of `tenant_id` to `method` failed with `error`, unexpectedly: an
@@ -76,7 +76,7 @@ class ErrorGroupService:
             await store.record(connection, tenant_id, [occurrence])
 
 
-def _shown_to(principal: Principal, group: ErrorGroup) -> ErrorGroup:
+def shown_to(principal: Principal, group: ErrorGroup) -> ErrorGroup:
     """The group as `principal` may see it: without the stack unless an admin."""
     if principal.role is Role.ADMIN or not group.stack:
         return group

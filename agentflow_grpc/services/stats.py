@@ -11,13 +11,12 @@ asked at once. Neither of those may fail the call: a queue that cannot say withi
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from agentflow_grpc.model.error_groups import ErrorGroup
 from agentflow_grpc.model.errors import InvalidArgumentError
-from agentflow_grpc.model.records import Principal, Role
+from agentflow_grpc.model.records import Principal
 from agentflow_grpc.model.stats import (
     ModelTokens,
     PricedModel,
@@ -27,6 +26,7 @@ from agentflow_grpc.model.stats import (
 )
 from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.services import pricing
+from agentflow_grpc.services.error_groups import shown_to
 from agentflow_grpc.services.health import HealthService
 from agentflow_grpc.storage import error_groups
 from agentflow_grpc.storage import stats as store
@@ -70,7 +70,7 @@ class StatsService:
             models=tuple(_priced(tokens) for tokens in counts.models),
             queue_depth=depth,
             dependencies=dependencies,
-            top_error_groups=tuple(_shown_to(principal, group) for group in top_groups),
+            top_error_groups=tuple(shown_to(principal, group) for group in top_groups),
         )
 
     async def _count(
@@ -92,13 +92,6 @@ class StatsService:
         except Exception as exc:  # Redis down or slow: the dashboard still answers
             log.debug("stats.queue_depth_unavailable", error=str(exc) or type(exc).__name__)
             return UNKNOWN_DEPTH
-
-
-def _shown_to(principal: Principal, group: ErrorGroup) -> ErrorGroup:
-    """As ListErrorGroups shows it: an internal error's stack to admins only."""
-    if principal.role is Role.ADMIN or not group.stack:
-        return group
-    return dataclasses.replace(group, stack="")
 
 
 def _priced(tokens: ModelTokens) -> PricedModel:

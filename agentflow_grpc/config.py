@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -30,6 +31,14 @@ _ORIGIN = re.compile(
 def default_home() -> Path:
     """Where AgentFlow keeps its local state (the embedded database) unless told otherwise."""
     return Path(platformdirs.user_data_dir("agentflow", appauthor=False))
+
+
+def default_processes() -> int:
+    """One server process per core this process may run on (its CPU affinity, which container
+    limits by cpuset narrow; not the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1  # no affinity outside Linux
 
 
 class Settings(BaseSettings):
@@ -99,6 +108,13 @@ class Settings(BaseSettings):
         le=65535,
         description="Port of `/metrics` (Prometheus) of `agentflow serve` and `agentflow dev`; "
         "0 picks a free one (printed), -1 serves none.",
+    )
+    processes: int = Field(
+        default_factory=default_processes,
+        ge=1,
+        le=1024,
+        description="Server processes of `agentflow serve` and `agentflow dev`, sharing the gRPC "
+        "port (SO_REUSEPORT); default: one per usable core; 1: the command's own process serves.",
     )
     max_message_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024, description="Largest gRPC message."

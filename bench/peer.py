@@ -278,9 +278,7 @@ def agentflow_stack(home: Path) -> Iterator[AgentFlowStack]:
 def agentflow_server(
     stack: AgentFlowStack, processes: int, log: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    command = [str(AGENTFLOW), "serve", "--port", "0"]
-    if processes != 1:
-        command += ["--processes", str(processes)]
+    command = [str(AGENTFLOW), "serve", "--port", "0", "--processes", str(processes)]
     with (
         log.open("wb") as errors,
         started(command, env=stack.env, stdout=subprocess.PIPE, stderr=errors) as server,

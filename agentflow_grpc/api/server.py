@@ -76,8 +76,18 @@ class ApiServer:
 
     @classmethod
     async def start(
-        cls, app: App, *, host: str = "127.0.0.1", port: int = 0, max_message_bytes: int
+        cls,
+        app: App,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_message_bytes: int,
+        reuse_port: bool = False,
     ) -> ApiServer:
+        """`reuse_port`: bind with SO_REUSEPORT, to share the port with the other processes of
+        one `agentflow serve --processes N` (their supervisor made sure nobody else has it);
+        without it, a second server on the same port fails."""
+
         async def admit(principal: Principal) -> None:
             await app.limiter.admit_request(principal.tenant_id, principal.api_key_id)
 
@@ -97,7 +107,7 @@ class ApiServer:
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
-                ("grpc.so_reuseport", 0),  # a second server on the same port must fail
+                ("grpc.so_reuseport", 1 if reuse_port else 0),
             ],
         )
         workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(

@@ -5,6 +5,9 @@ It starts what is not given by URL — embedded PostgreSQL (no `DATABASE_URL`), 
 `AGENTFLOW_HOME/dev-api-key`, reused by later starts), serves the gRPC API, and puts Envoy in
 front of it for REST, server-sent events and the browser page, and serves Prometheus metrics
 (unless `AGENTFLOW_METRICS_PORT` is -1). It prints where each listens.
+With `--processes N` (`AGENTFLOW_PROCESSES`, default one per usable core) above 1, Envoy's
+upstream is the gRPC port that N server processes share (cli/supervisor.py), each with its own
+metrics; the embedded servers, migrations and the dev key are made once, here, before them.
 SIGINT or SIGTERM drains the server, then stops Envoy, Valkey and PostgreSQL, in that order.
 One `dev` runs per `AGENTFLOW_HOME` (a lock file); after one was killed (SIGKILL, a crash), the
 next start stops what it left running and carries on with the same data.
@@ -27,7 +30,8 @@ import click
 import fasteners
 
 from agentflow_grpc.cli.common import fail
-from agentflow_grpc.cli.serve import serve_metrics
+from agentflow_grpc.cli.serve import processes_option, serve_metrics, stop_on_signals
+from agentflow_grpc.cli.supervisor import ServerProcesses, SupervisorError, reserve_port
 from agentflow_grpc.config import Settings
 from agentflow_grpc.gateway.envoy import EnvoyGateway, GatewayConfig, Upstream, render
 from agentflow_grpc.model.errors import (
@@ -37,7 +41,6 @@ from agentflow_grpc.model.errors import (
     UnauthenticatedError,
 )
 from agentflow_grpc.model.records import Role
-from agentflow_grpc.observability.exposition import MetricsServer
 
 if TYPE_CHECKING:
     from agentflow_grpc.app import App
@@ -69,14 +72,15 @@ def gateway_config(settings: Settings, upstreams: list[Upstream]) -> GatewayConf
 
 
 @click.command()
+@processes_option
 @click.pass_obj
-def dev(settings: Settings) -> None:
+def dev(settings: Settings, processes: int | None) -> None:
     """Run everything: PostgreSQL, Valkey, the gRPC API and Envoy (REST, SSE, the page)."""
     try:
-        asyncio.run(_dev(settings))
+        asyncio.run(_dev(settings, settings.processes if processes is None else processes))
     except AgentFlowError as exc:
         raise fail(exc.message) from None
-    except OSError as exc:
+    except (OSError, SupervisorError) as exc:
         raise fail(str(exc)) from None
 
 
@@ -100,7 +104,7 @@ def gateway_config_command(settings: Settings, upstreams: tuple[str, ...]) -> No
         raise fail(exc.message) from None
 
 
-async def _dev(settings: Settings) -> None:
+async def _dev(settings: Settings, processes: int) -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     lock = fasteners.InterProcessLock(str(settings.home / DEV_LOCK))
     if not lock.acquire(blocking=False):
@@ -109,7 +113,10 @@ async def _dev(settings: Settings) -> None:
             "or give this one another AGENTFLOW_HOME"
         )
     try:
-        await _run_stack(settings)
+        if processes > 1:
+            await _run_processes(settings, processes)
+        else:
+            await _run_stack(settings)
     finally:
         lock.release()
 
@@ -137,14 +144,50 @@ async def _run_stack(settings: Settings) -> None:
         )
         try:
             await asyncio.to_thread(gateway.start)
-            _write_stack_file(settings.home / STACK_FILE, server.address, gateway, metrics)
-            _print_banner(settings, server.address, gateway, app, key, metrics)
+            metrics_urls = [] if metrics is None else [metrics.url]
+            _write_stack_file(settings.home / STACK_FILE, server.address, gateway, metrics_urls)
+            labels = _labels(database_embedded=app.embedded, redis_embedded=app.redis_embedded)
+            _print_banner(settings, server.address, gateway, labels, key, metrics_urls)
             await stop.wait()
             click.echo("Stopping AgentFlow …", err=True)
         finally:
             (settings.home / STACK_FILE).unlink(missing_ok=True)
             await server.stop(settings.shutdown_grace)
             await asyncio.to_thread(gateway.stop)
+    click.echo("AgentFlow stopped.", err=True)
+
+
+async def _run_processes(settings: Settings, count: int) -> None:
+    """The stack with `count` server processes behind Envoy (see the module doc)."""
+    from agentflow_grpc.app import open_app
+    from agentflow_grpc.cli.backends import shared_backends
+
+    stop = stop_on_signals()
+    click.echo(f"Starting AgentFlow: PostgreSQL, Valkey, migrations, {count} servers …", err=True)
+    with reserve_port(settings.grpc_host, settings.grpc_port) as reserved:
+        async with shared_backends(settings, migrate=True) as backends:
+            async with open_app(backends.settings) as app:  # for the dev key alone
+                key = await dev_api_key(app, settings.home / DEV_KEY_FILE)
+            servers = ServerProcesses(
+                settings, reserved, count=count, environment=backends.environment
+            )
+            async with servers:
+                gateway = EnvoyGateway(
+                    gateway_config(settings, [Upstream.parse(servers.address)]),
+                    settings.home / "envoy",
+                )
+                try:
+                    await asyncio.to_thread(gateway.start)
+                    address, metrics_urls = servers.address, servers.metrics_urls
+                    _write_stack_file(settings.home / STACK_FILE, address, gateway, metrics_urls)
+                    labels = (backends.database_label, backends.redis_label)
+                    _print_banner(settings, address, gateway, labels, key, metrics_urls, count)
+                    await servers.run_until(stop)
+                    click.echo("Stopping AgentFlow …", err=True)
+                finally:
+                    (settings.home / STACK_FILE).unlink(missing_ok=True)
+                    await servers.stop()
+                    await asyncio.to_thread(gateway.stop)
     click.echo("AgentFlow stopped.", err=True)
 
 
@@ -172,13 +215,14 @@ async def dev_api_key(app: App, path: Path) -> DevKey:
 
 
 def _write_stack_file(
-    path: Path, grpc_address: str, gateway: EnvoyGateway, metrics: MetricsServer | None
+    path: Path, grpc_address: str, gateway: EnvoyGateway, metrics_urls: list[str]
 ) -> None:
     stack = {
         "grpc": grpc_address,
         "rest": gateway.base_url,
         "page": f"{gateway.base_url}/",
-        "metrics": None if metrics is None else metrics.url,
+        "metrics": metrics_urls[0] if metrics_urls else None,  # the first process's
+        "metrics_all": metrics_urls,  # every server process's, in order
         "envoy_admin": gateway.admin_url,
         "envoy_pid": gateway.pid,
         "api_key_file": str(path.parent / DEV_KEY_FILE),
@@ -186,27 +230,36 @@ def _write_stack_file(
     path.write_text(json.dumps(stack, indent=2) + "\n", encoding="utf-8")
 
 
+def _labels(*, database_embedded: bool, redis_embedded: bool) -> tuple[str, str]:
+    return (
+        "embedded PostgreSQL" if database_embedded else "DATABASE_URL",
+        "embedded Valkey" if redis_embedded else "REDIS_URL",
+    )
+
+
 def _print_banner(
     settings: Settings,
     grpc_address: str,
     gateway: EnvoyGateway,
-    app: App,
+    labels: tuple[str, str],
     key: DevKey,
-    metrics: MetricsServer | None,
+    metrics_urls: list[str],
+    processes: int = 1,
 ) -> None:
-    database = "embedded PostgreSQL" if app.embedded else "DATABASE_URL"
-    redis = "embedded Valkey" if app.redis_embedded else "REDIS_URL"
+    database, redis = labels
     kept = "new" if key.created else "kept from an earlier start"
+    servers = f" ({processes} server processes)" if processes > 1 else ""
+    metrics = " ".join(metrics_urls) if metrics_urls else "off (AGENTFLOW_METRICS_PORT=-1)"
     lines = [
         "",
         f"AgentFlow is running ({database}, {redis}; data in {settings.home})",
-        f"  gRPC API   {grpc_address}",
+        f"  gRPC API   {grpc_address}{servers}",
         f"  REST API   {gateway.base_url}/v1",
         f"  Web page   {gateway.base_url}/#api_key={key.key}",
         f"  API key    {key.key}  (tenant {DEV_TENANT!r}, admin, {kept}: "
         f"{settings.home / DEV_KEY_FILE})",
         f"  Envoy      admin {gateway.admin_url}, log {gateway.log_path}",
-        f"  Metrics    {'off (AGENTFLOW_METRICS_PORT=-1)' if metrics is None else metrics.url}",
+        f"  Metrics    {metrics}",
         "",
         f"  curl -H 'x-api-key: {key.key}' {gateway.base_url}/v1/workflows",
         "",

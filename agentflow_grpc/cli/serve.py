@@ -2,11 +2,17 @@
 
 It prints where it listens on stdout, `grpc://HOST:PORT` first, then, unless
 `AGENTFLOW_METRICS_PORT` is -1, the Prometheus endpoint, `http://HOST:PORT/metrics`.
+
+`--processes N` (`AGENTFLOW_PROCESSES`, default one per usable core): with N > 1 this process
+supervises N server processes sharing the port (cli/supervisor.py), after starting once what
+they share (cli/backends.py); it prints the address once, then every process's metrics URL.
+With 1, this process serves, as it always did.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,12 +21,29 @@ from typing import TYPE_CHECKING
 import click
 
 from agentflow_grpc.cli.common import fail
+from agentflow_grpc.cli.supervisor import (
+    ServerProcesses,
+    SupervisorError,
+    reserve_port,
+)
 from agentflow_grpc.config import Settings
 from agentflow_grpc.model.errors import AgentFlowError
 from agentflow_grpc.observability.exposition import MetricsServer
+from agentflow_grpc.observability.logging import get_logger
 
 if TYPE_CHECKING:
     from agentflow_grpc.app import App
+
+log = get_logger("agentflow.cli.serve")
+
+ORPHAN_CHECK_INTERVAL = 1.0  # seconds between a supervised server's looks at its supervisor
+
+processes_option = click.option(
+    "--processes",
+    type=click.IntRange(1, 1024),
+    help="Server processes sharing the gRPC port (default: AGENTFLOW_PROCESSES, one per "
+    "usable core); 1: this process serves.",
+)
 
 
 @click.command()
@@ -32,40 +55,111 @@ if TYPE_CHECKING:
     show_default=True,
     help="Bring the schema to the newest revision first.",
 )
+@processes_option
+@click.option("--supervisor", type=int, hidden=True)  # the pid of this process's supervisor
 @click.pass_obj
-def serve(settings: Settings, host: str | None, port: int | None, migrate: bool) -> None:
+def serve(
+    settings: Settings,
+    host: str | None,
+    port: int | None,
+    migrate: bool,
+    processes: int | None,
+    supervisor: int | None,
+) -> None:
     """Serve the gRPC API until SIGINT or SIGTERM, then drain and stop."""
+    host = host or settings.grpc_host
+    port = settings.grpc_port if port is None else port
+    count = settings.processes if processes is None else processes
     try:
-        asyncio.run(_serve(settings, host or settings.grpc_host, port, migrate))
+        if count > 1 and supervisor is None:
+            asyncio.run(_supervise(settings, host, port, migrate, count))
+        else:
+            asyncio.run(_serve(settings, host, port, migrate, supervisor=supervisor))
     except AgentFlowError as exc:
         raise fail(exc.message) from None
-    except OSError as exc:
+    except (OSError, SupervisorError) as exc:
         raise fail(str(exc)) from None
 
 
-async def _serve(settings: Settings, host: str, port: int | None, migrate: bool) -> None:
+async def _serve(
+    settings: Settings, host: str, port: int, migrate: bool, *, supervisor: int | None = None
+) -> None:
+    """One server in this process. With `supervisor` (its pid): one of a supervisor's
+    processes, sharing the port (SO_REUSEPORT) and stopping when the supervisor is gone; it
+    says where it listens on stdout only (the supervisor speaks for all)."""
     from agentflow_grpc.api.server import ApiServer
     from agentflow_grpc.app import open_app
 
+    supervised = supervisor is not None
     async with open_app(settings, migrate=migrate) as app, serve_metrics(app) as metrics:
         server = await ApiServer.start(
             app,
             host=host,
-            port=settings.grpc_port if port is None else port,
+            port=port,
             max_message_bytes=settings.max_message_bytes,
+            reuse_port=supervised,
         )
-        database = "embedded PostgreSQL" if app.embedded else "DATABASE_URL"
-        click.echo(f"AgentFlow gRPC API listening on {server.address} ({database})", err=True)
+        if not supervised:
+            database = "embedded PostgreSQL" if app.embedded else "DATABASE_URL"
+            click.echo(f"AgentFlow gRPC API listening on {server.address} ({database})", err=True)
         click.echo(f"grpc://{server.address}")
         if metrics is not None:
-            click.echo(f"Prometheus metrics at {metrics.url}", err=True)
+            if not supervised:
+                click.echo(f"Prometheus metrics at {metrics.url}", err=True)
             click.echo(metrics.url)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+        stop = stop_on_signals()
+        watch = None
+        if supervisor is not None:
+            watch = asyncio.create_task(_stop_when_orphaned(supervisor, stop))
         await stop.wait()
+        if watch is not None:
+            watch.cancel()
         await server.stop(settings.shutdown_grace)
+
+
+async def _supervise(settings: Settings, host: str, port: int, migrate: bool, count: int) -> None:
+    """`count` server processes on one port (see the module doc)."""
+    from agentflow_grpc.cli.backends import shared_backends
+
+    stop = stop_on_signals()
+    with reserve_port(host, port) as reserved:
+        click.echo(f"Starting {count} AgentFlow server processes on {reserved.address} …", err=True)
+        async with (
+            shared_backends(settings, migrate=migrate) as backends,
+            ServerProcesses(
+                settings, reserved, count=count, environment=backends.environment
+            ) as processes,
+        ):
+            click.echo(
+                f"AgentFlow gRPC API listening on {processes.address} ({count} processes, "
+                f"{backends.database_label}, {backends.redis_label})",
+                err=True,
+            )
+            click.echo(f"grpc://{processes.address}")
+            for number, url in enumerate(processes.metrics_urls, start=1):
+                click.echo(f"Prometheus metrics of process {number} at {url}", err=True)
+                click.echo(url)
+            await processes.run_until(stop)
+            click.echo(f"Stopping {count} AgentFlow server processes …", err=True)
+    click.echo("AgentFlow stopped.", err=True)
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (on the running loop)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def _stop_when_orphaned(supervisor: int, stop: asyncio.Event) -> None:
+    """Set `stop` once this process's supervisor is gone (killed: it could not pass a signal
+    on), so no server outlives it."""
+    while os.getppid() == supervisor:
+        await asyncio.sleep(ORPHAN_CHECK_INTERVAL)
+    log.warning("server.supervisor_gone", supervisor=supervisor)
+    stop.set()
 
 
 @asynccontextmanager

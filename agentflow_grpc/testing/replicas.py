@@ -84,6 +84,7 @@ def replica_environment(database_url: str, redis_url: str, /, **settings: object
         AGENTFLOW_SECRET_KEYS=new_secret_keys(),
         AGENTFLOW_GRPC_PORT="0",
         AGENTFLOW_LOG_FORMAT="json",
+        AGENTFLOW_PROCESSES="1",  # a replica is one server process, whatever the cores
     )
     environment.update({ENV_PREFIX + n.upper(): _env_value(v) for n, v in settings.items()})
     return environment
@@ -186,7 +187,7 @@ class Replicas:
         environment: Mapping[str, str],
         directory: Path,
         *,
-        command: Sequence[str] = (str(AGENTFLOW), "serve", "--no-migrate"),
+        command: Sequence[str] = (str(AGENTFLOW), "serve", "--no-migrate", "--processes=1"),
         start_timeout: float = 60.0,
         stop_timeout: float = 30.0,
     ) -> None:

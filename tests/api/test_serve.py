@@ -54,6 +54,7 @@ def environment(dsn: str, home: Path) -> dict[str, str]:
         AGENTFLOW_GRPC_PORT="0",
         AGENTFLOW_SHUTDOWN_GRACE="1",
         AGENTFLOW_LOG_FORMAT="json",
+        AGENTFLOW_PROCESSES="1",  # the one-process server (tests/cli/test_serve_processes.py: N)
     )
     return env
 

@@ -70,6 +70,7 @@ def _environment(home: Path) -> dict[str, str]:
         AGENTFLOW_REST_PORT="0",
         AGENTFLOW_LOG_FORMAT="json",
         AGENTFLOW_SHUTDOWN_GRACE="1",
+        AGENTFLOW_PROCESSES="2",  # as on a 2-core machine, whatever this one has
     )
     return environment
 
@@ -101,13 +102,21 @@ def _start(home: Path) -> DevStack:
     return stack
 
 
-def _pids(home: Path) -> dict[str, int]:
-    """The processes `dev` started: Envoy (its child), PostgreSQL and Valkey (daemons)."""
+def _pids(home: Path, dev: int) -> dict[str, int]:
+    """The processes `dev` started: Envoy and the server processes (its children), PostgreSQL
+    and Valkey (daemons)."""
     stack = json.loads((home / STACK_FILE).read_text())
+    servers = [
+        child.pid
+        for child in psutil.Process(dev).children()
+        if any(part.startswith("--supervisor=") for part in child.cmdline())
+    ]
+    assert len(servers) == 2, servers
     return {
         "envoy": int(stack["envoy_pid"]),
         "postgres": int((home / "postgres" / "postmaster.pid").read_text().split()[0]),
         "valkey": int((home / "valkey" / "valkey.pid").read_text().strip()),
+        **{f"server {number}": pid for number, pid in enumerate(servers, start=1)},
     }
 
 
@@ -168,12 +177,19 @@ def test_dev_starts_the_whole_stack_prints_it_and_ctrl_c_stops_every_process(hom
         # gRPC, straight to the server.
         assert _grpc_health(stack.field("gRPC API")) == health_pb2.HealthCheckResponse.SERVING
 
-        # Its Prometheus metrics, where the banner and the stack file say.
-        metrics_url = stack.field("Metrics")
-        assert json.loads((home / STACK_FILE).read_text())["metrics"] == metrics_url
-        scraped = httpx.get(metrics_url, timeout=30)
-        assert scraped.status_code == 200
-        assert 'agentflow_db_pool_connections{state="idle"}' in scraped.text
+        # Two server processes share the gRPC port; each has its Prometheus metrics, where the
+        # banner and the stack file say.
+        assert "(2 server processes)" in next(line for line in stack.lines if "gRPC API" in line)
+        metrics_line = next(line for line in stack.lines if "Metrics" in line)
+        metrics_urls = metrics_line.split()[1:]
+        written = json.loads((home / STACK_FILE).read_text())
+        assert written["metrics_all"] == metrics_urls
+        assert written["metrics"] == metrics_urls[0] == stack.field("Metrics")
+        assert len(set(metrics_urls)) == 2
+        for metrics_url in metrics_urls:
+            scraped = httpx.get(metrics_url, timeout=30)
+            assert scraped.status_code == 200
+            assert 'agentflow_db_pool_connections{state="idle"}' in scraped.text
 
         with httpx.Client(base_url=stack.rest, timeout=30) as http:
             health = http.get("/v1/health").json()
@@ -194,7 +210,7 @@ def test_dev_starts_the_whole_stack_prints_it_and_ctrl_c_stops_every_process(hom
             assert created.status_code == 200, created.text
             assert http.get("/v1/workflows").status_code == 401  # no key, no list
 
-        pids = _pids(home)
+        pids = _pids(home, stack.process.pid)
         assert all(_alive(pid) for pid in pids.values()), pids
     except BaseException:
         stack.process.kill()
@@ -227,11 +243,15 @@ def test_after_dev_is_killed_the_next_start_stops_its_leftovers_and_keeps_the_da
     with httpx.Client(base_url=first.rest, timeout=30) as http:
         created = http.post("/v1/workflows", headers={"x-api-key": key}, json={"spec": ECHO_SPEC})
         assert created.status_code == 200, created.text
-    left = _pids(home)
+    left = _pids(home, first.process.pid)
     first.process.kill()  # SIGKILL: no exit handler runs
     _close(first)
-    # What it started outlives it: Envoy, PostgreSQL and Valkey are daemons or orphans now.
-    assert all(_alive(pid) for pid in left.values()), left
+    # What it started outlives it: Envoy, PostgreSQL and Valkey are daemons or orphans now;
+    # its server processes notice they lost their supervisor and stop by themselves.
+    servers = {name: pid for name, pid in left.items() if name.startswith("server")}
+    daemons = {name: pid for name, pid in left.items() if name not in servers}
+    assert all(_alive(pid) for pid in daemons.values()), daemons
+    _assert_stopped(servers)
 
     second = _start(home)
     try:
@@ -244,7 +264,7 @@ def test_after_dev_is_killed_the_next_start_stops_its_leftovers_and_keeps_the_da
             listed = http.get("/v1/workflows", headers={"x-api-key": key}).json()
             assert [w["spec_name"] for w in listed["workflows"]] == ["kept"]
             assert http.get("/v1/health").json()["status"] == "SERVING"
-        now = _pids(home)
+        now = _pids(home, second.process.pid)
 
         # One stack per AGENTFLOW_HOME: a second `dev` on it refuses, and says why.
         refused = subprocess.run(

@@ -509,6 +509,7 @@ def serve_environment(
         AGENTFLOW_GRPC_PORT="0",
         AGENTFLOW_SHUTDOWN_GRACE="1",
         AGENTFLOW_LOG_FORMAT="json",
+        AGENTFLOW_PROCESSES="1",  # the spans of one server process
         # Tracing: the standard variables only.
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
         OTEL_EXPORTER_OTLP_PROTOCOL="grpc",

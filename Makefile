@@ -77,6 +77,7 @@ bench: install ## Run the benchmarks
 	$(BIN)/python bench/grpc.py
 	$(BIN)/python bench/rest.py
 	$(BIN)/python bench/observability.py
+	$(BIN)/python bench/peer.py
 
 lock: ## Re-pin constraints.txt to the newest versions pyproject.toml allows
 	rm -rf /tmp/agentflow-lock && $(PYTHON) -m venv /tmp/agentflow-lock

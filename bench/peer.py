@@ -1,7 +1,8 @@
 """Benchmark: AgentFlow against its peer, LangGraph's Agent Server, side by side in one run.
 
     python bench/peer.py [--graphs chain5,fanout4] [--clients 1,50] [--runs 200] [--runs-c1 50]
-                         [--latency-ms 50] [--processes 1] [--no-peer] [--modes streamed,plain]
+                         [--latency-ms 50] [--processes 1,2] [--no-peer] [--modes streamed,plain]
+                         [--profile DIR]
 
 The peer is `../shared/peer-bench` (or `PEER_BENCH`): its pinned venv (`PEER_VENV`, default
 /tmp/peer-venv, made by its `setup.sh` on first use), its fake OpenAI-compatible server, its
@@ -290,6 +291,40 @@ def agentflow_server(
         yield server, line.removeprefix("grpc://")
 
 
+@contextlib.contextmanager
+def profiled(pid: int, directory: Path | None, cell: str) -> Iterator[None]:
+    """py-spy sampling `pid` and its children while the block runs, into DIRECTORY/CELL.txt
+    (collapsed stacks); nothing without a directory."""
+    if directory is None:
+        yield
+        return
+    output = directory / f"{cell}.txt"
+    command = [
+        str(Path(sys.executable).parent / "py-spy"),
+        "record",
+        "--pid",
+        str(pid),
+        "--subprocesses",
+        "--nonblocking",  # never pauses the server: what it measures is what runs
+        "--rate",
+        "250",
+        "--format",
+        "raw",
+        "--output",
+        str(output),
+    ]
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as spy:
+        time.sleep(1.0)  # py-spy attaches
+        try:
+            yield
+        finally:
+            spy.send_signal(signal.SIGINT)  # it writes the profile and exits
+            _, errors = spy.communicate(timeout=60)
+    if not output.exists():
+        raise RuntimeError(f"py-spy wrote no profile: {errors.decode(errors='replace')}")
+    print(f"  profile: {output}", flush=True)
+
+
 def tree(pid: int) -> list[psutil.Process]:
     with contextlib.suppress(psutil.Error):
         process = psutil.Process(pid)
@@ -411,20 +446,23 @@ def agentflow_cell(
     runs: int,
     fake_url: str,
     mode: str,
+    processes: int,
     logs: Path,
 ) -> Cell:
     stream = mode == "streamed"
-    log = logs / f"agentflow-{graph}-{clients}-{mode}.log"
-    with agentflow_server(stack, args.processes, log) as (server, address):
+    cell = f"agentflow-{graph}-{clients}-{mode}-x{processes}"
+    log = logs / f"{cell}.log"
+    with agentflow_server(stack, processes, log) as (server, address):
         workflow = asyncio.run(prepare(address, stack.key, fake_url, graph, stream))
-        results, errors, wall, cpu, peak = asyncio.run(
-            drive(address, stack.key, workflow, clients, runs, server.pid)
-        )
+        with profiled(server.pid, args.profile, cell):
+            results, errors, wall, cpu, peak = asyncio.run(
+                drive(address, stack.key, workflow, clients, runs, server.pid)
+            )
     totals = [total * 1000 for _, total in results]
     firsts = [first * 1000 for first, _ in results]
     name = "agentflow" if stream else "agentflow plain"
-    if args.processes != 1:
-        name += f" x{args.processes}"
+    if processes != 1:
+        name += f" x{processes}"
     return Cell(
         name,
         graph,
@@ -476,7 +514,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200, help="runs per cell")
     parser.add_argument("--runs-c1", type=int, default=50, help="runs per cell with one client")
     parser.add_argument("--latency-ms", type=int, default=50, help="the fake server's delay")
-    parser.add_argument("--processes", type=int, default=1, help="agentflow serve --processes")
+    parser.add_argument(
+        "--processes", default="1", help="agentflow serve --processes, a cell each (1,2)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="a py-spy profile of every AgentFlow cell's server (its processes) into this "
+        "directory, as collapsed stacks (bench/stacks.py summarises one)",
+    )
     parser.add_argument("--modes", default="streamed,plain", help="AgentFlow's llm modes")
     parser.add_argument("--no-peer", action="store_true", help="AgentFlow only")
     args = parser.parse_args()
@@ -484,6 +530,9 @@ def main() -> None:
     graphs = args.graphs.split(",")
     levels = [int(n) for n in args.clients.split(",")]
     modes = args.modes.split(",")
+    counts = [int(n) for n in args.processes.split(",")]
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     if not args.no_peer:
         ensure_peer()
     begun = time.perf_counter()
@@ -507,10 +556,18 @@ def main() -> None:
                         if not args.no_peer:
                             cells.append(peer_cell(graph, clients, runs, fake_url, logs))
                             print(table(cells[-1:]).splitlines()[1], flush=True)
-                        for mode in modes:
+                        for mode, processes in itertools.product(modes, counts):
                             cells.append(
                                 agentflow_cell(
-                                    stack, args, graph, clients, runs, fake_url, mode, logs
+                                    stack,
+                                    args,
+                                    graph,
+                                    clients,
+                                    runs,
+                                    fake_url,
+                                    mode,
+                                    processes,
+                                    logs,
                                 )
                             )
                             print(table(cells[-1:]).splitlines()[1], flush=True)

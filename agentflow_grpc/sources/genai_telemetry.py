@@ -23,10 +23,27 @@ from agentflow_grpc.sources.base import ChatCallMetrics, ChatMetrics, ChatReques
 OTHER_MODEL = "_OTHER"  # the model label of a call to a model its source does not configure
 
 
+def timed_out(exc: openai.OpenAIError) -> bool:
+    """Whether a failed call timed out. The SDK's aiohttp transport reports a refused or reset
+    connection as a connect *timeout* (its error map prefers `ConnectTimeout` for any
+    `aiohttp.ClientConnectionError`); a timeout caused by a connection error that is not
+    itself a timeout (an `OSError` other than `TimeoutError`) did not time out."""
+    if not isinstance(exc, openai.APITimeoutError):
+        return False
+    cause: BaseException | None = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
+            return False
+        cause = cause.__cause__
+    return True
+
+
 def error_type(exc: BaseException) -> str:
     """The `error_type` of a failed call: low-cardinality, as OpenTelemetry's `error.type`."""
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and timed_out(exc):
         return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "APIConnectionError"  # as before the aiohttp transport, refused included
     if isinstance(exc, openai.APIStatusError):
         return str(exc.status_code)
     if isinstance(exc, NodeFailure):

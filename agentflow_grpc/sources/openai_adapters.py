@@ -45,6 +45,10 @@ class OpenAICompatibleAdapter:
             "max_retries": 0,
             "default_headers": config.default_headers or None,
             "organization": config.organization,
+            # aiohttp parses HTTP in C; the SDK's default transport (httpx2 over h11) does it in
+            # Python: ~12 % of a streamed run's server CPU (bench/peer.py, #16). One client per
+            # opened source, shared by every run of the tenant (services/shared_sources.py).
+            "http_client": openai.DefaultAioHttpClient(),
         }
         client: openai.AsyncOpenAI
         if self.azure:

@@ -44,6 +44,7 @@ from agentflow_grpc.sources.genai_telemetry import (
     image_usage_attributes,
     response_attributes,
     server_attributes,
+    timed_out,
 )
 from agentflow_grpc.sources.rate_limits import CallGate
 
@@ -67,7 +68,7 @@ class OpenAIConfig(BaseModel):
 
 def provider_failure(exc: openai.OpenAIError) -> NodeFailure:
     """Map an SDK error to a node failure: timeouts, 429 and 5xx are retryable."""
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and timed_out(exc):
         return NodeFailure(
             "provider.timeout", "the provider did not answer in time", retryable=True
         )

@@ -36,6 +36,7 @@ from agentflow_grpc.sources.base import (
     ImageResult,
     ProviderLimits,
 )
+from agentflow_grpc.sources.chat_wire import BEARER, ChunkStream, read_chunk, read_completion
 from agentflow_grpc.sources.genai_telemetry import (
     SourceChatMetrics,
     chat_attributes,
@@ -182,16 +183,19 @@ class OpenAICompatibleSource:
     ) -> ChatResult:
         if request.stream:
             return await self._chat_streaming(arguments, on_token, metrics, started)
-        completion = await self._client.chat.completions.create(**arguments)
-        if not completion.choices:
-            await self._gate.spent(_usage(completion.usage))
+        completion = read_completion(
+            await self._client.post(
+                "/chat/completions", body=arguments, cast_to=object, options=BEARER
+            )
+        )
+        if not completion.has_choice:
+            await self._gate.spent(completion.usage)
             raise NodeFailure("provider.empty_reply", "the provider returned no choices")
-        choice = completion.choices[0]
         return ChatResult(
-            text=choice.message.content or "",
-            model=completion.model,
-            finish_reason=choice.finish_reason,
-            usage=_usage(completion.usage),
+            text=completion.content or "",
+            model=completion.model or arguments["model"],
+            finish_reason=completion.finish_reason,
+            usage=completion.usage,
             provider=self._metrics.provider,
         )
 
@@ -207,25 +211,28 @@ class OpenAICompatibleSource:
         finish_reason: str | None = None
         usage: TokenUsage | None = None
         first = True
-        stream = await self._client.chat.completions.create(
-            **arguments, stream=True, stream_options={"include_usage": True}
+        stream = await self._client.post(
+            "/chat/completions",
+            body={**arguments, "stream": True, "stream_options": {"include_usage": True}},
+            cast_to=object,
+            options=BEARER,
+            stream=True,
+            stream_cls=ChunkStream,
         )
         async with stream:
-            async for chunk in stream:
+            async for data in stream:
                 if first:
                     metrics.first_chunk(time.perf_counter() - started)
                     first = False
+                chunk = read_chunk(data)
                 model = chunk.model or model
                 if chunk.usage is not None:
-                    usage = _usage(chunk.usage)
-                if not chunk.choices:
-                    continue
-                choice = chunk.choices[0]
-                if choice.delta.content:
-                    parts.append(choice.delta.content)
-                    on_token(choice.delta.content)
-                if choice.finish_reason is not None:
-                    finish_reason = choice.finish_reason
+                    usage = chunk.usage
+                if chunk.content:
+                    parts.append(chunk.content)
+                    on_token(chunk.content)
+                if chunk.finish_reason is not None:
+                    finish_reason = chunk.finish_reason
         return ChatResult("".join(parts), model, finish_reason, usage, self._metrics.provider)
 
     async def generate_images(self, request: ImageRequest) -> ImageResult:
@@ -276,9 +283,3 @@ class OpenAICompatibleSource:
         if not images:
             raise NodeFailure("provider.empty_reply", "the provider returned no images")
         return ImageResult(images, model)
-
-
-def _usage(usage: Any) -> TokenUsage | None:
-    if usage is None:
-        return None
-    return TokenUsage(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)

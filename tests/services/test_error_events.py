@@ -11,15 +11,19 @@ cannot be.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 from support.storage import ACTOR
 
 from agentflow_grpc.model.error_groups import ErrorKind
+from agentflow_grpc.model.errors import UnavailableError
 from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.model.records import Execution, Tenant
 from agentflow_grpc.observability.metrics import Metrics
@@ -245,3 +249,49 @@ async def test_a_run_ended_where_it_ran_nowhere_is_an_execution_occurrence(
     assert (group.count, group.failed_execution_count) == (1, 1)
     [occurrence] = group.occurrences
     assert (occurrence.execution_id, occurrence.ended_execution) == (execution.id, True)
+
+
+class _AckLostOnce:
+    """The real database, except that the first transaction's commit is not acknowledged: it
+    committed on the server, and the writer sees a lost connection (as when the network drops
+    after COMMIT)."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self.transactions = 0
+
+    @contextlib.asynccontextmanager
+    async def tenant(self, tenant_id: uuid.UUID) -> AsyncIterator[asyncpg.Connection]:
+        self.transactions += 1
+        async with self._database.tenant(tenant_id) as connection:
+            yield connection
+        if self.transactions == 1:
+            raise UnavailableError("the database connection was lost: after COMMIT")
+
+
+async def test_a_batch_whose_commit_was_not_acknowledged_is_not_stored_twice(
+    database: Database, execution: Execution
+) -> None:
+    flaky = _AckLostOnce(database)
+    writer = EventLogWriter(
+        flaky,  # type: ignore[arg-type]
+        execution.tenant_id,
+        execution.id,
+        metrics=Metrics(),
+    )
+    with capture_logs() as logs:
+        for item in of(
+            execution,
+            event(1, EventType.EXECUTION_STARTED),
+            event(2, EventType.EXECUTION_COMPLETED, usage={}),
+        ):
+            writer.put(item)
+        await writer.close()
+
+    assert flaky.transactions >= 2  # tried again, after the first "failed"
+    assert await stored_sequence(database, execution) == 2
+    async with database.tenant(execution.tenant_id) as connection:
+        stored = await executions.list_events(connection, execution.tenant_id, execution.id)
+    assert [e.sequence for e in stored] == [1, 2]  # each once
+    retries = [entry for entry in logs if entry["event"] == "event_log.retry"]
+    assert [entry["remaining"] for entry in retries] == [0]  # the log already had them

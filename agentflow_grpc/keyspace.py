@@ -8,8 +8,8 @@ key itself. Pure string building, no Redis here.
 The strings are a contract between replicas: an older and a newer replica may share one Redis,
 so a key's form never changes (tests/test_keyspace.py pins each one).
 
-- queue: `{p}:jobs` (a stream), `{p}:cancel` (pub/sub), `{p}:run:{execution}:lease`,
-  `…:cancel`, `…:events`
+- queue: `{p}:jobs` (a stream), `{p}:cancel` and `{p}:watch` (pub/sub),
+  `{p}:run:{execution}:lease`, `…:cancel`, `…:watched`, `…:events`
 - limits: `{p}:limit:tenant:{{tenant}}:…`, `{p}:limit:source:{{source}}:…` (a tenant's keys
   share the hash tag `{tenant}` and a source's `{source}`, so each limit script touches keys of
   one cluster slot only: a tenant and its API keys are decided together)
@@ -41,6 +41,11 @@ class RedisKeys:
         """Pub/sub: cancel requests, for whichever replica runs the execution."""
         return f"{self.prefix}:cancel"
 
+    @property
+    def watch_channel(self) -> str:
+        """Pub/sub: a follower on another replica wants a run's events published."""
+        return f"{self.prefix}:watch"
+
     def run_lease(self, execution_id: Id) -> str:
         """Who runs the execution now: a replica id, kept alive by its heartbeat."""
         return f"{self.prefix}:run:{execution_id}:lease"
@@ -48,6 +53,11 @@ class RedisKeys:
     def run_cancel(self, execution_id: Id) -> str:
         """A cancel request, read by the runner's heartbeat (pub/sub is the fast path only)."""
         return f"{self.prefix}:run:{execution_id}:cancel"
+
+    def run_watched(self, execution_id: Id) -> str:
+        """Followers on other replicas want the run's events, read by the runner's heartbeat
+        (pub/sub is the fast path only); they renew it while they follow."""
+        return f"{self.prefix}:run:{execution_id}:watched"
 
     def run_events(self, execution_id: Id) -> str:
         """The run's events as they happen (a stream), for followers on any replica."""

@@ -21,8 +21,10 @@ def every_key(keys: RedisKeys) -> dict[str, str]:
     return {
         "jobs": keys.jobs,
         "cancel_channel": keys.cancel_channel,
+        "watch_channel": keys.watch_channel,
         "run_lease": keys.run_lease(EXECUTION),
         "run_cancel": keys.run_cancel(EXECUTION),
+        "run_watched": keys.run_watched(EXECUTION),
         "run_events": keys.run_events(EXECUTION),
         "tenant_requests": keys.tenant_requests(TENANT),
         "key_requests": keys.key_requests(TENANT, KEY),
@@ -47,8 +49,10 @@ def test_every_key_keeps_its_exact_form(prefix: str) -> None:
         # the queue
         "jobs": f"{p}:jobs",
         "cancel_channel": f"{p}:cancel",
+        "watch_channel": f"{p}:watch",
         "run_lease": f"{p}:run:{E}:lease",
         "run_cancel": f"{p}:run:{E}:cancel",
+        "run_watched": f"{p}:run:{E}:watched",
         "run_events": f"{p}:run:{E}:events",
         # limits (hash tags: a tenant's keys, and a source's, in one cluster slot)
         "tenant_requests": f"{p}:limit:tenant:{{{T}}}:requests",

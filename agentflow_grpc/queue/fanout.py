@@ -3,7 +3,12 @@
 The runner publishes each batch of events once the event log has stored it (never waiting: a
 task sends whatever has gathered in one pipelined round trip), so a follower elsewhere never sees
 an event the log could lose, and a run resumed by another replica continues exactly what
-followers saw. The stream is trimmed to the newest `MAX_EVENTS` and expires an hour after
+followers saw. It publishes only once a follower elsewhere asked for the run (`watch()`, on a
+watch request: queue/runs.py); most runs are followed only where they run, from memory, and
+cost Redis nothing. A follower that starts reading the stream after publishing began finds the
+events it lacks in the log (it read the log first; a gap sends it back there).
+
+The stream is trimmed to the newest `MAX_EVENTS` and expires an hour after
 the run ends. `follow()` reads a run's stream from its start and yields the events after a
 sequence number, until the terminal one; a follower first reads the stored log, then this, and
 skips what it has seen, so the switch has no gap and no duplicate. If the stream was trimmed past
@@ -116,11 +121,17 @@ class EventPublisher:
         self._wake = asyncio.Event()
         self._closed = False
         self._broken = False
+        self.watched = False
         self.round_trips = 0
         self._task = asyncio.create_task(self._send_loop(), name=f"fanout-{key}")
 
+    def watch(self) -> None:
+        """Somebody on another replica follows the run: publish every batch stored from now on
+        (the earlier ones are in the log)."""
+        self.watched = True
+
     def publish_all(self, events: list[ExecutionEvent]) -> None:
-        if self._broken:
+        if self._broken or not self.watched:
             return
         self._pending.extend(events)
         self._wake.set()

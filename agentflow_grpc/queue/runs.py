@@ -1,4 +1,5 @@
-"""Which replica runs an execution (a lease), and asking it to stop (a cancel request).
+"""Which replica runs an execution (a lease), and asking it to stop (a cancel request) or to
+publish its events for a follower elsewhere (a watch request).
 
 A lease is a key holding the runner's replica id, with a time to live that the runner's
 heartbeat renews; a replica that dies lets it lapse. Taking one is SET NX: two replicas can
@@ -7,8 +8,10 @@ go check the holder first (Lua, atomic), so a replica whose lease lapsed cannot 
 the next holder's.
 
 A cancel request is a key the runner's heartbeat reads (so it is never lost), and a pub/sub
-message that reaches the runner at once. Redis failing a call raises QueueUnavailableError
-(queue/guard.py).
+message that reaches the runner at once. A watch request is the same (`…:watched` with a short
+time to live, renewed by the follower while it follows, and a message on `{p}:watch`): a runner
+publishes a run's events to Redis only once somebody elsewhere follows it (queue/fanout.py).
+Redis failing a call raises QueueUnavailableError (queue/guard.py).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import redis.asyncio as redis
 
@@ -41,7 +45,16 @@ end
 return 0
 """
 CANCEL_REQUEST_TTL = 3600  # seconds a cancel request waits for its run to be picked up
-LISTEN_WAIT = 1.0  # seconds one wait for a cancel message lasts (below any socket timeout)
+WATCH_REQUEST_TTL = 60  # seconds a watch request lasts unless its follower renews it
+LISTEN_WAIT = 1.0  # seconds one wait for a message lasts (below any socket timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequests:
+    """What other replicas ask of a run, as its heartbeat reads it."""
+
+    cancel: str | None  # the reason of a cancel request
+    watched: bool  # a follower elsewhere wants its events published
 
 
 class RunLeases:
@@ -92,33 +105,54 @@ class RunLeases:
                 )
                 await pipe.execute()
 
-    async def cancel_requested(self, execution_id: uuid.UUID) -> str | None:
+    async def requests(self, execution_id: uuid.UUID) -> RunRequests:
+        """The run's cancel and watch requests, in one round trip."""
         with self._guard:
-            value = await self._redis.get(self._keys.run_cancel(execution_id))
-        return value.decode() if isinstance(value, bytes) else value
+            cancel, watched = await self._redis.mget(
+                [self._keys.run_cancel(execution_id), self._keys.run_watched(execution_id)]
+            )
+        reason = cancel.decode() if isinstance(cancel, bytes) else cancel
+        return RunRequests(cancel=reason, watched=watched is not None)
 
-    async def listen_for_cancels(
-        self, on_cancel: Callable[[uuid.UUID, str], Awaitable[None]]
+    # --- watch requests ---
+
+    async def request_watch(self, execution_id: uuid.UUID) -> None:
+        """Ask whoever runs it (now or after a hand-over) to publish its events; a follower
+        renews this while it follows."""
+        with self._guard:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(self._keys.run_watched(execution_id), "1", ex=WATCH_REQUEST_TTL)
+                pipe.publish(self._keys.watch_channel, str(execution_id))
+                await pipe.execute()
+
+    async def listen(
+        self,
+        on_cancel: Callable[[uuid.UUID, str], Awaitable[None]],
+        on_watch: Callable[[uuid.UUID], None],
     ) -> None:
-        """Call `on_cancel` for every cancel request published, until cancelled; reconnects
-        when Redis goes away and comes back."""
+        """Call `on_cancel` for every cancel request published and `on_watch` for every watch
+        request, until cancelled; reconnects when Redis goes away and comes back."""
         while True:
             try:
                 with self._guard:
                     async with self._subscription() as messages:
-                        async for message in messages:
-                            request = json.loads(message)
+                        async for channel, data in messages:
+                            if channel == self._keys.watch_channel:
+                                with contextlib.suppress(ValueError):
+                                    on_watch(uuid.UUID(data))
+                                continue
+                            request = json.loads(data)
                             await on_cancel(uuid.UUID(request["execution_id"]), request["reason"])
             except QueueUnavailableError as exc:
                 log.warning("queue.cancel_listener_lost", error=str(exc))
                 await asyncio.sleep(1)
 
     @contextlib.asynccontextmanager
-    async def _subscription(self) -> AsyncIterator[AsyncIterator[str]]:
+    async def _subscription(self) -> AsyncIterator[AsyncIterator[tuple[str, str]]]:
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(self._keys.cancel_channel)
+        await pubsub.subscribe(self._keys.cancel_channel, self._keys.watch_channel)
 
-        async def messages() -> AsyncIterator[str]:
+        async def messages() -> AsyncIterator[tuple[str, str]]:
             # Waiting with a timeout of its own, shorter than the client's socket timeout: a
             # quiet channel is no message, not a lost connection (`listen()` would read with the
             # socket timeout and fail every few seconds on an idle server). get_message also
@@ -128,11 +162,14 @@ class RunLeases:
                     ignore_subscribe_messages=True, timeout=LISTEN_WAIT
                 )
                 if message is not None and message.get("type") == "message":
-                    data = message["data"]
-                    yield data.decode() if isinstance(data, bytes) else str(data)
+                    yield _text(message["channel"]), _text(message["data"])
 
         try:
             yield messages()
         finally:
             with contextlib.suppress(QueueUnavailableError), self._guard:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

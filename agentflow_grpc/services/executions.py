@@ -258,6 +258,10 @@ class ExecutionService:
         """A replica asks whoever runs `execution_id` to stop it (pub/sub)."""
         self._live.cancel(execution_id, reason)
 
+    def on_watch_request(self, execution_id: uuid.UUID) -> None:
+        """A replica asks whoever runs `execution_id` to publish its events (pub/sub)."""
+        self._live.watch(execution_id)
+
 
 def _check_sequence(after_sequence: int) -> None:
     if after_sequence < 0:

@@ -1,10 +1,11 @@
 """The heartbeat of each run going on here: it holds the run's lease (so no other replica runs
-it), keeps its job claimed, and picks up cancel requests from other replicas.
+it), keeps its job claimed, and picks up cancel and watch requests from other replicas.
 
 Every `Coordination.heartbeat` seconds (a third of the visibility timeout) a run's keeper
 renews the lease (taking it again if it lapsed), touches the job it came from, and reads the
-run's cancel request; when the run ends it lets the lease go. A heartbeat that finds Redis
-down logs it and beats again: the run goes on.
+run's cancel and watch requests (in case their pub/sub messages were missed); when the run
+ends it lets the lease go. A heartbeat that finds Redis down logs it and beats again: the run
+goes on.
 """
 
 from __future__ import annotations
@@ -59,9 +60,11 @@ class Heartbeats:
                         await coordination.leases.acquire(run.id)
                     if delivery is not None:
                         await coordination.queue.touch(delivery)
-                    reason = await coordination.leases.cancel_requested(run.id)
-                    if reason is not None:
-                        run.cancel(reason)
+                    requests = await coordination.leases.requests(run.id)
+                    if requests.watched:
+                        run.watch()
+                    if requests.cancel is not None:
+                        run.cancel(requests.cancel)
                 except QueueUnavailableError as exc:
                     log.warning(
                         "execution.heartbeat_failed", execution_id=str(run.id), error=str(exc)

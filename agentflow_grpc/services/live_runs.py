@@ -46,6 +46,12 @@ class LiveRuns:
         if run is not None:
             run.cancel(reason)
 
+    def watch(self, execution_id: uuid.UUID) -> None:
+        """Publish the run's events if it runs here (a watch request from another replica)."""
+        run = self._runs.get(execution_id)
+        if run is not None:
+            run.watch()
+
     async def follow(
         self, run: RecordedRun, *, after_sequence: int
     ) -> AsyncIterator[ExecutionEvent]:

@@ -8,7 +8,7 @@ read the same run back. A driver that stops reading cancels the run, and that is
 `subscribe()` gives a queue with every event so far and then the live ones, ending with None:
 a follower that joins late misses nothing, with no window between "stored" and "live".
 Followers on other replicas get the events through Redis (`publisher`), each batch once it is
-stored, so what they see never runs ahead of the log.
+stored, so what they see never runs ahead of the log; from the moment one asks (`watch()`).
 
 The recording is the run's span, `execution {workflow}` (INTERNAL): a child of the call that
 started it (for a queued run, of the `StartExecution` call whose trace its job carries), the
@@ -103,6 +103,11 @@ class RecordedRun:
 
     def cancel(self, reason: str = "cancelled by request") -> None:
         self._running.cancel(reason)
+
+    def watch(self) -> None:
+        """A follower on another replica wants the events: publish them from now on."""
+        if self._publisher is not None:
+            self._publisher.watch()
 
     def abandon(self) -> None:
         """Stop the run without ending its log (no terminal event; events not yet stored are

@@ -1,8 +1,10 @@
 """Runs that are not driven here: followed and cancelled across replicas.
 
-A follower reads the event log, then the live events the runner publishes through Redis (each
-once stored), skipping what the log gave; when the stream lost what comes next, or nobody runs
-the execution for a while, it reads the log again. Redis down: it polls the log.
+A follower reads the event log, then asks the runner to publish the run's events (a watch
+request) and reads the live events it publishes through Redis (each once stored), skipping what
+the log gave; when the stream lacks what comes next (trimmed, or publishing began after the log
+was read), or nobody runs the execution for a while, it reads the log again. Redis down: it
+polls the log.
 
 A cancel asks whoever holds the run's lease to stop it (a request key its heartbeat reads, and
 pub/sub) and waits for the execution to end; when nobody holds it (queued and not taken up yet,
@@ -99,9 +101,13 @@ class RemoteRuns:
         leases = self._coordination.leases
 
         async def still_running() -> bool:
+            # Quiet: ask again (a runner that took the run over since, or a lost message), and
+            # keep the request alive while following.
+            await leases.request_watch(execution_id)
             return await leases.holder(execution_id) is not None
 
         try:
+            await leases.request_watch(execution_id)
             async for event in self._coordination.fanout.follow(
                 execution_id, after_sequence=after_sequence, still_running=still_running
             ):

@@ -1,5 +1,6 @@
 """The workers of one replica: tasks that claim background executions from the job queue and
-run them here, at most `concurrency` at once, plus the listener for cancel requests.
+run them here, at most `concurrency` at once, plus the listener for cancel and watch requests
+(there even with no workers: runs streamed here need it).
 
 A worker takes up no job while its server drives `max_running_executions` runs (the job waits
 for another replica, or for a slot here). A worker that finds Redis down waits and tries
@@ -34,17 +35,20 @@ class WorkerPool:
 
     def start(self) -> None:
         coordination = self._executions.coordination
-        if self._concurrency == 0 or self._tasks:
+        if self._tasks:
             return
         self._stopping.clear()
         self._tasks = [
             asyncio.create_task(self._work(number), name=f"worker-{number}")
             for number in range(self._concurrency)
         ]
+        # With no workers too: runs streamed here get cancel and watch requests at once.
         self._tasks.append(
             asyncio.create_task(
-                coordination.leases.listen_for_cancels(self._executions.on_cancel_request),
-                name="cancel-listener",
+                coordination.leases.listen(
+                    self._executions.on_cancel_request, self._executions.on_watch_request
+                ),
+                name="request-listener",
             )
         )
         log.info(

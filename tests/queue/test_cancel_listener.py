@@ -34,6 +34,7 @@ async def test_a_quiet_channel_keeps_its_listener_and_a_late_cancel_arrives(
     leases: RunLeases,
 ) -> None:
     received: list[tuple[uuid.UUID, str]] = []
+    watched: list[uuid.UUID] = []
     arrived = asyncio.Event()
 
     async def on_cancel(execution_id: uuid.UUID, reason: str) -> None:
@@ -41,11 +42,12 @@ async def test_a_quiet_channel_keeps_its_listener_and_a_late_cancel_arrives(
         arrived.set()
 
     with capture_logs() as logs:
-        listener = asyncio.create_task(leases.listen_for_cancels(on_cancel))
+        listener = asyncio.create_task(leases.listen(on_cancel, watched.append))
         try:
             # Quiet for many socket timeouts and more than one of the listener's own waits.
             await asyncio.sleep(max(8 * SOCKET_TIMEOUT, 2 * LISTEN_WAIT + 0.5))
             execution_id = uuid.uuid4()
+            await leases.request_watch(execution_id)
             await leases.request_cancel(execution_id, "stop it")
             await asyncio.wait_for(arrived.wait(), timeout=5)
         finally:
@@ -53,4 +55,5 @@ async def test_a_quiet_channel_keeps_its_listener_and_a_late_cancel_arrives(
             await asyncio.gather(listener, return_exceptions=True)
 
     assert received == [(execution_id, "stop it")]
+    assert watched == [execution_id]  # published before the cancel: it came first
     assert [entry for entry in logs if entry["log_level"] in ("warning", "error")] == []

@@ -60,7 +60,8 @@ async def test_with_redis_down_every_queue_call_is_unavailable(down: Coordinatio
         down.leases.release(execution),
         down.leases.holder(execution),
         down.leases.request_cancel(execution, "why"),
-        down.leases.cancel_requested(execution),
+        down.leases.requests(execution),
+        down.leases.request_watch(execution),
     ]
     for call in calls:
         with pytest.raises(QueueUnavailableError):

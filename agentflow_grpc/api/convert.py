@@ -87,9 +87,15 @@ def python_to_value(value: Any) -> struct_pb2.Value:
     return message
 
 
+# Made once: json.dumps/loads with options build an encoder and a decoder per call (~4 µs, once
+# per event streamed).
+_ENCODE = json.JSONEncoder(default=str, allow_nan=True).encode
+_DECODE = json.JSONDecoder(parse_constant=lambda _: None).decode
+
+
 def _json_ready(value: Any) -> Any:
     """Plain JSON values (datetimes and other objects as strings, NaN and infinities as null)."""
-    return json.loads(json.dumps(value, default=str, allow_nan=True), parse_constant=lambda _: None)
+    return _DECODE(_ENCODE(value))
 
 
 def _whole_numbers(value: Any) -> Any:

@@ -9,6 +9,8 @@ The peer is `../shared/peer-bench` (or `PEER_BENCH`): its pinned venv (`PEER_VEN
 graphs and its closed-loop SSE driver (`load.py`). Both servers call the same fake server, which
 answers every chat completion after `--latency-ms` (50 ms).
 
+- llm1 (AgentFlow alone): an input node and one llm node; with `--latency-ms 5000 --clients
+  1000 --runs 1000` it holds 1,000 streaming runs open at once (`--max-running 1000`).
 - chain5: five llm calls one after another (AgentFlow: an input node, then 5 llm nodes);
   fanout4: four llm calls in parallel, joined (AgentFlow: input → 4 llm nodes → an `object`
   aggregator; the peer: prep → 4 → aggregate).
@@ -193,6 +195,9 @@ def peer_cell(graph: str, clients: int, runs: int, fake_url: str, logs: Path) ->
 # --- AgentFlow ------------------------------------------------------------------------------
 
 
+PEER_GRAPHS = ("chain5", "fanout4")  # what the peer has; llm1 is AgentFlow's alone
+
+
 def spec(graph: str, stream: bool) -> dict[str, Any]:
     def llm(node_id: str, prompt: str) -> dict[str, Any]:
         return {
@@ -207,7 +212,11 @@ def spec(graph: str, stream: bool) -> dict[str, Any]:
         "name": f"peer-{graph}",
         "inputs": {"input": {"type": "string", "default": "run"}},
     }
-    if graph == "chain5":
+    if graph == "llm1":  # AgentFlow alone: many runs held open at once (--latency-ms 5000)
+        document["nodes"] = [{"id": "input", "type": "input"}, llm("llm1", "{{ inputs.input }}")]
+        document["edges"] = [{"from": "input", "to": "llm1"}]
+        document["outputs"] = {"reply": {"from": "nodes.llm1.output.text"}}
+    elif graph == "chain5":
         names = [f"llm{i}" for i in range(1, 6)]
         document["nodes"] = [{"id": "input", "type": "input"}] + [
             llm(name, f"{{{{ inputs.input }}}}|{name}") for name in names
@@ -350,21 +359,42 @@ def tree_rss_mb(processes: list[psutil.Process]) -> float:
 
 
 async def drive(
-    address: str, key: str, workflow: str, clients: int, runs: int, server_pid: int
+    address: str,
+    key: str,
+    workflow: str,
+    clients: int,
+    runs: int,
+    server_pid: int,
+    *,
+    background: bool = False,
 ) -> tuple[list[tuple[float, float]], int, float, float, float]:
-    """`runs` ExecuteWorkflow calls from `clients` callers in a closed loop: each run's (first
-    event, total) in seconds, the errors, the wall time, the server's CPU seconds and peak RSS."""
+    """`runs` runs from `clients` callers in a closed loop — ExecuteWorkflow, or with
+    `background` StartExecution then StreamExecution of it — : each run's (first event, total)
+    in seconds, the errors, the wall time, the server's CPU seconds and peak RSS."""
     metadata = (("x-api-key", key),)
     options = [("grpc.max_concurrent_streams", 1000)]
     async with grpc.aio.insecure_channel(address, options=options) as channel:
         stub = execution_pb2_grpc.ExecutionServiceStub(channel)
         request = execution_pb2.ExecuteWorkflowRequest(workflow=workflow)
+        start = execution_pb2.StartExecutionRequest(workflow=workflow)
+
+        def events(began: float) -> Any:
+            if not background:
+                return stub.ExecuteWorkflow(request, metadata=metadata, timeout=120)
+
+            async def started() -> Any:
+                execution = await stub.StartExecution(start, metadata=metadata, timeout=120)
+                follow = execution_pb2.StreamExecutionRequest(name=execution.name)
+                async for event in stub.StreamExecution(follow, metadata=metadata, timeout=120):
+                    yield event
+
+            return started()
 
         async def one() -> tuple[float, float] | None:
             began = time.perf_counter()
             first: float | None = None
             last = ""
-            async for event in stub.ExecuteWorkflow(request, metadata=metadata, timeout=120):
+            async for event in events(began):
                 if first is None:
                     first = time.perf_counter() - began
                 last = event.type
@@ -449,18 +479,30 @@ def agentflow_cell(
     processes: int,
     logs: Path,
 ) -> Cell:
-    stream = mode == "streamed"
+    stream = mode != "plain"
     cell = f"agentflow-{graph}-{clients}-{mode}-x{processes}"
     log = logs / f"{cell}.log"
+    if args.max_running is not None:
+        stack = AgentFlowStack(
+            {**stack.env, "AGENTFLOW_MAX_RUNNING_EXECUTIONS": str(args.max_running)}, stack.key
+        )
     with agentflow_server(stack, processes, log) as (server, address):
         workflow = asyncio.run(prepare(address, stack.key, fake_url, graph, stream))
         with profiled(server.pid, args.profile, cell):
             results, errors, wall, cpu, peak = asyncio.run(
-                drive(address, stack.key, workflow, clients, runs, server.pid)
+                drive(
+                    address,
+                    stack.key,
+                    workflow,
+                    clients,
+                    runs,
+                    server.pid,
+                    background=mode == "background",
+                )
             )
     totals = [total * 1000 for _, total in results]
     firsts = [first * 1000 for first, _ in results]
-    name = "agentflow" if stream else "agentflow plain"
+    name = {"streamed": "agentflow", "plain": "agentflow plain"}.get(mode, f"agentflow {mode}")
     if processes != 1:
         name += f" x{processes}"
     return Cell(
@@ -482,12 +524,12 @@ def agentflow_cell(
 
 def table(cells: list[Cell]) -> str:
     lines = [
-        f"{'server':<18}{'graph':<9}{'clients':>8}{'runs':>6}{'err':>5}{'runs/s':>8}"
+        f"{'server':<22}{'graph':<9}{'clients':>8}{'runs':>6}{'err':>5}{'runs/s':>8}"
         f"{'p50 ms':>9}{'1st ev ms':>11}{'CPU ms/run':>12}{'RSS MB':>8}"
     ]
     for c in cells:
         lines.append(
-            f"{c.server:<18}{c.graph:<9}{c.clients:>8}{c.runs:>6}{c.errors:>5}"
+            f"{c.server:<22}{c.graph:<9}{c.clients:>8}{c.runs:>6}{c.errors:>5}"
             f"{c.runs_per_second:>8.1f}{c.p50_ms:>9.1f}{c.first_event_p50_ms:>11.1f}"
             f"{c.cpu_ms_per_run:>12.1f}{c.peak_rss_mb:>8.0f}"
         )
@@ -509,7 +551,12 @@ def table(cells: list[Cell]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--graphs", default="chain5,fanout4")
+    parser.add_argument("--graphs", default="chain5,fanout4", help="chain5, fanout4, llm1")
+    parser.add_argument(
+        "--max-running",
+        type=int,
+        help="AGENTFLOW_MAX_RUNNING_EXECUTIONS of the server (default: its own, 500)",
+    )
     parser.add_argument("--clients", default="1,50", help="concurrent callers, per cell")
     parser.add_argument("--runs", type=int, default=200, help="runs per cell")
     parser.add_argument("--runs-c1", type=int, default=50, help="runs per cell with one client")
@@ -523,7 +570,12 @@ def main() -> None:
         help="a py-spy profile of every AgentFlow cell's server (its processes) into this "
         "directory, as collapsed stacks (bench/stacks.py summarises one)",
     )
-    parser.add_argument("--modes", default="streamed,plain", help="AgentFlow's llm modes")
+    parser.add_argument(
+        "--modes",
+        default="streamed,plain",
+        help="AgentFlow's modes: streamed (ExecuteWorkflow, llm nodes stream), plain (stream: "
+        "false), background (StartExecution + StreamExecution, streamed llm)",
+    )
     parser.add_argument("--no-peer", action="store_true", help="AgentFlow only")
     args = parser.parse_args()
     configure_logging("WARNING")
@@ -553,7 +605,7 @@ def main() -> None:
                 for graph in graphs:
                     for clients in levels:
                         runs = args.runs_c1 if clients == 1 else args.runs
-                        if not args.no_peer:
+                        if not args.no_peer and graph in PEER_GRAPHS:
                             cells.append(peer_cell(graph, clients, runs, fake_url, logs))
                             print(table(cells[-1:]).splitlines()[1], flush=True)
                         for mode, processes in itertools.product(modes, counts):

@@ -195,6 +195,7 @@ def peer_cell(graph: str, clients: int, runs: int, fake_url: str, logs: Path) ->
 # --- AgentFlow ------------------------------------------------------------------------------
 
 
+CONNECTIONS = 8  # gRPC connections the callers share
 PEER_GRAPHS = ("chain5", "fanout4")  # what the peer has; llm1 is AgentFlow's alone
 
 
@@ -372,13 +373,23 @@ async def drive(
     `background` StartExecution then StreamExecution of it — : each run's (first event, total)
     in seconds, the errors, the wall time, the server's CPU seconds and peak RSS."""
     metadata = (("x-api-key", key),)
-    options = [("grpc.max_concurrent_streams", 1000)]
-    async with grpc.aio.insecure_channel(address, options=options) as channel:
-        stub = execution_pb2_grpc.ExecutionServiceStub(channel)
+    # Several connections (each channel its own: a local subchannel pool), callers spread over
+    # them: the kernel hands each connection to one server process (SO_REUSEPORT), so one
+    # connection would reach one process of `--processes N` (docs/scaling.md).
+    options = [("grpc.max_concurrent_streams", 1000), ("grpc.use_local_subchannel_pool", 1)]
+    async with contextlib.AsyncExitStack() as channels:
+        stubs = [
+            execution_pb2_grpc.ExecutionServiceStub(
+                await channels.enter_async_context(
+                    grpc.aio.insecure_channel(address, options=options)
+                )
+            )
+            for _ in range(CONNECTIONS)
+        ]
         request = execution_pb2.ExecuteWorkflowRequest(workflow=workflow)
         start = execution_pb2.StartExecutionRequest(workflow=workflow)
 
-        def events(began: float) -> Any:
+        def events(stub: execution_pb2_grpc.ExecutionServiceStub) -> Any:
             if not background:
                 return stub.ExecuteWorkflow(request, metadata=metadata, timeout=120)
 
@@ -390,11 +401,11 @@ async def drive(
 
             return started()
 
-        async def one() -> tuple[float, float] | None:
+        async def one(stub: execution_pb2_grpc.ExecutionServiceStub) -> tuple[float, float] | None:
             began = time.perf_counter()
             first: float | None = None
             last = ""
-            async for event in events(began):
+            async for event in events(stub):
                 if first is None:
                     first = time.perf_counter() - began
                 last = event.type
@@ -402,16 +413,17 @@ async def drive(
                 return None
             return first, time.perf_counter() - began
 
-        await asyncio.gather(*(one() for _ in range(min(clients, 10))))  # warm-up
+        warm_up = max(min(clients, 10), len(stubs))
+        await asyncio.gather(*(one(stubs[n % len(stubs)]) for n in range(warm_up)))
         results: list[tuple[float, float]] = []
         errors = 0
         remaining = iter(range(runs))
 
-        async def caller() -> None:
+        async def caller(stub: execution_pb2_grpc.ExecutionServiceStub) -> None:
             nonlocal errors
             for _ in remaining:
                 try:
-                    outcome = await one()
+                    outcome = await one(stub)
                 except grpc.aio.AioRpcError:
                     outcome = None
                 if outcome is None:
@@ -433,11 +445,14 @@ async def drive(
                     await asyncio.wait_for(done.wait(), 0.25)
 
         sampler = asyncio.create_task(sample())
-        began = time.perf_counter()
-        await asyncio.gather(*(caller() for _ in range(clients)))
+        began, client_began = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(caller(stubs[n % len(stubs)]) for n in range(clients)))
         wall = time.perf_counter() - began
+        client_cpu = time.process_time() - client_began
         done.set()
         await sampler
+        if results:  # the callers share the cores with the server: how much they took
+            print(f"  client CPU {client_cpu * 1000 / len(results):.1f} ms/run", flush=True)
         return results, errors, wall, tree_cpu(processes) - cpu, peak
 
 

@@ -50,6 +50,11 @@ class Heartbeats:
     async def _keeping(self, run: RecordedRun, delivery: Delivery | None) -> None:
         coordination = self._coordination
         try:
+            if delivery is not None:
+                # A queued run may have been asked for while it waited in the queue (a follower
+                # of a StartExecution, before any replica ran it): its pub/sub message found
+                # nobody. Now that it is live here (later messages reach it), read what is kept.
+                await or_none(self._apply_requests(run))
             while not run.finished:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(run.wait(), coordination.heartbeat)
@@ -60,14 +65,18 @@ class Heartbeats:
                         await coordination.leases.acquire(run.id)
                     if delivery is not None:
                         await coordination.queue.touch(delivery)
-                    requests = await coordination.leases.requests(run.id)
-                    if requests.watched:
-                        run.watch()
-                    if requests.cancel is not None:
-                        run.cancel(requests.cancel)
+                    await self._apply_requests(run)
                 except QueueUnavailableError as exc:
                     log.warning(
                         "execution.heartbeat_failed", execution_id=str(run.id), error=str(exc)
                     )
         finally:
             await or_none(coordination.leases.release(run.id))
+
+    async def _apply_requests(self, run: RecordedRun) -> None:
+        """The run's cancel and watch requests, as kept in Redis (QueueUnavailableError)."""
+        requests = await self._coordination.leases.requests(run.id)
+        if requests.watched:
+            run.watch()
+        if requests.cancel is not None:
+            run.cancel(requests.cancel)

@@ -4,6 +4,7 @@ to the log for what it lacks."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -13,8 +14,11 @@ import redis.asyncio as redis
 
 from agentflow_grpc.keyspace import RedisKeys
 from agentflow_grpc.model.events import EventType, ExecutionEvent
+from agentflow_grpc.queue.coordination import Coordination
 from agentflow_grpc.queue.fanout import EventFanout, StreamGap
+from agentflow_grpc.queue.jobs import Delivery, Job
 from agentflow_grpc.queue.runs import WATCH_REQUEST_TTL, RunLeases
+from agentflow_grpc.services.heartbeats import Heartbeats
 
 
 def _events(execution_id: uuid.UUID, first: int, last: int) -> list[ExecutionEvent]:
@@ -108,3 +112,48 @@ async def test_watch_and_cancel_requests_are_read_in_one_round_trip(
     await leases.request_cancel(execution_id, "enough")
     requests = await leases.requests(execution_id)
     assert (requests.cancel, requests.watched) == ("enough", True)
+
+
+class _LiveRun:
+    """What a heartbeat keeps of a run (services/recorded_run.RecordedRun's part)."""
+
+    def __init__(self) -> None:
+        self.id = uuid.uuid4()
+        self.finished = False
+        self.watched = asyncio.Event()
+        self.cancelled: str | None = None
+        self._end = asyncio.Event()
+
+    async def wait(self) -> None:
+        await self._end.wait()
+
+    def watch(self) -> None:
+        self.watched.set()
+
+    def cancel(self, reason: str) -> None:
+        self.cancelled = reason
+
+    def end(self) -> None:
+        self.finished = True
+        self._end.set()
+
+
+async def test_a_queued_run_asked_for_before_it_was_taken_up_is_published_at_once(
+    client: redis.Redis, keys: RedisKeys
+) -> None:
+    # The follower's pub/sub message found no runner (the job was still queued); the replica
+    # that takes the run up reads the kept request as it starts keeping the run, rather than
+    # at its first heartbeat (seconds later).
+    coordination = Coordination.on(
+        client, keys, replica="r", visibility_timeout=30, max_deliveries=3
+    )
+    run = _LiveRun()
+    await coordination.leases.request_watch(run.id)
+    delivery = Delivery("1-0", Job(run.id, uuid.uuid4()), count=1)
+    keeper = Heartbeats(coordination).keep(run, delivery)  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(run.watched.wait(), timeout=2)  # the heartbeat is 10 s
+        assert run.cancelled is None
+    finally:
+        run.end()
+        await keeper

@@ -96,6 +96,7 @@ class DevStack:
             AGENTFLOW_REST_PORT="0",
             AGENTFLOW_LOG_FORMAT="json",
             AGENTFLOW_LOG_LEVEL="WARNING",  # no access log lines on the measured path
+            AGENTFLOW_PROCESSES="1",  # the gateway's cost over one server, whatever the cores
             # The server is measured, not its limits: one tenant's calls, unthrottled.
             AGENTFLOW_TENANT_REQUESTS_PER_SECOND="0",
             AGENTFLOW_KEY_REQUESTS_PER_SECOND="0",

@@ -166,17 +166,34 @@ class ExecutionService:
         tenant_id = principal.tenant_id
         last = after_sequence
         await self._records.get(tenant_id, execution_id)  # NotFound, if so
-        run = self._live.get(execution_id)
-        if run is not None and run.record.tenant_id == tenant_id:
-            async for event in self._live.follow(run, after_sequence=last):
+        followed_here = False
+
+        def taken_up_here() -> bool:
+            # A queued run a worker of this server took up while the log was read: follow it
+            # from memory rather than through Redis (once: a run handed over stays remote).
+            run = self._live.get(execution_id)
+            return not followed_here and run is not None and run.record.tenant_id == tenant_id
+
+        while True:
+            run = self._live.get(execution_id)
+            if not followed_here and run is not None and run.record.tenant_id == tenant_id:
+                followed_here = True
+                async for event in self._live.follow(run, after_sequence=last):
+                    yield event
+                    last = event.sequence
+                    if event.is_terminal:
+                        return
+            # Not (or no longer) run here: the event log, then the live events of the replica
+            # that runs it.
+            async for event in self._remote.follow(
+                tenant_id, execution_id, after_sequence=last, here=taken_up_here
+            ):
                 yield event
                 last = event.sequence
                 if event.is_terminal:
                     return
-        # Not (or no longer) run here: the event log, then the live events of the replica
-        # that runs it.
-        async for event in self._remote.follow(tenant_id, execution_id, after_sequence=last):
-            yield event
+            if not taken_up_here():
+                return
 
     async def cancel(
         self, principal: Principal, execution_id: uuid.UUID, *, reason: str = ""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from agentflow_grpc.model.errors import QueueUnavailableError
 from agentflow_grpc.model.events import EventType, ExecutionEvent
@@ -38,10 +38,17 @@ class RemoteRuns:
         self._records = records
 
     async def follow(
-        self, tenant_id: uuid.UUID, execution_id: uuid.UUID, *, after_sequence: int
+        self,
+        tenant_id: uuid.UUID,
+        execution_id: uuid.UUID,
+        *,
+        after_sequence: int,
+        here: Callable[[], bool] | None = None,
     ) -> AsyncIterator[ExecutionEvent]:
         """The events after `after_sequence` from the log, then live from whichever replica
-        runs it, until the terminal one (or the execution is final)."""
+        runs it, until the terminal one (or the execution is final). Stops early, after a
+        read of the log, once `here()` says this server runs it now (the caller follows it
+        from memory)."""
         last = after_sequence
         while True:
             # The execution is read before its events: once it is final, they hold its end.
@@ -54,6 +61,8 @@ class RemoteRuns:
                 if event.is_terminal:
                     return
             if execution.status.is_final:
+                return
+            if here is not None and here():
                 return
             async for event in self._published(execution_id, last):
                 yield event

@@ -35,7 +35,6 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 import argparse
 import asyncio
 import json
-import os
 import re
 import signal
 import subprocess
@@ -54,6 +53,7 @@ from agentflow_grpc._gen.agentflow.v1 import (
     workflow_pb2_grpc,
 )
 from agentflow_grpc.testing import FakeProviderServer
+from agentflow_grpc.testing.replicas import environment_without_settings
 
 AGENTFLOW = Path(sys.executable).parent / "agentflow"
 SPEC = {
@@ -85,11 +85,7 @@ class DevStack:
     """`agentflow dev` in a child process; its printed addresses and key."""
 
     def __init__(self, home: Path) -> None:
-        environment = {
-            name: value
-            for name, value in os.environ.items()
-            if not name.startswith("AGENTFLOW_") and name not in ("DATABASE_URL", "REDIS_URL")
-        }
+        environment = environment_without_settings()
         environment.update(
             AGENTFLOW_HOME=str(home),
             AGENTFLOW_GRPC_PORT="0",

@@ -29,12 +29,16 @@ class Backends:
     redis_embedded: bool  # the embedded Valkey under AGENTFLOW_HOME, started here
 
     @property
-    def database_label(self) -> str:
-        return "embedded PostgreSQL" if self.database_embedded else "DATABASE_URL"
+    def labels(self) -> tuple[str, str]:
+        return backend_labels(self.database_embedded, self.redis_embedded)
 
-    @property
-    def redis_label(self) -> str:
-        return "embedded Valkey" if self.redis_embedded else "REDIS_URL"
+
+def backend_labels(database_embedded: bool, redis_embedded: bool) -> tuple[str, str]:
+    """How `serve` and `dev` name the database and Redis they use."""
+    return (
+        "embedded PostgreSQL" if database_embedded else "DATABASE_URL",
+        "embedded Valkey" if redis_embedded else "REDIS_URL",
+    )
 
 
 @asynccontextmanager

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import click
 import fasteners
 
+from agentflow_grpc.cli.backends import backend_labels, shared_backends
 from agentflow_grpc.cli.common import fail
 from agentflow_grpc.cli.serve import processes_option, serve_metrics, stop_on_signals
 from agentflow_grpc.cli.supervisor import ServerProcesses, SupervisorError, reserve_port
@@ -146,7 +147,7 @@ async def _run_stack(settings: Settings) -> None:
             await asyncio.to_thread(gateway.start)
             metrics_urls = [] if metrics is None else [metrics.url]
             _write_stack_file(settings.home / STACK_FILE, server.address, gateway, metrics_urls)
-            labels = _labels(database_embedded=app.embedded, redis_embedded=app.redis_embedded)
+            labels = backend_labels(app.embedded, app.redis_embedded)
             _print_banner(settings, server.address, gateway, labels, key, metrics_urls)
             await stop.wait()
             click.echo("Stopping AgentFlow …", err=True)
@@ -160,7 +161,6 @@ async def _run_stack(settings: Settings) -> None:
 async def _run_processes(settings: Settings, count: int) -> None:
     """The stack with `count` server processes behind Envoy (see the module doc)."""
     from agentflow_grpc.app import open_app
-    from agentflow_grpc.cli.backends import shared_backends
 
     stop = stop_on_signals()
     click.echo(f"Starting AgentFlow: PostgreSQL, Valkey, migrations, {count} servers …", err=True)
@@ -180,7 +180,7 @@ async def _run_processes(settings: Settings, count: int) -> None:
                     await asyncio.to_thread(gateway.start)
                     address, metrics_urls = servers.address, servers.metrics_urls
                     _write_stack_file(settings.home / STACK_FILE, address, gateway, metrics_urls)
-                    labels = (backends.database_label, backends.redis_label)
+                    labels = backends.labels
                     _print_banner(settings, address, gateway, labels, key, metrics_urls, count)
                     await servers.run_until(stop)
                     click.echo("Stopping AgentFlow …", err=True)
@@ -228,13 +228,6 @@ def _write_stack_file(
         "api_key_file": str(path.parent / DEV_KEY_FILE),
     }
     path.write_text(json.dumps(stack, indent=2) + "\n", encoding="utf-8")
-
-
-def _labels(*, database_embedded: bool, redis_embedded: bool) -> tuple[str, str]:
-    return (
-        "embedded PostgreSQL" if database_embedded else "DATABASE_URL",
-        "embedded Valkey" if redis_embedded else "REDIS_URL",
-    )
 
 
 def _print_banner(

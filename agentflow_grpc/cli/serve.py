@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from agentflow_grpc.cli.backends import backend_labels, shared_backends
 from agentflow_grpc.cli.common import fail
 from agentflow_grpc.cli.supervisor import (
     ServerProcesses,
@@ -100,7 +101,7 @@ async def _serve(
             reuse_port=supervised,
         )
         if not supervised:
-            database = "embedded PostgreSQL" if app.embedded else "DATABASE_URL"
+            database, _ = backend_labels(app.embedded, app.redis_embedded)
             click.echo(f"AgentFlow gRPC API listening on {server.address} ({database})", err=True)
         click.echo(f"grpc://{server.address}")
         if metrics is not None:
@@ -119,7 +120,6 @@ async def _serve(
 
 async def _supervise(settings: Settings, host: str, port: int, migrate: bool, count: int) -> None:
     """`count` server processes on one port (see the module doc)."""
-    from agentflow_grpc.cli.backends import shared_backends
 
     stop = stop_on_signals()
     with reserve_port(host, port) as reserved:
@@ -132,7 +132,7 @@ async def _supervise(settings: Settings, host: str, port: int, migrate: bool, co
         ):
             click.echo(
                 f"AgentFlow gRPC API listening on {processes.address} ({count} processes, "
-                f"{backends.database_label}, {backends.redis_label})",
+                f"{', '.join(backends.labels)})",
                 err=True,
             )
             click.echo(f"grpc://{processes.address}")

@@ -121,14 +121,18 @@ class EventPublisher:
         self._wake = asyncio.Event()
         self._closed = False
         self._broken = False
-        self.watched = False
         self.round_trips = 0
-        self._task = asyncio.create_task(self._send_loop(), name=f"fanout-{key}")
+        self._task: asyncio.Task[None] | None = None  # the sender, from the first watch on
+
+    @property
+    def watched(self) -> bool:
+        return self._task is not None
 
     def watch(self) -> None:
         """Somebody on another replica follows the run: publish every batch stored from now on
         (the earlier ones are in the log)."""
-        self.watched = True
+        if self._task is None and not self._closed:  # a request after the end: nothing to send
+            self._task = asyncio.create_task(self._send_loop(), name=f"fanout-{self._key}")
 
     def publish_all(self, events: list[ExecutionEvent]) -> None:
         if self._broken or not self.watched:
@@ -139,6 +143,8 @@ class EventPublisher:
     async def close(self) -> None:
         """Send what is left, then stop."""
         self._closed = True
+        if self._task is None:
+            return  # never watched: nothing was sent, nothing is left
         self._wake.set()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task

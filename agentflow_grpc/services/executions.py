@@ -168,15 +168,17 @@ class ExecutionService:
         await self._records.get(tenant_id, execution_id)  # NotFound, if so
         followed_here = False
 
-        def taken_up_here() -> bool:
-            # A queued run a worker of this server took up while the log was read: follow it
-            # from memory rather than through Redis (once: a run handed over stays remote).
+        def run_here() -> RecordedRun | None:
+            """The run, if this server drives it and it was not followed here yet (a run
+            handed over from here is followed elsewhere from then on)."""
             run = self._live.get(execution_id)
-            return not followed_here and run is not None and run.record.tenant_id == tenant_id
+            if followed_here or run is None or run.record.tenant_id != tenant_id:
+                return None
+            return run
 
         while True:
-            run = self._live.get(execution_id)
-            if not followed_here and run is not None and run.record.tenant_id == tenant_id:
+            run = run_here()
+            if run is not None:
                 followed_here = True
                 async for event in self._live.follow(run, after_sequence=last):
                     yield event
@@ -184,15 +186,16 @@ class ExecutionService:
                     if event.is_terminal:
                         return
             # Not (or no longer) run here: the event log, then the live events of the replica
-            # that runs it.
+            # that runs it; unless a worker here takes the run up (it was queued) while the
+            # log is read: then from memory rather than through Redis.
             async for event in self._remote.follow(
-                tenant_id, execution_id, after_sequence=last, here=taken_up_here
+                tenant_id, execution_id, after_sequence=last, here=lambda: run_here() is not None
             ):
                 yield event
                 last = event.sequence
                 if event.is_terminal:
                     return
-            if not taken_up_here():
+            if run_here() is None:
                 return
 
     async def cancel(

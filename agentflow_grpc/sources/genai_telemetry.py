@@ -23,7 +23,7 @@ from agentflow_grpc.sources.base import ChatCallMetrics, ChatMetrics, ChatReques
 OTHER_MODEL = "_OTHER"  # the model label of a call to a model its source does not configure
 
 
-def timed_out(exc: openai.OpenAIError) -> bool:
+def timed_out(exc: BaseException) -> bool:
     """Whether a failed call timed out. The SDK's aiohttp transport reports a refused or reset
     connection as a connect *timeout* (its error map prefers `ConnectTimeout` for any
     `aiohttp.ClientConnectionError`); a timeout caused by a connection error that is not
@@ -40,7 +40,7 @@ def timed_out(exc: openai.OpenAIError) -> bool:
 
 def error_type(exc: BaseException) -> str:
     """The `error_type` of a failed call: low-cardinality, as OpenTelemetry's `error.type`."""
-    if isinstance(exc, openai.APITimeoutError) and timed_out(exc):
+    if timed_out(exc):
         return "timeout"
     if isinstance(exc, openai.APIConnectionError):
         return "APIConnectionError"  # as before the aiohttp transport, refused included

@@ -69,7 +69,7 @@ class OpenAIConfig(BaseModel):
 
 def provider_failure(exc: openai.OpenAIError) -> NodeFailure:
     """Map an SDK error to a node failure: timeouts, 429 and 5xx are retryable."""
-    if isinstance(exc, openai.APITimeoutError) and timed_out(exc):
+    if timed_out(exc):
         return NodeFailure(
             "provider.timeout", "the provider did not answer in time", retryable=True
         )

@@ -61,6 +61,17 @@ def _env_value(value: object) -> str:
     return str(value)
 
 
+def environment_without_settings() -> dict[str, str]:
+    """This process's environment without AgentFlow's settings (``AGENTFLOW_*``,
+    ``DATABASE_URL``, ``REDIS_URL``): what a child server starts from, so that the caller's
+    own settings do not leak into it."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(ENV_PREFIX) and name not in ("DATABASE_URL", "REDIS_URL")
+    }
+
+
 def replica_environment(database_url: str, redis_url: str, /, **settings: object) -> dict[str, str]:
     """The environment of replicas sharing ``database_url`` and ``redis_url``.
 
@@ -73,11 +84,7 @@ def replica_environment(database_url: str, redis_url: str, /, **settings: object
     unknown = [n for n in settings if n not in Settings.model_fields or n in _GIVEN]
     if unknown:
         raise ValueError(f"not settings replica_environment takes as keywords: {unknown}")
-    environment = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(ENV_PREFIX) and name not in ("DATABASE_URL", "REDIS_URL")
-    }
+    environment = environment_without_settings()
     environment.update(
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,

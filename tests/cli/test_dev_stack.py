@@ -4,7 +4,6 @@ the gRPC server and Envoy, prints where they listen, and stops all of them on Ct
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -21,6 +20,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentflow_grpc.cli.dev import DEV_KEY_FILE, STACK_FILE
+from agentflow_grpc.testing.replicas import environment_without_settings
 
 AGENTFLOW = Path(sys.executable).parent / "agentflow"
 READY_LINE = "Ctrl-C stops everything."
@@ -59,11 +59,7 @@ class DevStack:
 
 
 def _environment(home: Path) -> dict[str, str]:
-    environment = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("AGENTFLOW_") and name not in ("DATABASE_URL", "REDIS_URL")
-    }
+    environment = environment_without_settings()
     environment.update(
         AGENTFLOW_HOME=str(home),
         AGENTFLOW_GRPC_PORT="0",

@@ -33,7 +33,11 @@ from agentflow_grpc.cli.supervisor import (
     reserve_port,
 )
 from agentflow_grpc.config import Settings, default_processes
-from agentflow_grpc.testing.replicas import AGENTFLOW, replica_environment
+from agentflow_grpc.testing.replicas import (
+    AGENTFLOW,
+    environment_without_settings,
+    replica_environment,
+)
 
 HEALTH_CHECKS = re.compile(
     r'^agentflow_rpc_requests_total\{code="OK",method="/grpc.health.v1.Health/Check"\} (\S+)$',
@@ -207,11 +211,7 @@ def serving(arguments: list[str], environment: dict[str, str], log: Path) -> Ite
 
 def _embedded_environment(home: Path) -> dict[str, str]:
     """No DATABASE_URL, no REDIS_URL: the embedded servers, in `home`."""
-    environment = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("AGENTFLOW_") and name not in ("DATABASE_URL", "REDIS_URL")
-    }
+    environment = environment_without_settings()
     environment.update(
         AGENTFLOW_HOME=str(home),
         AGENTFLOW_GRPC_PORT="0",

@@ -22,6 +22,30 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _DisconnectPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DisconnectPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DisconnectPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DISCONNECT_POLICY_UNSPECIFIED: _DisconnectPolicy.ValueType  # 0
+    """CANCEL."""
+    DISCONNECT_POLICY_CANCEL: _DisconnectPolicy.ValueType  # 1
+    """The run ends `execution_cancelled`."""
+    DISCONNECT_POLICY_CONTINUE: _DisconnectPolicy.ValueType  # 2
+    """The run goes on; it is followed and cancelled like a StartExecution run."""
+
+class DisconnectPolicy(_DisconnectPolicy, metaclass=_DisconnectPolicyEnumTypeWrapper):
+    """What ending an ExecuteWorkflow stream does to its run."""
+
+DISCONNECT_POLICY_UNSPECIFIED: DisconnectPolicy.ValueType  # 0
+"""CANCEL."""
+DISCONNECT_POLICY_CANCEL: DisconnectPolicy.ValueType  # 1
+"""The run ends `execution_cancelled`."""
+DISCONNECT_POLICY_CONTINUE: DisconnectPolicy.ValueType  # 2
+"""The run goes on; it is followed and cancelled like a StartExecution run."""
+Global___DisconnectPolicy: _TypeAlias = DisconnectPolicy  # noqa: Y015
+
 @_typing.final
 class Execution(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -349,9 +373,15 @@ class ExecuteWorkflowRequest(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     SPEC_FIELD_NUMBER: _builtins.int
     INPUTS_FIELD_NUMBER: _builtins.int
+    ON_DISCONNECT_FIELD_NUMBER: _builtins.int
     workflow: _builtins.str
     """`workflows/{id}`, run at its current version unless `version` is set…"""
     version: _builtins.int
+    on_disconnect: Global___DisconnectPolicy.ValueType
+    """What happens to the run when the caller ends the stream: cancelled (the default) or kept
+    running (follow it again with StreamExecution). A server that dies never ends a run either
+    way: another replica (or this one, restarted) resumes it.
+    """
     @_builtins.property
     def spec(self) -> _struct_pb2.Struct:
         """…or an inline WorkflowSpec."""
@@ -365,10 +395,11 @@ class ExecuteWorkflowRequest(_message.Message):
         version: _builtins.int = ...,
         spec: _struct_pb2.Struct | None = ...,
         inputs: _struct_pb2.Struct | None = ...,
+        on_disconnect: Global___DisconnectPolicy.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["inputs", b"inputs", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["inputs", b"inputs", "spec", b"spec", "version", b"version", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inputs", b"inputs", "on_disconnect", b"on_disconnect", "spec", b"spec", "version", b"version", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -73,7 +73,8 @@ class ExecutionServiceServicer:
 
     def ExecuteWorkflow(self, request, context):
         """Run a workflow and stream its events as they happen, ending with exactly one terminal
-        event (completed, failed or cancelled). Ending the stream cancels the run.
+        event (completed, failed or cancelled). Ending the stream cancels the run, unless the request
+        says `on_disconnect: DISCONNECT_POLICY_CONTINUE`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -35,7 +35,8 @@ class ExecutionServiceStub:
     def __new__(cls, channel: _aio.Channel) -> ExecutionServiceAsyncStub: ...
     ExecuteWorkflow: _grpc.UnaryStreamMultiCallable[_execution_pb2.ExecuteWorkflowRequest, _execution_pb2.ExecutionEvent]
     """Run a workflow and stream its events as they happen, ending with exactly one terminal
-    event (completed, failed or cancelled). Ending the stream cancels the run.
+    event (completed, failed or cancelled). Ending the stream cancels the run, unless the request
+    says `on_disconnect: DISCONNECT_POLICY_CONTINUE`.
     """
     StartExecution: _grpc.UnaryUnaryMultiCallable[_execution_pb2.StartExecutionRequest, _execution_pb2.Execution]
     """Start a run in the background and return at once; read it with StreamExecution."""
@@ -56,7 +57,8 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ExecuteWorkflow: _aio.UnaryStreamMultiCallable[_execution_pb2.ExecuteWorkflowRequest, _execution_pb2.ExecutionEvent]  # type: ignore[assignment]
     """Run a workflow and stream its events as they happen, ending with exactly one terminal
-    event (completed, failed or cancelled). Ending the stream cancels the run.
+    event (completed, failed or cancelled). Ending the stream cancels the run, unless the request
+    says `on_disconnect: DISCONNECT_POLICY_CONTINUE`.
     """
     StartExecution: _aio.UnaryUnaryMultiCallable[_execution_pb2.StartExecutionRequest, _execution_pb2.Execution]  # type: ignore[assignment]
     """Start a run in the background and return at once; read it with StreamExecution."""
@@ -80,7 +82,8 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_execution_pb2.ExecutionEvent], _abc.AsyncIterator[_execution_pb2.ExecutionEvent]]:
         """Run a workflow and stream its events as they happen, ending with exactly one terminal
-        event (completed, failed or cancelled). Ending the stream cancels the run.
+        event (completed, failed or cancelled). Ending the stream cancels the run, unless the request
+        says `on_disconnect: DISCONNECT_POLICY_CONTINUE`.
         """
 
     @_abc_1.abstractmethod

@@ -10,6 +10,7 @@ __all__ = (
     "DeleteSourceRequest",
     "DeleteWorkflowRequest",
     "DependencyHealth",
+    "DisconnectPolicy",
     "ErrorGroup",
     "ErrorOccurrence",
     "ExecuteWorkflowRequest",
@@ -80,6 +81,43 @@ if TYPE_CHECKING:
 
 _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
+
+
+class DisconnectPolicy(betterproto2.Enum):
+    """
+    What ending an ExecuteWorkflow stream does to its run.
+    """
+
+    UNSPECIFIED = 0
+    """
+    CANCEL.
+    """
+
+    CANCEL = 1
+    """
+    The run ends `execution_cancelled`.
+    """
+
+    CONTINUE = 2
+    """
+    The run goes on; it is followed and cancelled like a StartExecution run.
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "DISCONNECT_POLICY_UNSPECIFIED",
+            1: "DISCONNECT_POLICY_CANCEL",
+            2: "DISCONNECT_POLICY_CONTINUE",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "DISCONNECT_POLICY_UNSPECIFIED": 0,
+            "DISCONNECT_POLICY_CANCEL": 1,
+            "DISCONNECT_POLICY_CONTINUE": 2,
+        }
 
 
 class ExecutionState(betterproto2.Enum):
@@ -363,6 +401,15 @@ class ExecuteWorkflowRequest(betterproto2.Message):
     inputs: "__google__protobuf__.Struct | None" = betterproto2.field(
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    on_disconnect: "DisconnectPolicy" = betterproto2.field(
+        5, betterproto2.TYPE_ENUM, default_factory=lambda: DisconnectPolicy(0)
+    )
+    """
+    What happens to the run when the caller ends the stream: cancelled (the default) or kept
+    running (follow it again with StreamExecution). A server that dies never ends a run either
+    way: another replica (or this one, restarted) resumes it.
+    """
 
 
 default_message_pool.register_message(
@@ -1344,7 +1391,8 @@ class ExecutionServiceStub(betterproto2_grpclib.ServiceStub):
     ) -> "AsyncIterator[ExecutionEvent]":
         """
         Run a workflow and stream its events as they happen, ending with exactly one terminal
-        event (completed, failed or cancelled). Ending the stream cancels the run.
+        event (completed, failed or cancelled). Ending the stream cancels the run, unless the request
+        says `on_disconnect: DISCONNECT_POLICY_CONTINUE`.
         """
 
         async for response in self._unary_stream(

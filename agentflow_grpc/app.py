@@ -43,6 +43,8 @@ from agentflow_grpc.services.profiling import ServerProfiler
 from agentflow_grpc.services.sources import SourceService
 from agentflow_grpc.services.stats import StatsService
 from agentflow_grpc.services.tenants import TenantService
+from agentflow_grpc.services.webhook_dispatcher import RetryPolicy, WebhookDispatcher
+from agentflow_grpc.services.webhooks import WebhookService
 from agentflow_grpc.services.workers import WorkerPool
 from agentflow_grpc.services.workflows import WorkflowService
 from agentflow_grpc.sources.registry import SourceRegistry
@@ -76,6 +78,8 @@ class App:
     health: HealthService  # the dependencies' health (HealthService, the dashboard)
     stats: StatsService  # the dashboard's numbers, from PostgreSQL (ObservabilityService)
     profiler: ServerProfiler  # sampling profiles of this process, for admins
+    webhooks: WebhookService  # completion webhook deliveries, as listed (docs/webhooks.md)
+    webhook_dispatcher: WebhookDispatcher  # sends them; started and stopped with the workers
 
 
 class _Embedded(Protocol):
@@ -181,6 +185,9 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                 versions=versions,
                 metrics=metrics,
             )
+            dispatcher = webhook_dispatcher(
+                settings, database, keyring, source_registry, metrics, dsn
+            )
             app = App(
                 settings=settings,
                 dsn=dsn,
@@ -196,13 +203,15 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                 ),
                 sources=SourceService(database, keyring, source_registry),
                 executions=executions,
-                workers=WorkerPool(executions, concurrency=settings.workers),
+                workers=WorkerPool(executions, concurrency=settings.workers, webhooks=dispatcher),
                 tracing=tracing,
                 metrics=metrics,
                 error_groups=ErrorGroupService(database),
                 health=health,
                 stats=StatsService(database, health=health, queue_depth=waiting_jobs(replica)),
                 profiler=ServerProfiler(max_message_bytes=settings.max_message_bytes),
+                webhooks=WebhookService(database),
+                webhook_dispatcher=dispatcher,
             )
             try:
                 yield app
@@ -258,6 +267,32 @@ def waiting_jobs(replica: Coordination) -> Callable[[], Awaitable[int]]:
         return jobs_waiting
 
     return waiting
+
+
+def webhook_dispatcher(
+    settings: Settings,
+    database: Database,
+    keyring: Keyring,
+    registry: SourceRegistry,
+    metrics: Metrics,
+    dsn: str,
+) -> WebhookDispatcher:
+    """The replica's sender of completion webhooks, as the AGENTFLOW_WEBHOOK_* settings say;
+    it listens for new deliveries on a connection of its own to `dsn`."""
+    return WebhookDispatcher(
+        database,
+        keyring,
+        registry,
+        metrics=metrics,
+        policy=RetryPolicy(
+            retry_delay=settings.webhook_retry_delay,
+            max_delay=settings.webhook_max_delay,
+            retry_window=settings.webhook_retry_window,
+        ),
+        poll_interval=settings.webhook_poll_interval,
+        concurrency=settings.webhook_concurrency,
+        dsn=dsn,
+    )
 
 
 def coordination(settings: Settings, client: redis.Redis, keys: RedisKeys) -> Coordination:

@@ -151,6 +151,28 @@ class Settings(BaseSettings):
     job_max_deliveries: int = Field(
         3, ge=1, le=100, description="Times a background run is taken up before it is failed."
     )
+    webhook_retry_delay: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="Seconds before a failed webhook delivery is retried "
+        "the first time; each later delay doubles (with jitter) up to WEBHOOK_MAX_DELAY.",
+    )
+    webhook_max_delay: float = Field(
+        7200.0, gt=0, le=86_400, description="Most seconds between two webhook attempts."
+    )
+    webhook_retry_window: float = Field(
+        86_400.0,
+        gt=0,
+        le=30 * 86_400,
+        description="Seconds after a run ended during which its webhook is retried; then failed.",
+    )
+    webhook_poll_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between looks for due webhook deliveries."
+    )
+    webhook_concurrency: int = Field(
+        8, ge=0, le=1000, description="Webhook deliveries one server sends at once (0: none)."
+    )
 
     rest_host: str = Field("127.0.0.1", description="Address the REST gateway (Envoy) listens on.")
     rest_port: int = Field(8080, ge=0, le=65535, description="REST port; 0 picks a free one.")

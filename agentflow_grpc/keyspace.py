@@ -8,7 +8,7 @@ key itself. Pure string building, no Redis here.
 The strings are a contract between replicas: an older and a newer replica may share one Redis,
 so a key's form never changes (tests/test_keyspace.py pins each one).
 
-- queue: `{p}:jobs` (a stream), `{p}:cancel` and `{p}:watch` (pub/sub),
+- queue: `{p}:jobs` and `{p}:jobs:attached` (streams), `{p}:cancel` and `{p}:watch` (pub/sub),
   `{p}:run:{execution}:lease`, `…:cancel`, `…:watched`, `…:events`
 - limits: `{p}:limit:tenant:{{tenant}}:…`, `{p}:limit:source:{{source}}:…` (a tenant's keys
   share the hash tag `{tenant}` and a source's `{source}`, so each limit script touches keys of
@@ -35,6 +35,12 @@ class RedisKeys:
     def jobs(self) -> str:
         """The stream of background executions to run (one consumer group of workers)."""
         return f"{self.prefix}:jobs"
+
+    @property
+    def attached_jobs(self) -> str:
+        """The stream of streamed executions (ExecuteWorkflow), each claimed at once by the
+        server that runs it; workers take one up only once it was abandoned."""
+        return f"{self.prefix}:jobs:attached"
 
     @property
     def cancel_channel(self) -> str:

@@ -20,6 +20,7 @@ SHA = "ab" * 32
 def every_key(keys: RedisKeys) -> dict[str, str]:
     return {
         "jobs": keys.jobs,
+        "attached_jobs": keys.attached_jobs,
         "cancel_channel": keys.cancel_channel,
         "watch_channel": keys.watch_channel,
         "run_lease": keys.run_lease(EXECUTION),
@@ -48,6 +49,7 @@ def test_every_key_keeps_its_exact_form(prefix: str) -> None:
     assert every_key(RedisKeys(prefix)) == {
         # the queue
         "jobs": f"{p}:jobs",
+        "attached_jobs": f"{p}:jobs:attached",
         "cancel_channel": f"{p}:cancel",
         "watch_channel": f"{p}:watch",
         "run_lease": f"{p}:run:{E}:lease",

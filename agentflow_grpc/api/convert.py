@@ -33,7 +33,7 @@ from agentflow_grpc.model.records import (
 )
 from agentflow_grpc.services.run_profiles import RunProfile
 from agentflow_grpc.services.traces import NodeTrace
-from agentflow_grpc.spec import Violation
+from agentflow_grpc.spec import ValidationResult, Violation
 
 _SAFE_INTEGER = 2**53
 
@@ -144,6 +144,16 @@ def usage_to_proto(usage: TokenUsage) -> common_pb2.TokenUsage:
 def violation_to_proto(violation: Violation) -> common_pb2.Violation:
     return common_pb2.Violation(
         path=violation.path, code=violation.code.value, message=violation.message
+    )
+
+
+def validation_to_proto(result: ValidationResult) -> workflow_pb2.ValidateWorkflowResponse:
+    return workflow_pb2.ValidateWorkflowResponse(
+        valid=result.ok,
+        violations=[violation_to_proto(v) for v in result.violations],
+        node_count=len(result.spec.nodes) if result.spec else 0,
+        edge_count=len(result.spec.edges) if result.spec else 0,
+        warnings=[violation_to_proto(w) for w in result.warnings],
     )
 
 

@@ -115,7 +115,7 @@ class ApiServer:
         )
         source_pb2_grpc.add_SourceServiceServicer_to_server(SourceServicer(app.sources), server)
         execution_pb2_grpc.add_ExecutionServiceServicer_to_server(
-            ExecutionServicer(app.executions), server
+            ExecutionServicer(app.executions, app.webhooks), server
         )
         observability_pb2_grpc.add_ObservabilityServiceServicer_to_server(
             ObservabilityServicer(app.error_groups, app.stats, app.profiler), server

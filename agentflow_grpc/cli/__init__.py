@@ -15,7 +15,13 @@ from typing import Any
 import click
 
 from agentflow_grpc import __version__
-from agentflow_grpc.cli.common import EXIT_INVALID, EXIT_USAGE, fail, format_violation
+from agentflow_grpc.cli.common import (
+    EXIT_INVALID,
+    EXIT_USAGE,
+    fail,
+    format_violation,
+    format_warning,
+)
 from agentflow_grpc.cli.dev import dev, gateway_config_command
 from agentflow_grpc.cli.profile import profile
 from agentflow_grpc.cli.run import run
@@ -94,6 +100,7 @@ def validate(
             "file": str(path),
             "valid": result.ok,
             "violations": [v.to_dict() for v in result.violations],
+            "warnings": [w.to_dict() for w in result.warnings],
         }
         if result.spec is not None:
             report["summary"] = {"nodes": len(result.spec.nodes), "edges": len(result.spec.edges)}
@@ -103,6 +110,7 @@ def validate(
             file=str(path),
             valid=result.ok,
             violations=len(result.violations),
+            warnings=len(result.warnings),
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
     unreadable = any("error" in report for report in reports)
@@ -136,13 +144,17 @@ def _print_reports(reports: list[dict[str, Any]]) -> None:
         elif report["valid"]:
             summary = report["summary"]
             counts = f"{summary['nodes']} nodes, {summary['edges']} edges"
-            click.echo(f"{name}: {click.style('valid', fg='green')} ({counts})")
+            warned = len(report["warnings"])
+            noted = f", {warned} warning{'s' if warned != 1 else ''}" if warned else ""
+            click.echo(f"{name}: {click.style('valid', fg='green')} ({counts}){noted}")
         else:
             count = len(report["violations"])
             noun = "violation" if count == 1 else "violations"
             click.echo(f"{name}: {click.style(f'{count} {noun}', fg='red')}")
             for violation in report["violations"]:
                 click.echo(format_violation(violation))
+        for warning in report.get("warnings", ()):
+            click.echo(format_warning(warning))
     if len(reports) > 1:
         valid = sum(1 for report in reports if report["valid"])
         click.echo(f"{len(reports)} files: {valid} valid, {len(reports) - valid} not valid")

@@ -21,3 +21,10 @@ def format_violation(violation: Mapping[str, str]) -> str:
     path = violation["path"] or "/"
     code = click.style(violation["code"], fg="yellow")
     return f"  {path}  {code}\n      {violation['message']}"
+
+
+def format_warning(warning: Mapping[str, str]) -> str:
+    """A warning line: like a violation, marked `warning`; it never changes the exit code."""
+    path = warning["path"] or "/"
+    code = click.style(warning["code"], fg="cyan")
+    return f"  {click.style('warning', fg='cyan')} {path}  {code}\n      {warning['message']}"

@@ -31,7 +31,12 @@ from agentflow_grpc.model.events import (
     node_failed,
     node_started,
 )
-from agentflow_grpc.model.failures import NodeFailure, deadline_exceeded
+from agentflow_grpc.model.failures import (
+    NodeFailure,
+    deadline_exceeded,
+    interrupted_attempt,
+    outcome_unknown,
+)
 from agentflow_grpc.nodes.base import NodeResult
 from agentflow_grpc.observability import error_reports, spans
 from agentflow_grpc.observability.logging import get_logger
@@ -79,32 +84,55 @@ async def run_attempts(
     attempt: Attempt,
     emit: Callable[[NodeEvent], None],
     metrics: NodeMetrics,
+    *,
+    interrupted: int = 0,
+    at_most_once: bool = False,
 ) -> NodeResult:
     """Call `attempt(n, calls)` for n = 1, 2, … until it succeeds or may not be retried;
-    the provider calls it notes in `calls` go into its node_completed / node_failed event."""
+    the provider calls it notes in `calls` go into its node_completed / node_failed event.
+
+    `interrupted`: the number of this node's attempt that was in flight when the run's replica
+    stopped (a resumed run): it is closed as failed (`node.interrupted`, retried) and numbering
+    goes on after it; an `at_most_once` node fails instead (`node.outcome_unknown`), as it does
+    when an attempt times out (the call may have been applied)."""
     policy = policy or NO_RETRY
     backoff = policy.backoff
     durations: dict[int, float] = {}
     calls: dict[int, list[ProviderCall]] = {}
+    if interrupted:
+        lost = interrupted_attempt(interrupted, at_most_once=at_most_once)
+        emit(
+            node_failed(
+                node_id,
+                interrupted,
+                code=lost.code,
+                message=lost.message,
+                duration_ms=0.0,
+                retry_in=None if at_most_once else 0.0,
+            )
+        )
+        if at_most_once:
+            raise NodeExecutionError(node_id, lost)
 
     def report_retry(state: RetryCallState) -> None:
         failure = state.outcome.exception() if state.outcome else None
         assert isinstance(failure, NodeFailure)
         delay = state.next_action.sleep if state.next_action else 0.0
+        number = interrupted + state.attempt_number
         emit(
             node_failed(
                 node_id,
-                state.attempt_number,
+                number,
                 code=failure.code,
                 message=failure.message,
-                duration_ms=durations[state.attempt_number],
+                duration_ms=durations[number],
                 retry_in=delay,
-                calls=calls.get(state.attempt_number, ()),
+                calls=calls.get(number, ()),
             )
         )
 
     async def one_attempt() -> NodeResult:
-        number = len(durations) + 1
+        number = interrupted + len(durations) + 1
         emit(node_started(node_id, number, node_type))
         started = time.perf_counter()
         made = calls[number] = []
@@ -113,6 +141,8 @@ async def run_attempts(
         except NodeFailure as failure:
             status = TIMED_OUT if failure.code == _DEADLINE else FAILED
             durations[number] = _ended(metrics, node_type, status, started)
+            if at_most_once and failure.outcome_unknown:
+                raise outcome_unknown(failure) from failure
             raise
         except Exception as exc:
             durations[number] = _ended(metrics, node_type, FAILED, started)
@@ -200,7 +230,7 @@ def _give_up(
     calls: dict[int, list[ProviderCall]],
     emit: Callable[[NodeEvent], None],
 ) -> NoReturn:
-    number = len(durations)
+    number = max(durations)
     emit(
         node_failed(
             node_id,

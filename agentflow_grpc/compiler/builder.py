@@ -34,6 +34,10 @@ from agentflow_grpc.nodes.templating import Renderer
 from agentflow_grpc.spec import AnyNode, WorkflowSpec
 
 MIN_RECURSION_LIMIT = 25
+# Nodes that call nothing outside the run: run again on a resume at no cost, with the same
+# result, so nothing waits for their completion to be stored.
+_PURE = frozenset({"input", "router"})
+_NOT_REPLAYED: tuple[bool, Any] = (False, None)
 MAX_RECURSION_LIMIT = 100_000
 
 
@@ -222,15 +226,25 @@ async def _run_segment(
             )
             return run.registry.run(node, context)
 
-        result: NodeResult = await run_attempts(
-            node.id,
-            node.type,
-            node.retry,
-            node.timeout or run.default_node_timeout,
-            attempt,
-            emit,
-            run.metrics,
-        )
+        result: NodeResult
+        replayed, output = run.replay.take(node.id) if run.replay is not None else _NOT_REPLAYED
+        if replayed:  # completed before the run was resumed: its recorded output
+            route = output["route"] if node.type == "router" else None
+            result = NodeResult(output, route=route)
+        else:
+            result = await run_attempts(
+                node.id,
+                node.type,
+                node.retry,
+                node.timeout or run.default_node_timeout,
+                attempt,
+                emit,
+                run.metrics,
+                interrupted=0 if run.replay is None else run.replay.interrupted(node.id),
+                at_most_once=node.at_most_once,
+            )
+            if run.checkpoint is not None and node.type not in _PURE:
+                await run.checkpoint(write)  # its output durable before anything goes on
         produced[node.id] = result.output
         if result.route is not None:
             routes[node.id] = result.route

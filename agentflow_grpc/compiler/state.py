@@ -7,10 +7,12 @@ finish in the same superstep merge without races and without losing writes.
 from __future__ import annotations
 
 import operator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
 from agentflow_grpc.compiler.attempts import NodeMetrics
+from agentflow_grpc.compiler.replay import Replay
 from agentflow_grpc.model.events import TokenUsage
 from agentflow_grpc.nodes.base import SourceProvider
 from agentflow_grpc.nodes.registry import NodeRegistry
@@ -49,3 +51,8 @@ class RunContext:
     default_node_timeout: float
     metrics: NodeMetrics  # each node attempt is recorded here
     response_cache: ScopedResponseCache | None = None  # None: no LLM replies are cached
+    # A resumed run: the completions its log holds, handed back instead of run again.
+    replay: Replay | None = None
+    # A recorded run: waits until what the segment wrote to the stream (through the writer it
+    # is given) is stored, so that no node runs before its predecessors' outputs are durable.
+    checkpoint: Callable[[Callable[[Any], None]], Awaitable[None]] | None = None

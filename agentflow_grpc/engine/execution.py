@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from agentflow_grpc.compiler import CompiledWorkflow, CompiledWorkflowCache
 from agentflow_grpc.compiler.attempts import NodeExecutionError, NodeMetrics
 from agentflow_grpc.compiler.state import RunContext
 from agentflow_grpc.engine.model_usage import ModelUsage
+from agentflow_grpc.engine.resumption import Resumption
 from agentflow_grpc.model.events import (
     NO_USAGE,
     EventType,
@@ -45,6 +47,13 @@ from agentflow_grpc.spec import WorkflowSpec
 log = get_logger("agentflow.runtime")
 
 _QUEUE_SIZE = 1024
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _StoredMark:
+    """Written to the run's stream by a node waiting for its events to be stored."""
+
+    done: asyncio.Future[None]
 
 
 class ExecutionEngine:
@@ -77,11 +86,18 @@ class ExecutionEngine:
         execution_id: str | None = None,
         timeout: float | None = None,
         cache_namespace: str | None = None,
+        durable: bool = False,
+        resume: Resumption | None = None,
     ) -> Execution:
         """Check inputs and prepare a run; iterate the result to run it.
 
         `cache_namespace` (the tenant) scopes the LLM response cache: nodes with `cache: {ttl}`
-        share replies with runs of the same namespace only. Without one, nothing is cached."""
+        share replies with runs of the same namespace only. Without one, nothing is cached.
+
+        `durable`: the events are stored by whoever reads them, who says how far with
+        `Execution.stored(sequence)`; a node does not start before the outputs it follows are
+        stored. `resume`: the run's stored log — completed nodes are restored from it, not run
+        again, and the events continue it (`execution_resumed` first)."""
         if cache_namespace is not None and not cache_namespace:
             raise ValueError("cache_namespace must not be empty; give None to cache nothing")
         workflow = self.cache.get(spec)
@@ -101,6 +117,8 @@ class ExecutionEngine:
                 response_cache=response_cache,
             ),
             timeout if timeout is not None else self.execution_timeout,
+            durable=durable,
+            resume=resume,
         )
 
     def execute(
@@ -129,14 +147,28 @@ class Execution:
     """One run. `events()` may be iterated once; `cancel()` stops the run from anywhere."""
 
     def __init__(
-        self, workflow: CompiledWorkflow, inputs: dict[str, Any], run: RunContext, timeout: float
+        self,
+        workflow: CompiledWorkflow,
+        inputs: dict[str, Any],
+        run: RunContext,
+        timeout: float,
+        *,
+        durable: bool = False,
+        resume: Resumption | None = None,
     ) -> None:
         self.workflow = workflow
         self.inputs = inputs
         self.id = run.execution_id
-        self._run = run
+        self._run = dataclasses.replace(
+            run,
+            replay=None if resume is None else resume.replay(),
+            checkpoint=self._checkpoint if durable else None,
+        )
         self._timeout = timeout
-        self._sequence = 0
+        self._resume = resume
+        self._sequence = 0 if resume is None else resume.after_sequence
+        self._stored_through = self._sequence  # the events stored so far (a durable run)
+        self._checkpoints: list[tuple[int, asyncio.Future[None]]] = []  # waiting for storage
         self._task: asyncio.Task[None] | None = None
         self._producing = False  # the task has started: cancelling it will be seen
         self._cancel_reason: str | None = None
@@ -145,6 +177,10 @@ class Execution:
         self._usage = NO_USAGE
         self._models = ModelUsage()  # tokens by model, for the terminal event's `models`
         self._retried = 0  # failed attempts that were retried
+        if resume is not None:  # the whole run's, the restored completions' included
+            for completed in resume.completions():
+                self._tally(completed.data)
+            self._retried = resume.retried_failures()
 
     def cancel(self, reason: str = "cancelled by request") -> None:
         """Stop the run; its stream ends with `execution_cancelled`."""
@@ -154,6 +190,25 @@ class Execution:
         # cancellation; one not yet producing sees the reason when it starts instead.
         if self._task is not None and self._producing:
             self._task.cancel()
+
+    def stored(self, sequence: int) -> None:
+        """The run's events up to `sequence` are stored (a durable run's reader says so):
+        nodes waiting for them go on."""
+        self._stored_through = max(self._stored_through, sequence)
+        self._settle()
+
+    async def _checkpoint(self, write: Callable[[Any], None]) -> None:
+        """Until what the caller wrote to the run's stream before this is stored. The mark
+        follows its events through the stream, so it is numbered after them."""
+        mark = asyncio.get_running_loop().create_future()
+        write(_StoredMark(mark))
+        await mark
+
+    def _settle(self) -> None:
+        while self._checkpoints and self._checkpoints[0][0] <= self._stored_through:
+            _, mark = self._checkpoints.pop(0)
+            if not mark.done():
+                mark.set_result(None)
 
     async def events(self) -> AsyncGenerator[ExecutionEvent, None]:
         if self._task is not None:
@@ -191,6 +246,10 @@ class Execution:
     async def _produce(self, queue: asyncio.Queue[ExecutionEvent]) -> None:
         self._producing = True
         started = time.perf_counter()
+        if self._resume is not None and self._resume.first_timestamp is not None:
+            # The whole run's duration, from its first start.
+            since = datetime.now(UTC) - self._resume.first_timestamp
+            started -= max(0.0, since.total_seconds())
         end: EventType
         data: dict[str, Any]
         try:
@@ -216,17 +275,17 @@ class Execution:
     async def _run_graph(self, queue: asyncio.Queue[ExecutionEvent]) -> dict[str, Any]:
         """Stream the graph's events onto the queue; the run's outputs when it completes."""
         spec = self.workflow.spec
-        await queue.put(
-            self._event(
-                EventType.EXECUTION_STARTED,
-                {
-                    "workflow": spec.name,
-                    "spec_hash": self.workflow.spec_hash,
-                    "inputs": self.inputs,
-                    "node_count": len(spec.nodes),
-                },
-            )
-        )
+        begins = {
+            "workflow": spec.name,
+            "spec_hash": self.workflow.spec_hash,
+            "inputs": self.inputs,
+            "node_count": len(spec.nodes),
+        }
+        if self._resume is None:
+            await queue.put(self._event(EventType.EXECUTION_STARTED, begins))
+        else:
+            resumed = {**begins, **self._resume.described()}
+            await queue.put(self._event(EventType.EXECUTION_RESUMED, resumed))
         if self._cancel_reason is not None:
             raise asyncio.CancelledError  # cancelled before it started
         state: dict[str, Any] = {}
@@ -239,7 +298,10 @@ class Execution:
             )
             async with contextlib.aclosing(stream):
                 async for mode, chunk in stream:
-                    if mode == "custom":
+                    if isinstance(chunk, _StoredMark):
+                        self._checkpoints.append((self._sequence, chunk.done))
+                        self._settle()
+                    elif mode == "custom":
                         await queue.put(self._node_event(chunk))
                     else:
                         state = chunk
@@ -271,13 +333,17 @@ class Execution:
             self._running[event.node_id] = event.attempt
         elif event.type is EventType.NODE_COMPLETED:
             self._running.pop(event.node_id, None)
-            if "usage" in event.data:
-                self._usage = self._usage + TokenUsage.from_dict(event.data["usage"])
-            self._models.add(event.data)
+            self._tally(event.data)
         elif event.type is EventType.NODE_FAILED:
             self._running.pop(event.node_id, None)
             self._retried += event.data["will_retry"]
         return self._event(event.type, event.data, node=event)
+
+    def _tally(self, completed: Mapping[str, Any]) -> None:
+        """Count a node_completed event's tokens in the run's."""
+        if "usage" in completed:
+            self._usage = self._usage + TokenUsage.from_dict(completed["usage"])
+        self._models.add(completed)
 
     def _outputs(self, state: Mapping[str, Any]) -> dict[str, Any]:
         scope = variables(self.inputs, state.get("outputs", {}))

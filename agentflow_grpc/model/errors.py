@@ -86,9 +86,14 @@ class InvalidInputsError(AgentFlowError):
 
 
 class SourceConfigError(AgentFlowError):
-    """A source definition its adapter refuses (bad config, missing secret)."""
+    """A source definition its adapter refuses (bad config, missing secret); `field` names
+    the part refused when it is not the config (e.g. `secrets.secret`)."""
 
     code = "source.invalid_config"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class NotFoundError(AgentFlowError):
@@ -133,6 +138,14 @@ class UnavailableError(AgentFlowError):
     """A dependency (the database) cannot be reached, or gave no connection in time."""
 
     code = "unavailable"
+
+
+class RunMovedError(UnavailableError):
+    """A run stopped here without ending: this server handed it over as it shut down, or could
+    not store its events. Its job gives it to another replica (or this one, restarted), which
+    resumes it: follow it with StreamExecution after the last sequence seen."""
+
+    code = "execution.moved"
 
 
 class QueueUnavailableError(UnavailableError):

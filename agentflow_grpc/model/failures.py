@@ -17,11 +17,40 @@ class NodeFailure(AgentFlowError):
         super().__init__(message, code=code)
         self.retryable = retryable
 
+    @property
+    def outcome_unknown(self) -> bool:
+        """The call may have been applied before it failed (it timed out): an `at_most_once`
+        node does not try it again."""
+        return self.code == "node.deadline_exceeded" or self.code.endswith(".timeout")
+
 
 def deadline_exceeded(seconds: float) -> NodeFailure:
     return NodeFailure(
         "node.deadline_exceeded", f"the attempt took longer than {seconds:g} s", retryable=True
     )
+
+
+def outcome_unknown(failure: NodeFailure) -> NodeFailure:
+    """An `at_most_once` node's attempt that failed without knowing whether its call was
+    applied: it fails for good rather than repeat the call."""
+    return NodeFailure(
+        "node.outcome_unknown",
+        f"{failure.message} ({failure.code}); the call may have been applied, and the node is "
+        "at_most_once, so it is not repeated",
+    )
+
+
+def interrupted_attempt(attempt: int, *, at_most_once: bool) -> NodeFailure:
+    """Attempt `attempt` of a node was running when its run's replica stopped (the run was
+    resumed): retried, unless the node is `at_most_once` (its call's outcome is unknown)."""
+    lost = f"attempt {attempt} was running when the replica running it stopped"
+    if at_most_once:
+        return NodeFailure(
+            "node.outcome_unknown",
+            f"{lost}; its call may have been applied, and the node is at_most_once, so it is "
+            "not repeated",
+        )
+    return NodeFailure("node.interrupted", f"{lost}; it runs again", retryable=True)
 
 
 def for_http_status(prefix: str, status: int, detail: str) -> NodeFailure:

@@ -183,6 +183,8 @@ class Execution:
     # Tokens by model, kept when it ended: [{provider, model, calls, input_tokens,
     # output_tokens, cached_tokens}] (docs/runtime.md, execution_completed's `models`).
     model_usage: list[dict[str, Any]] = field(default_factory=list)
+    # The `webhook` source told when it ends (docs/webhooks.md); None: no webhook.
+    webhook_source_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)

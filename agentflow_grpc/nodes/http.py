@@ -10,11 +10,17 @@ Each request is a CLIENT span (OpenTelemetry's HTTP conventions), named by its m
 `http.request.method`, `url.full` (without user information, every query value `REDACTED`:
 query strings carry tokens), `server.address`/`server.port`, `http.response.status_code`; a
 status of 400 or more sets `error.type` to it. Headers and bodies are never recorded.
+
+POST and PATCH requests (not idempotent, RFC 9110) carry an `Idempotency-Key` header (IETF
+httpapi draft: a Structured Field string) unless the node sets `idempotency_key: false` or its
+own `headers` name one. The key is a UUIDv5 of the execution id, node id and visit: the same on
+every retry of the visit and when another replica resumes the run, new on each loop iteration.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -33,12 +39,20 @@ from agentflow_grpc.sources.safe_http import (
 )
 from agentflow_grpc.spec import HttpNode
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_NON_IDEMPOTENT_METHODS = frozenset({"POST", "PATCH"})
+# The namespace of AgentFlow's idempotency keys (a fixed, random UUID: never change it, or
+# requests resumed across an upgrade would get new keys).
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d3c2a-5b7e-4e0a-9c61-2f4d8a9b7e13")
+
 
 class HttpHandler:
     async def run(self, node: HttpNode, context: NodeContext) -> NodeResult:
         config = node.config
         url = context.render(config.url, "config.url").strip()
         headers = {k: context.render(v, f"config.headers.{k}") for k, v in config.headers.items()}
+        if config.idempotency_key and config.method in _NON_IDEMPOTENT_METHODS:
+            _add_idempotency_key(headers, context.execution_id, node.id, context.visits)
         query = {k: context.render(v, f"config.query.{k}") for k, v in config.query.items()}
         body = context.render_json(config.body, "config.body") if config.body is not None else None
         request = _Request(config.method, url, headers, query, body, config.max_response_bytes)
@@ -58,6 +72,20 @@ class HttpHandler:
         if config.extract is None:
             return NodeResult({"status": status, "headers": response_headers, "body": parsed})
         return NodeResult({name: _extract(path, parsed) for name, path in config.extract.items()})
+
+
+def idempotency_key(execution_id: str, node_id: str, visit: int) -> str:
+    """The key of one visit of a node in one execution: a UUIDv5, deterministic."""
+    return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{execution_id}/{node_id}/{visit}"))
+
+
+def _add_idempotency_key(
+    headers: dict[str, str], execution_id: str, node_id: str, visit: int
+) -> None:
+    """Add the header as a Structured Field string, unless the node's headers name one."""
+    if any(name.lower() == IDEMPOTENCY_HEADER.lower() for name in headers):
+        return
+    headers[IDEMPOTENCY_HEADER] = f'"{idempotency_key(execution_id, node_id, visit)}"'
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,8 @@ CACHE_REQUESTS = "agentflow_cache_requests_total"
 GEN_AI_TOKEN_USAGE = "gen_ai_client_token_usage"
 GEN_AI_DURATION = "gen_ai_client_operation_duration_seconds"
 GEN_AI_FIRST_CHUNK = "gen_ai_client_operation_time_to_first_chunk_seconds"
+WEBHOOK_DELIVERIES = "agentflow_webhook_deliveries_total"
+WEBHOOK_ATTEMPT_DURATION = "agentflow_webhook_attempt_duration_seconds"
 
 # Label values with a fixed set.
 EXECUTION_STATUSES = ("completed", "failed", "cancelled")
@@ -40,6 +42,8 @@ WORKFLOW_CURRENT = "workflow_current"
 SPEC_VALIDATIONS = "spec_validations"
 CACHES = (LLM_RESPONSES, WORKFLOW_VERSIONS, WORKFLOW_CURRENT, SPEC_VALIDATIONS)
 CHAT = "chat"  # gen_ai_operation_name of a chat completion
+WEBHOOK_OUTCOMES = ("delivered", "failed")
+WEBHOOK_ATTEMPT_RESULTS = ("delivered", "rejected", "unreachable", "refused")
 
 # Buckets, in seconds unless said. The GenAI ones are the OpenTelemetry semantic conventions'.
 RPC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)

@@ -59,6 +59,10 @@ from agentflow_grpc.observability.metric_names import (
     RPC_DURATION,
     RPC_REQUESTS,
     RUN_BUCKETS,
+    WEBHOOK_ATTEMPT_DURATION,
+    WEBHOOK_ATTEMPT_RESULTS,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_OUTCOMES,
 )
 from agentflow_grpc.observability.scrape_collectors import (
     PoolCollector,
@@ -143,6 +147,23 @@ class Metrics:
             "Execution events stored in the event log by this server.",
             registry=registry,
         )
+        deliveries = Counter(
+            WEBHOOK_DELIVERIES,
+            "Completion webhook deliveries ended by this server, by outcome (delivered, failed: "
+            "given up).",
+            ["outcome"],
+            registry=registry,
+        )
+        self._webhook_deliveries = {o: deliveries.labels(o) for o in WEBHOOK_OUTCOMES}
+        attempts = Histogram(
+            WEBHOOK_ATTEMPT_DURATION,
+            "Seconds one attempt to send a completion webhook took, by result (delivered: 2xx; "
+            "rejected: another status; unreachable: no answer; refused: address not allowed).",
+            ["result"],
+            buckets=RPC_BUCKETS,
+            registry=registry,
+        )
+        self._webhook_attempts = {r: attempts.labels(r) for r in WEBHOOK_ATTEMPT_RESULTS}
         refusals = Counter(
             LIMIT_REFUSALS,
             "Calls, runs and provider calls refused (or held back) by a limit, by its scope.",
@@ -228,6 +249,14 @@ class Metrics:
     def event_log_appended(self, events: int, seconds: float) -> None:
         self._event_log_append.observe(seconds)
         self._event_log_events.inc(events)
+
+    def webhook_attempted(self, result: str, seconds: float) -> None:
+        """One attempt to send a webhook; `result` one of WEBHOOK_ATTEMPT_RESULTS."""
+        self._webhook_attempts[result].observe(seconds)
+
+    def webhook_ended(self, outcome: str) -> None:
+        """A webhook delivery was delivered or given up (WEBHOOK_OUTCOMES)."""
+        self._webhook_deliveries[outcome].inc()
 
     def limit_refused(self, scope: str) -> None:
         """A limit of `scope` (one of LIMIT_SCOPES) refused a call, a run or a provider call."""

@@ -9,6 +9,13 @@ it runs (XCLAIM … JUSTID resets the idle time, so a live worker's job is never
 `ack()`s it (XACK, then XDEL) only after the run's final event is stored. An entry is delivered
 again only when its worker went quiet for the whole visibility timeout; `Delivery.count` says how
 often it has been handed out. Redis failing a call raises QueueUnavailableError (queue/guard.py).
+
+A run streamed to its caller (`ExecuteWorkflow`) is owned by the queue too, so that no run is
+left orphaned when its server dies: `attach()` adds its job to a second stream,
+`{p}:jobs:attached`, and claims it for this server in the same step (XADD, then XCLAIM … FORCE,
+in one script). Nobody reads that stream for new entries: workers only reclaim from it (with
+the main stream's, in one script: one entry at most) an entry whose server went quiet — and
+resume its run.
 """
 
 from __future__ import annotations
@@ -45,6 +52,29 @@ class Delivery:
     entry_id: str
     job: Job
     count: int  # 1 the first time it is handed out; more after reclaims
+    attached: bool = False  # a streamed run's job (`{p}:jobs:attached`)
+
+
+# The first abandoned job of the two streams, reclaimed for this consumer (one at most: an entry
+# reclaimed and not run would count a delivery for nothing and idle out again).
+_RECLAIM = """
+for i, stream in ipairs(KEYS) do
+  local claimed = redis.call('XAUTOCLAIM', stream, ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', 1)
+  local entry = claimed[2][1]
+  if entry then
+    return {i, entry[1], entry[2]}
+  end
+end
+return false
+"""
+
+# Add a streamed run's job and claim it for its server at once: pending from the start, never
+# handed out as new (FORCE puts an entry nobody read into the consumer's pending list).
+_ATTACH = """
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id, 'FORCE', 'JUSTID')
+return id
+"""
 
 
 class JobQueue:
@@ -57,6 +87,8 @@ class JobQueue:
         self.consumer = consumer
         self._idle_ms = max(1, round(visibility_timeout * 1000))
         self._group_ready = False
+        self._attach = client.register_script(_ATTACH)
+        self._reclaim = client.register_script(_RECLAIM)
 
     async def ready(self) -> None:
         """QueueUnavailableError unless Redis answers (checked before a start is recorded)."""
@@ -67,13 +99,22 @@ class JobQueue:
         """Add a job; QueueUnavailableError when Redis cannot take it."""
         with self._guard:
             await self._ensure_group()
-            fields: dict[Any, Any] = {
-                "execution_id": str(job.execution_id),
-                "tenant_id": str(job.tenant_id),
-            }
-            fields.update((k, v) for k, v in job.trace_context if k in TRACE_FIELDS)
+            fields: dict[Any, Any] = _fields(job)
             entry = await self._redis.xadd(self._keys.jobs, fields)
         return _text(entry)
+
+    async def attach(self, job: Job) -> Delivery:
+        """Add the job of a run this server streams, claimed by this server: nobody else
+        takes it up unless this server goes quiet for the visibility timeout."""
+        with self._guard:
+            await self._ensure_group()
+            flat: list[str] = []
+            for name, value in _fields(job).items():
+                flat += (name, value)
+            entry = await self._attach(
+                keys=[self._keys.attached_jobs], args=[GROUP, self.consumer, *flat]
+            )
+        return Delivery(_text(entry), job, 1, attached=True)
 
     async def claim(self, block: float) -> Delivery | None:
         """A job to run: one abandoned longer than the visibility timeout, else a new one
@@ -88,26 +129,25 @@ class JobQueue:
 
     async def _claim(self, block: float) -> Delivery | None:
         await self._ensure_group()
-        claimed = await self._redis.xautoclaim(
-            self._keys.jobs, GROUP, self.consumer, self._idle_ms, start_id="0-0", count=1
-        )
-        entries = claimed[1] if len(claimed) > 1 else []
-        for entry_id, fields in entries:
-            if fields:  # a deleted entry comes back without fields
-                return await self._delivery(entry_id, fields, reclaimed=True)
+        streams = (self._keys.jobs, self._keys.attached_jobs)
+        found = await self._reclaim(keys=streams, args=[GROUP, self.consumer, self._idle_ms])
+        if found:
+            index, entry_id, flat = found
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            return await self._delivery(streams[int(index) - 1], entry_id, fields, reclaimed=True)
         read = await self._redis.xreadgroup(
             GROUP, self.consumer, {self._keys.jobs: ">"}, count=1, block=max(1, round(block * 1000))
         )
         for _stream, stream_entries in read or []:
             for entry_id, fields in stream_entries:
-                return await self._delivery(entry_id, fields, reclaimed=False)
+                return await self._delivery(self._keys.jobs, entry_id, fields, reclaimed=False)
         return None
 
     async def touch(self, delivery: Delivery) -> None:
         """Reset the job's idle time: this worker is alive and still running it."""
         with self._guard:
             await self._redis.xclaim(
-                self._keys.jobs, GROUP, self.consumer, 0, [delivery.entry_id], justid=True
+                self._stream(delivery), GROUP, self.consumer, 0, [delivery.entry_id], justid=True
             )
 
     async def hand_back(self, delivery: Delivery) -> None:
@@ -115,7 +155,7 @@ class JobQueue:
         abandoned one, so another worker reclaims it on its next look."""
         with self._guard:
             await self._redis.xclaim(
-                self._keys.jobs,
+                self._stream(delivery),
                 GROUP,
                 self.consumer,
                 0,
@@ -127,9 +167,10 @@ class JobQueue:
     async def ack(self, delivery: Delivery) -> None:
         """The job is done (its final event stored): it leaves the queue for good."""
         with self._guard:
+            stream = self._stream(delivery)
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.xack(self._keys.jobs, GROUP, delivery.entry_id)
-                pipe.xdel(self._keys.jobs, delivery.entry_id)
+                pipe.xack(stream, GROUP, delivery.entry_id)
+                pipe.xdel(stream, delivery.entry_id)
                 await pipe.execute()
 
     async def depth(self) -> tuple[int, int]:
@@ -149,7 +190,12 @@ class JobQueue:
         claimed = next((int(g["pending"]) for g in groups if _text(g["name"]) == GROUP), 0)
         return max(0, int(length) - claimed), claimed
 
-    async def _delivery(self, entry_id: Any, fields: Any, *, reclaimed: bool) -> Delivery:
+    def _stream(self, delivery: Delivery) -> str:
+        return self._keys.attached_jobs if delivery.attached else self._keys.jobs
+
+    async def _delivery(
+        self, stream: str, entry_id: Any, fields: Any, *, reclaimed: bool
+    ) -> Delivery:
         values = {_text(key): _text(value) for key, value in fields.items()}
         job = Job(
             uuid.UUID(values["execution_id"]),
@@ -159,20 +205,29 @@ class JobQueue:
         count = 1
         if reclaimed:
             details = await self._redis.xpending_range(
-                self._keys.jobs, GROUP, min=entry_id, max=entry_id, count=1
+                stream, GROUP, min=entry_id, max=entry_id, count=1
             )
             count = int(details[0]["times_delivered"]) if details else 2
-        return Delivery(_text(entry_id), job, count)
+        attached = stream == self._keys.attached_jobs
+        return Delivery(_text(entry_id), job, count, attached=attached)
 
     async def _ensure_group(self) -> None:
         if self._group_ready:
             return
-        try:
-            await self._redis.xgroup_create(self._keys.jobs, GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        for stream in (self._keys.jobs, self._keys.attached_jobs):
+            try:
+                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
         self._group_ready = True
+
+
+def _fields(job: Job) -> dict[str, str]:
+    """A job's entry: its ids and the trace context it carries."""
+    fields = {"execution_id": str(job.execution_id), "tenant_id": str(job.tenant_id)}
+    fields.update((k, v) for k, v in job.trace_context if k in TRACE_FIELDS)
+    return fields
 
 
 def _text(value: Any) -> str:

@@ -14,6 +14,9 @@ Given the run's `RunFailures`, a batch's failed node attempts and failed run are
 error-group occurrences in the transaction that stores the batch (services/error_events.py); a
 node's final failure is kept back until the event ending the run has come, so both are stored
 together. A batch without failures costs nothing more.
+
+Given the run's webhook source (`webhook_source_id`), the batch that holds the terminal event
+also stores the run's webhook delivery, in its transaction (services/webhook_payloads.py).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from agentflow_grpc.model.events import ExecutionEvent
 from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.services.error_events import RunFailures, awaits_the_end, record_failures
+from agentflow_grpc.services.webhook_payloads import record_delivery
 from agentflow_grpc.storage import executions as store
 from agentflow_grpc.storage.database import Database
 
@@ -58,6 +62,7 @@ class EventLogWriter:
         attempts: int = 4,
         on_stored: Callable[[list[ExecutionEvent]], None] | None = None,
         failures: RunFailures | None = None,
+        webhook_source_id: uuid.UUID | None = None,
     ) -> None:
         self._database = database
         self._tenant_id = tenant_id
@@ -67,6 +72,7 @@ class EventLogWriter:
         self._on_stored = on_stored  # told of each batch once it is committed
         self._metrics = metrics
         self._failures = failures  # None: failures are not recorded as error occurrences
+        self._webhook_source_id = webhook_source_id  # None: no webhook when the run ends
         self._queue: asyncio.Queue[ExecutionEvent | None] = asyncio.Queue()
         self._elapsed = 0.0  # seconds spent appending so far
         self._task = asyncio.create_task(self._run(), name=f"event-log-{execution_id}")
@@ -153,6 +159,10 @@ class EventLogWriter:
             if self._failures is not None:
                 found = self._failures.occurrences(events)
                 await record_failures(connection, self._tenant_id, found)
+            if self._webhook_source_id is not None and events and events[-1].is_terminal:
+                await record_delivery(
+                    connection, self._tenant_id, self._execution_id, self._webhook_source_id
+                )
 
     def _awaits_the_end(self, batch: list[ExecutionEvent | None]) -> bool:
         return self._failures is not None and awaits_the_end(batch)

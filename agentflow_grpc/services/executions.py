@@ -2,7 +2,8 @@
 
 - `start()` checks everything a run needs before anything is stored (the spec against the
   tenant's sources, the inputs against the spec: a refused run leaves no record) and returns a
-  `RecordedRun` for the caller to drive (`ExecuteWorkflow`), leased to this replica.
+  `RecordedRun` for the caller to drive (`ExecuteWorkflow`), leased to this replica and owned
+  by a job of the queue (if this server dies, another resumes it).
 - `start_background()` records the execution the same way and queues it for a worker on any
   replica (`StartExecution`); `run_job()` runs one a worker of this replica claimed.
 - `get()`, `events()`, `list()` read the records; `stream()` follows a run from memory when it
@@ -117,9 +118,12 @@ class ExecutionService:
         )
         self._remote = RemoteRuns(coordination, self._records)
 
-    async def start(self, principal: Principal, request: RunRequest) -> RecordedRun:
+    async def start(
+        self, principal: Principal, request: RunRequest, *, keep_running: bool = False
+    ) -> RecordedRun:
         """A run for the caller to drive by iterating `events()` (a `request_id` plays no part:
-        a repeated streamed run is a new run)."""
+        a repeated streamed run is a new run). A caller that stops reading cancels it, unless
+        `keep_running`: then it runs on, followed and cancelled like a background run."""
         require(principal, Role.RUNNER, "running a workflow")
         self._admission.enter()  # one of this server's run slots, given back as the run ends
         try:
@@ -129,7 +133,9 @@ class ExecutionService:
         except BaseException:
             self._admission.leave()
             raise
-        await self._heartbeats.lease(run)
+        await self._heartbeats.own(run)
+        if keep_running:
+            run.detach()
         return run
 
     async def start_background(self, principal: Principal, request: RunRequest) -> Execution:

@@ -11,7 +11,8 @@ join the call's, and its log lines carry the execution, the tenant and the trace
 `run` is one job a worker of this replica claimed, in a server slot it reserved: take the run's
 lease (another replica holding it runs it), prepare the run from its record, drive it with a
 heartbeat, and acknowledge the job once the final event is stored. A job taken over from a
-lost worker is resumed (its events continue the stored log); one handed out more than
+lost worker is resumed from its log (engine/resumption.py: the nodes that completed are
+restored, not run again, and its events continue the log); one handed out more than
 `max_deliveries` times, or whose spec no longer validates, or whose tenant has no tokens left
 today, is ended failed; one whose tenant runs its most at once goes back to the queue
 (`JobDeferred`). At shutdown `hand_over` gives a running job back for another replica to take
@@ -26,6 +27,7 @@ import contextlib
 import uuid
 from datetime import UTC, datetime
 
+from agentflow_grpc.engine.resumption import Resumption
 from agentflow_grpc.model.errors import (
     InvalidSpecError,
     QueueUnavailableError,
@@ -39,8 +41,7 @@ from agentflow_grpc.queue.coordination import Coordination
 from agentflow_grpc.queue.jobs import Delivery, Job
 from agentflow_grpc.services.admission import Admission
 from agentflow_grpc.services.heartbeats import Heartbeats
-from agentflow_grpc.services.recorded_run import RecordedRun, RunningExecution
-from agentflow_grpc.services.resumption import ResumedExecution
+from agentflow_grpc.services.recorded_run import RecordedRun
 from agentflow_grpc.services.run_preparer import RunPreparer, RunRequest
 from agentflow_grpc.services.run_records import RunRecords
 
@@ -71,7 +72,6 @@ class QueuedRuns:
         self._records = records
         self._heartbeats = heartbeats
         self._metrics = metrics
-        self._deliveries: dict[uuid.UUID, Delivery] = {}  # queued runs running here
 
     async def enqueue(self, principal: Principal, request: RunRequest) -> Execution:
         """Record the execution and queue it for a worker on any replica; a `request_id` seen
@@ -126,20 +126,17 @@ class QueuedRuns:
         if run.record.last_sequence == 0:  # its first start (a resumed run waited before)
             waited = datetime.now(UTC) - run.record.created_at
             self._metrics.queue_waited(max(0.0, waited.total_seconds()))
-        keeper = self._heartbeats.keep(run, delivery)
-        self._deliveries[run.id] = delivery
+        keeper = self._heartbeats.keep(run, delivery)  # acknowledges the job once it ended
         try:
             await _drive(run)
         finally:
-            self._deliveries.pop(run.id, None)
             await asyncio.wait({keeper})
-        await coordination.queue.ack(delivery)
 
     async def hand_over(self, run: RecordedRun) -> bool:
-        """A queued run still going as this server stops: give its job back for another
-        replica to take up at once (and resume), rather than cancel it. False if it is not a
-        queued run, or Redis cannot take it back."""
-        delivery = self._deliveries.get(run.id)
+        """A run still going as this server stops: give its job back for another replica to
+        take up at once (and resume), rather than cancel it. False if no job owns it (Redis
+        was down when it started), or Redis cannot take it back."""
+        delivery = self._heartbeats.delivery_of(run.id)
         if delivery is None:
             return False
         try:
@@ -165,6 +162,19 @@ class QueuedRuns:
                 "replica running it stopped before it ended",
             )
             return None
+        resumption = None
+        if execution.last_sequence > 0:  # it ran before: resumed from its log
+            log.warning(
+                "execution.resumed",
+                execution_id=str(execution.id),
+                after_sequence=execution.last_sequence,
+                delivery=delivery.count,
+            )
+            resumption = Resumption(
+                await self._records.events(execution.tenant_id, execution.id),
+                reason="the replica running it stopped before it ended",
+                delivery=delivery.count,
+            )
         try:
             prepared = await self._preparer.prepare(
                 execution.tenant_id,
@@ -172,6 +182,7 @@ class QueuedRuns:
                 stored.stamp,
                 execution.inputs,
                 execution_id=execution.id,
+                resume=resumption,
             )
         except InvalidSpecError as exc:  # its sources changed while it waited in the queue
             await self._records.fail(execution, "invalid_spec", exc.message)
@@ -191,21 +202,7 @@ class QueuedRuns:
             await prepared.release()
             await self._admission.release_slot(execution.id)
             raise
-        running: RunningExecution = prepared.running
-        if execution.last_sequence > 0:
-            log.warning(
-                "execution.resumed",
-                execution_id=str(execution.id),
-                after_sequence=execution.last_sequence,
-                delivery=delivery.count,
-            )
-            running = ResumedExecution(
-                prepared.running,
-                after_sequence=execution.last_sequence,
-                reason="the replica running it stopped before it ended; run again from the start",
-                delivery=delivery.count,
-            )
-        return self._preparer.recorded_run(execution, prepared, running)
+        return self._preparer.recorded_run(execution, prepared)
 
 
 async def _drive(run: RecordedRun) -> None:

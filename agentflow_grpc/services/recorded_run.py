@@ -1,14 +1,17 @@
 """A run whose events go to the event log, and to anyone following it in this process.
 
 `RecordedRun.events()` drives the run (iterate it once): the engine runs in a task that hands
-each event to an `EventLogWriter` (queued, never waiting) and then to every subscriber. The
-terminal event is handed on only once the whole log is stored, so whoever has seen the end can
-read the same run back. A driver that stops reading cancels the run, and that is recorded too.
+each event to an `EventLogWriter` (queued, never waiting); each batch, once stored, is told to
+the engine (whose nodes wait for their outputs to be stored before anything goes on: the run
+is durable) and handed to every subscriber. Nobody ever sees an event the log does not hold, so
+a run resumed elsewhere after this server died continues exactly where its followers stopped:
+nothing missed, nothing twice. A driver that stops reading cancels the run, and that is
+recorded too.
 
 `subscribe()` gives a queue with every event so far and then the live ones, ending with None:
 a follower that joins late misses nothing, with no window between "stored" and "live".
 Followers on other replicas get the events through Redis (`publisher`), each batch once it is
-stored, so what they see never runs ahead of the log; from the moment one asks (`watch()`).
+stored, from the moment one asks (`watch()`).
 
 The recording is the run's span, `execution {workflow}` (INTERNAL): a child of the call that
 started it (for a queued run, of the `StartExecution` call whose trace its job carries), the
@@ -25,6 +28,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Protocol
 
+from agentflow_grpc.model.errors import RunMovedError
 from agentflow_grpc.model.events import NO_USAGE, EventType, ExecutionEvent, TokenUsage
 from agentflow_grpc.model.records import Execution
 from agentflow_grpc.observability import spans
@@ -49,7 +53,7 @@ _STATUS = {
 
 
 class RunningExecution(Protocol):
-    """What a RecordedRun drives: the engine's Execution, or a resumption of one."""
+    """What a RecordedRun drives: the engine's Execution (tests give stand-ins)."""
 
     @property
     def inputs(self) -> dict[str, Any]: ...
@@ -57,6 +61,8 @@ class RunningExecution(Protocol):
     def events(self) -> AsyncGenerator[ExecutionEvent, None]: ...
 
     def cancel(self, reason: str = ...) -> None: ...
+
+    def stored(self, sequence: int) -> None: ...
 
 
 class RecordedRun:
@@ -85,6 +91,10 @@ class RecordedRun:
         self._subscribers: set[Subscription] = set()
         self._finished = asyncio.Event()
         self._abandoned = False
+        self._detached = False
+        # A job owns it (heartbeats.py): if it stops here without ending, it is resumed
+        # elsewhere rather than lost.
+        self.resumable = False
 
     @property
     def id(self) -> uuid.UUID:
@@ -93,6 +103,12 @@ class RecordedRun:
     @property
     def finished(self) -> bool:
         return self._finished.is_set()
+
+    @property
+    def ended(self) -> bool:
+        """Its terminal event is stored: the run is over for good (not handed over, not cut
+        short by a log that could not be written)."""
+        return bool(self._history) and self._history[-1].is_terminal
 
     @property
     def final_usage(self) -> TokenUsage:
@@ -108,6 +124,11 @@ class RecordedRun:
         """A follower on another replica wants the events: publish them from now on."""
         if self._publisher is not None:
             self._publisher.watch()
+
+    def detach(self) -> None:
+        """Its driver's going away will not cancel it (ExecuteWorkflow with
+        `on_disconnect: CONTINUE`): it runs on to its end; call before `events()`."""
+        self._detached = True
 
     def abandon(self) -> None:
         """Stop the run without ending its log (no terminal event; events not yet stored are
@@ -139,6 +160,7 @@ class RecordedRun:
             raise RuntimeError("a run's events can be iterated only once")
         passed_on = self.subscribe()
         self._pump = asyncio.create_task(self._record(), name=f"record-{self.id}")
+        self._pump.add_done_callback(_retrieved)  # a detached run's failure is logged already
         try:
             while (event := await passed_on.get()) is not None:
                 yield event
@@ -146,11 +168,31 @@ class RecordedRun:
                     break
         finally:
             self.unsubscribe(passed_on)
-            if not self._pump.done():
-                # The caller stopped reading: the run is cancelled, and that is recorded.
-                self._running.cancel("the caller stopped reading the execution's events")
-            await asyncio.wait({self._pump})  # a cancelled caller does not cancel the recording
+            runs_on = self._detached and not self._pump.done()  # without its caller
+            if not runs_on:
+                if not self._pump.done():
+                    # The caller stopped reading: the run is cancelled, and that is recorded.
+                    self._running.cancel("the caller stopped reading the execution's events")
+                # A cancelled caller does not cancel the recording.
+                await asyncio.wait({self._pump})
+        if self.ended or not self._pump.done():
+            return
+            return
+        if self._abandoned or (self.resumable and not self._pump.cancelled()):
+            last = self._history[-1].sequence if self._history else 0
+            raise RunMovedError(
+                "the server running the execution stopped it before it ended; another replica "
+                f"resumes it: follow it with StreamExecution after sequence {last}"
+            ) from (None if self._pump.cancelled() else self._pump.exception())
         self._pump.result()  # the recording's failure, if it failed
+
+    def _stored(self, events: list[ExecutionEvent]) -> None:
+        """A batch is in the log: the engine's waiting nodes go on, and everyone sees it."""
+        self._running.stored(events[-1].sequence)
+        if self._publisher is not None:
+            self._publisher.publish_all(events)
+        for event in events:
+            self._publish(event)
 
     def _publish(self, event: ExecutionEvent | None) -> None:
         if event is not None:
@@ -186,8 +228,9 @@ class RecordedRun:
             self.record.tenant_id,
             self.id,
             metrics=self._metrics,
-            on_stored=None if publisher is None else publisher.publish_all,
+            on_stored=self._stored,
             failures=RunFailures.of(self.id, self.record.workflow_id, self.spec),
+            webhook_source_id=self.record.webhook_source_id,
         )
         stream = self._running.events()
         try:
@@ -199,7 +242,6 @@ class RecordedRun:
                     _end_span(span, event)
                 elif event.type is EventType.EXECUTION_RESUMED:
                     span.set_attribute("agentflow.execution.resumed", True)
-                self._publish(event)
             await writer.close()
         except BaseException:
             if self._abandoned:
@@ -218,6 +260,11 @@ class RecordedRun:
             await self._sources.release()
             if self._on_finish is not None:
                 self._on_finish(self)
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _end_span(span: spans.Span, event: ExecutionEvent) -> None:

@@ -11,7 +11,9 @@ Both ways into a run go through `RunPreparer`: a request (`new_run` to drive her
 4. compiled and the inputs checked (`ExecutionEngine.start`: `InvalidInputsError` here);
 5. for a request: the tenant's token quota checked and (to run here) its concurrency slot
    taken, then the pending execution recorded;
-6. a `RecordedRun` built (its events fanned out to followers on other replicas once stored)
+6. its webhook: the request's `webhook_source`, else the spec's `webhook` (a `webhook`
+   source's id, kept with the execution: docs/webhooks.md);
+7. a `RecordedRun` built (its events fanned out to followers on other replicas once stored)
    and listed among the server's live runs.
 
 A refused run leaves no record, and whatever it took (its sources' lease, its slot) is given
@@ -28,6 +30,7 @@ from typing import Any
 from agentflow_grpc.caching.workflows import WorkflowVersionCache
 from agentflow_grpc.engine.execution import Execution as EngineExecution
 from agentflow_grpc.engine.execution import ExecutionEngine
+from agentflow_grpc.engine.resumption import Resumption
 from agentflow_grpc.model.errors import InvalidArgumentError, InvalidSpecError, NotFoundError
 from agentflow_grpc.model.records import Execution, Principal
 from agentflow_grpc.model.sources import SourceDefinition
@@ -37,11 +40,12 @@ from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.queue.fanout import EventFanout
 from agentflow_grpc.services.admission import Admission
 from agentflow_grpc.services.live_runs import LiveRuns
-from agentflow_grpc.services.recorded_run import RecordedRun, RunningExecution
+from agentflow_grpc.services.recorded_run import RecordedRun
 from agentflow_grpc.services.run_records import RunRecords
 from agentflow_grpc.services.shared_sources import SharedSources, SourceLease
 from agentflow_grpc.services.validations import SpecValidations
 from agentflow_grpc.sources.registry import SourceRegistry
+from agentflow_grpc.sources.webhook import TYPE_NAME as WEBHOOK_TYPE
 from agentflow_grpc.spec import Limits, PluginCatalog, WorkflowSpec
 from agentflow_grpc.storage import executions as store
 from agentflow_grpc.storage import sources as source_store
@@ -62,6 +66,7 @@ class RunRequest:
     spec: Any = None
     timeout: float | None = None  # seconds; the engine's execution timeout when None
     request_id: str | None = None
+    webhook_source: str | None = None  # a `webhook` source's name, instead of the spec's
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +175,11 @@ class RunPreparer:
         *,
         execution_id: uuid.UUID,
         timeout: float | None = None,
+        resume: Resumption | None = None,
     ) -> PreparedRun:
         """Lease the tenant's sources, validate `document` against them, compile it and check
-        `inputs`: InvalidSpecError, InvalidInputsError (the lease is given back then)."""
+        `inputs`: InvalidSpecError, InvalidInputsError (the lease is given back then). The run
+        is durable (its events are recorded); `resume`: it continues its stored log."""
         lease = await self._shared_sources.lease(
             tenant_id, stamp, lambda: self._definitions(tenant_id)
         )
@@ -187,21 +194,21 @@ class RunPreparer:
                 execution_id=str(execution_id),
                 timeout=timeout,
                 cache_namespace=str(tenant_id),
+                durable=True,
+                resume=resume,
             )
         except BaseException:
             await lease.release()
             raise
         return PreparedRun(result.spec, running, lease)
 
-    def recorded_run(
-        self, record: Execution, prepared: PreparedRun, running: RunningExecution | None = None
-    ) -> RecordedRun:
-        """The run of `record` (driving `running`, by default the prepared one), listed among
-        the server's live runs until its log is stored to the end."""
+    def recorded_run(self, record: Execution, prepared: PreparedRun) -> RecordedRun:
+        """The run of `record`, listed among the server's live runs until its log is stored
+        to the end."""
         run = RecordedRun(
             self._database,
             record,
-            prepared.running if running is None else running,
+            prepared.running,
             prepared.sources,
             prepared.spec,
             metrics=self._metrics,
@@ -238,6 +245,7 @@ class RunPreparer:
             timeout=request.timeout,
         )
         try:
+            webhook_source_id = _webhook_source_id(request, prepared)
             await self._admission.check_tokens(tenant_id)
             if hold_slot:
                 await self._admission.hold_slot(tenant_id, principal.api_key_id, execution_id)
@@ -252,6 +260,7 @@ class RunPreparer:
                 inline_spec=prepared.spec.to_document() if request.workflow_id is None else None,
                 request_id=request.request_id,
                 trace_id=spans.current_trace_id(),  # the starting call's; its spans continue it
+                webhook_source_id=webhook_source_id,
             )
         except BaseException:
             await prepared.release()
@@ -300,3 +309,26 @@ class RunPreparer:
     async def _definitions(self, tenant_id: uuid.UUID) -> Sequence[SourceDefinition]:
         async with self._database.tenant(tenant_id) as connection:
             return await source_store.definitions(connection, tenant_id, self._keyring)
+
+
+def _webhook_source_id(request: RunRequest, prepared: PreparedRun) -> uuid.UUID | None:
+    """The id of the `webhook` source the run tells when it ends: the request's, else the
+    spec's (which the validator has checked), else none."""
+    spec_webhook = prepared.spec.webhook
+    name = request.webhook_source or (spec_webhook.source if spec_webhook else None)
+    if not name:
+        return None
+    definition = prepared.sources.sources.definition(name)
+    if definition is None or definition.id is None:
+        raise InvalidArgumentError(
+            f"webhook_source: no source named {name!r}",
+            field="webhook_source",
+            code="source.unknown",
+        )
+    if definition.type != WEBHOOK_TYPE:
+        raise InvalidArgumentError(
+            f"webhook_source: source {name!r} is of type {definition.type}, not {WEBHOOK_TYPE}",
+            field="webhook_source",
+            code="source.incompatible",
+        )
+    return uuid.UUID(definition.id)

@@ -3,7 +3,7 @@
 Each call is one transaction of the tenant. Besides reading and listing, `end()` closes the log
 of a run that runs nowhere (cancelled while queued, refused when a worker took it up, lost too
 often) with its one terminal event, counted in `agentflow_executions_total{status}`; a failure
-so ended is an error-group occurrence too, recorded with the event.
+so ended is an error-group occurrence too, recorded with the event, and so is its webhook.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from agentflow_grpc.model.records import Execution, ExecutionStatus
 from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.services.error_events import RunFailures, record_failures
+from agentflow_grpc.services.webhook_payloads import record_delivery
 from agentflow_grpc.storage import executions as store
 from agentflow_grpc.storage.database import Database
 from agentflow_grpc.storage.pagination import Page
@@ -43,6 +44,7 @@ class RunRecords:
         inline_spec: dict[str, Any] | None,
         request_id: str | None,
         trace_id: str | None = None,
+        webhook_source_id: uuid.UUID | None = None,
     ) -> Execution:
         """A pending execution; with a `request_id` stored before, that request's execution
         (its id is not `execution_id` then)."""
@@ -59,6 +61,7 @@ class RunRecords:
                 inline_spec=inline_spec,
                 request_id=request_id,
                 trace_id=trace_id,
+                webhook_source_id=webhook_source_id,
             )
 
     async def get(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> Execution:
@@ -134,6 +137,10 @@ class RunRecords:
             await store.append_events(connection, execution.tenant_id, execution.id, [event])
             failures = RunFailures.of(execution.id, execution.workflow_id, None)
             await record_failures(connection, execution.tenant_id, failures.occurrences([event]))
+            if execution.webhook_source_id is not None:
+                await record_delivery(
+                    connection, execution.tenant_id, execution.id, execution.webhook_source_id
+                )
         self._metrics.execution_ended_unrun(kind.value.removeprefix("execution_"))
         log.warning("execution.ended_unrun", execution_id=str(execution.id), type=kind.value)
 

@@ -23,6 +23,8 @@ from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import Database
 from agentflow_grpc.storage.pagination import Page
 
+_SECRETS_CHECKED = frozenset({"webhook"})  # types whose adapter reads its secrets' values
+
 
 @dataclass(frozen=True, slots=True)
 class SourceCheck:
@@ -99,12 +101,19 @@ class SourceService:
         async with self._database.tenant(principal.tenant_id) as connection:
             current = await store.get(connection, principal.tenant_id, source_id)
             # Secrets not being replaced are checked as present but unknown: the adapter sees
-            # their names, never their values.
+            # their names, never their values; a type that checks its secrets' form (webhook)
+            # sees the stored ones.
+            kept: Mapping[str, str] = dict.fromkeys(current.secret_names, "set")
+            if secrets is None and current.type in _SECRETS_CHECKED:
+                stored = await store.definition(
+                    connection, principal.tenant_id, source_id, self._keyring
+                )
+                kept = {key: value.get_secret_value() for key, value in stored.secrets.items()}
             await self._check(
                 name if name is not None else current.name,
                 current.type,
                 config if config is not None else current.config,
-                secrets if secrets is not None else dict.fromkeys(current.secret_names, "set"),
+                secrets if secrets is not None else kept,
             )
             return await store.update(
                 connection,
@@ -172,5 +181,6 @@ class SourceService:
         try:
             source = self._registry.open(definition)
         except SourceConfigError as exc:
-            raise InvalidArgumentError(exc.message, field="config", code=exc.code) from None
+            field = exc.field or "config"
+            raise InvalidArgumentError(exc.message, field=field, code=exc.code) from None
         await source.aclose()

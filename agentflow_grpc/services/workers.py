@@ -6,6 +6,9 @@ A worker takes up no job while its server drives `max_running_executions` runs (
 for another replica, or for a slot here). A worker that finds Redis down waits and tries
 again; a job whose run fails is logged (its events say how it ended) and acknowledged like any
 other. `stop()` stops claiming; runs already going are left to the ExecutionService's shutdown.
+
+The replica's webhook dispatcher (services/webhook_dispatcher.py), when given, starts and stops
+with the workers.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from agentflow_grpc.model.errors import QueueUnavailableError
 from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.services.executions import ExecutionService
 from agentflow_grpc.services.queued_runs import JobDeferred
+from agentflow_grpc.services.webhook_dispatcher import WebhookDispatcher
 
 log = get_logger("agentflow.workers")
 
@@ -27,9 +31,16 @@ MAX_DEFER_PAUSE = 5.0  # most seconds a worker rests after a job was put back fo
 
 
 class WorkerPool:
-    def __init__(self, executions: ExecutionService, *, concurrency: int) -> None:
+    def __init__(
+        self,
+        executions: ExecutionService,
+        *,
+        concurrency: int,
+        webhooks: WebhookDispatcher | None = None,
+    ) -> None:
         self._executions = executions
         self._concurrency = concurrency
+        self._webhooks = webhooks
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
 
@@ -51,6 +62,8 @@ class WorkerPool:
                 name="request-listener",
             )
         )
+        if self._webhooks is not None:
+            self._webhooks.start()
         log.info(
             "workers.started", concurrency=self._concurrency, consumer=coordination.queue.consumer
         )
@@ -64,6 +77,8 @@ class WorkerPool:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._webhooks is not None:
+            await self._webhooks.stop()
 
     async def _work(self, number: int) -> None:
         coordination = self._executions.coordination

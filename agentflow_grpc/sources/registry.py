@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 from agentflow_grpc.model.errors import SourceConfigError
 from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.model.sources import SourceDefinition
-from agentflow_grpc.sources import http_api, openai_adapters, postgres
+from agentflow_grpc.sources import http_api, openai_adapters, postgres, webhook
 from agentflow_grpc.sources.base import (
     UNRECORDED,
     ChatMetrics,
@@ -35,6 +35,7 @@ def builtin_adapters(
         *openai_adapters.adapters(metrics, provider_limiter),
         *postgres.ADAPTERS,
         *http_api.ADAPTERS,
+        *webhook.ADAPTERS,
     ]
 
 
@@ -102,6 +103,10 @@ class SourceSet:
     def types_by_name(self) -> dict[str, str]:
         """Name (and id) → type, as the validator takes them."""
         return {key: definition.type for key, definition in self._definitions.items()}
+
+    def definition(self, reference: str) -> SourceDefinition | None:
+        """The definition named (or with the id) `reference`; None when there is none."""
+        return self._definitions.get(reference)
 
     def check(self) -> None:
         """Open every source now (no I/O happens before first use), so bad configs fail early."""

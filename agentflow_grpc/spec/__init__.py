@@ -5,7 +5,7 @@ in the tests keeps it so).
 """
 
 from agentflow_grpc.spec.checks.context import Limits
-from agentflow_grpc.spec.codes import Violation, ViolationCode
+from agentflow_grpc.spec.codes import Violation, ViolationCode, WarningCode
 from agentflow_grpc.spec.loading import load_document, parse_spec
 from agentflow_grpc.spec.models import (
     API_VERSION,
@@ -54,6 +54,7 @@ __all__ = [
     "ValidationResult",
     "Violation",
     "ViolationCode",
+    "WarningCode",
     "WorkflowSpec",
     "load_document",
     "parse_spec",

@@ -1,6 +1,7 @@
-"""Stable machine codes for spec violations, and the violation record itself.
+"""Stable machine codes for spec violations and warnings, and the record of either.
 
 A code, once published, never changes meaning: clients branch on it. New checks get new codes.
+A violation makes a spec invalid; a warning (`WarningCode`) never does.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class ViolationCode(StrEnum):
     ROUTER_EDGE_WITHOUT_ROUTE = "router.edge_without_route"
     AGGREGATOR_TOO_FEW_BRANCHES = "aggregator.too_few_branches"
     AGGREGATOR_MISSING_SOURCE = "aggregator.missing_source"
+    AGGREGATOR_LOOP_MISMATCH = "aggregator.loop_mismatch"
     # Templates and expressions.
     TEMPLATE_SYNTAX_ERROR = "template.syntax_error"
     TEMPLATE_UNKNOWN_VARIABLE = "template.unknown_variable"
@@ -71,12 +73,20 @@ class ViolationCode(StrEnum):
     LIMIT_PROMPT_TOO_LARGE = "limit.prompt_too_large"
 
 
+class WarningCode(StrEnum):
+    """Legal but probably unintended: reported beside the violations, never making a spec
+    invalid."""
+
+    GRAPH_PARALLEL_JOIN = "graph.parallel_join"
+
+
 @dataclass(frozen=True, slots=True)
 class Violation:
-    """One problem in a spec: where (an RFC 6901 JSON Pointer), what (a code), how to fix it."""
+    """One problem in a spec: where (an RFC 6901 JSON Pointer), what (a code), how to fix it.
+    Warnings have the same shape, with a `WarningCode`."""
 
     path: str
-    code: ViolationCode
+    code: ViolationCode | WarningCode
     message: str
 
     def to_dict(self) -> dict[str, str]:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, JsonValue, StringConstraints, model_validator
 
-from agentflow_grpc.spec.base import Expression, Identifier, SpecModel
+from agentflow_grpc.spec.base import Expression, Identifier, SourceRef, SpecModel
 from agentflow_grpc.spec.nodes import Node
 
 API_VERSION = "agentflow/v1"
@@ -114,6 +114,14 @@ class Edge(SpecModel):
     )
 
 
+class Webhook(SpecModel):
+    """Where to POST the execution summary when a run ends (docs/webhooks.md)."""
+
+    source: SourceRef = Field(
+        description="A stored source of type `webhook`: URL and signing secret."
+    )
+
+
 WorkflowName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
 
 
@@ -130,6 +138,9 @@ class WorkflowSpec(SpecModel):
     outputs: dict[Identifier, OutputSpec] = Field(min_length=1)
     nodes: list[Node] = Field(min_length=1)
     edges: list[Edge] = Field(default_factory=list)
+    webhook: Webhook | None = Field(
+        None, description="Told when a run ends; a run request may name another."
+    )
 
     def to_document(self) -> dict[str, Any]:
         """The spec as a JSON-ready document (the inverse of `WorkflowSpec.model_validate`)."""

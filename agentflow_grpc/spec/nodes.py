@@ -43,6 +43,15 @@ class NodeBase(SpecModel):
         None, gt=0, le=3600, description="Seconds one attempt may take before it fails."
     )
     retry: RetryPolicy | None = None
+    at_most_once: bool = Field(
+        False,
+        description=(
+            "Never repeat this node when the outcome of its call is unknown: when the run is "
+            "resumed after its replica died while the node was running, or when an attempt "
+            "failed in a way that may have reached the provider (a timeout), the node fails "
+            "with `node.outcome_unknown` instead of running again."
+        ),
+    )
 
     def template_fields(self) -> Iterator[TemplateField]:
         return iter(())
@@ -248,6 +257,14 @@ class HttpConfig(SpecModel):
         None, description="Output fields taken from the JSON response by JSONPath (RFC 9535)."
     )
     max_response_bytes: int = Field(1_048_576, ge=1, le=50 * 1_048_576)
+    idempotency_key: bool = Field(
+        True,
+        description=(
+            "Send an `Idempotency-Key` header on POST and PATCH, the same on every retry and "
+            "resume of one visit of the node, so that the API can apply the request once. "
+            "A header of that name in `headers` wins. False: send none."
+        ),
+    )
 
     @model_validator(mode="after")
     def _no_body_without_payload_method(self) -> Self:

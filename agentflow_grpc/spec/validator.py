@@ -2,7 +2,8 @@
 
 Steps: the pydantic models check the shape; the document is then read part by part (`SpecView`) so
 that every later check runs even when some parts are broken; graph facts are computed once; each
-check in `CHECKS` reports what it finds. No check stops another.
+check in `CHECKS` reports what it finds. No check stops another. The checks in `WARNINGS` report
+what is legal but probably unintended: warnings never make a spec invalid.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agentflow_grpc.spec.checks import limits, node_configs, references, structure, templates
+from agentflow_grpc.spec.checks import (
+    joins,
+    limits,
+    node_configs,
+    parallel_joins,
+    references,
+    structure,
+    templates,
+)
 from agentflow_grpc.spec.checks.context import Check, CheckContext, Limits
 from agentflow_grpc.spec.checks.schema import schema_violations
 from agentflow_grpc.spec.codes import Violation, ViolationCode, pointer_sort_key
@@ -31,6 +40,7 @@ CHECKS: tuple[Check, ...] = (
     structure.check_cycles,
     structure.check_routers,
     structure.check_aggregators,
+    joins.check_aggregator_loops,
     templates.check_node_templates,
     templates.check_output_expressions,
     node_configs.check_inputs,
@@ -39,15 +49,20 @@ CHECKS: tuple[Check, ...] = (
     node_configs.check_http_nodes,
     node_configs.check_aggregators_sources,
     references.check_sources,
+    references.check_webhook,
     references.check_plugins,
     limits.check_limits,
 )
+
+
+WARNINGS: tuple[Check, ...] = (parallel_joins.check_parallel_joins,)
 
 
 @dataclass(frozen=True, slots=True)
 class ValidationResult:
     violations: tuple[Violation, ...]
     spec: WorkflowSpec | None  # set when the document has no violations at all
+    warnings: tuple[Violation, ...] = ()  # never make the spec invalid
 
     @property
     def ok(self) -> bool:
@@ -112,7 +127,9 @@ def _validate(
         violations.extend(check(context))
     unique = list(dict.fromkeys(violations))
     unique.sort(key=lambda v: pointer_sort_key(v.path))
-    return ValidationResult(tuple(unique), spec if not unique else None)
+    warnings = [warning for check in WARNINGS for warning in check(context)]
+    warnings.sort(key=lambda v: pointer_sort_key(v.path))
+    return ValidationResult(tuple(unique), spec if not unique else None, tuple(warnings))
 
 
 def _context(

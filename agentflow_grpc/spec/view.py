@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from agentflow_grpc.spec.models import Edge, InputParam, OutputSpec, WorkflowSpec
+from agentflow_grpc.spec.models import Edge, InputParam, OutputSpec, Webhook, WorkflowSpec
 from agentflow_grpc.spec.nodes import NODE_TYPES, AnyNode, Node, TemplateField
 
 _NODE_ADAPTER: TypeAdapter[AnyNode] = TypeAdapter(Node)
-_M = TypeVar("_M", Edge, InputParam, OutputSpec)
+_M = TypeVar("_M", Edge, InputParam, OutputSpec, Webhook)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,7 @@ class SpecView:
     edges: list[EdgeEntry]
     edge_count: int  # edges in the document, readable or not
     by_id: dict[str, NodeEntry] = field(init=False)
+    webhook_source: str | None = None  # the source `webhook` names, when readable
 
     def __post_init__(self) -> None:
         self.by_id = {entry.id: entry for entry in self.nodes}
@@ -55,7 +56,7 @@ class SpecView:
     @classmethod
     def of_spec(cls, spec: WorkflowSpec) -> SpecView:
         entries = [NodeEntry(i, n.id, n.type, n) for i, n in enumerate(spec.nodes)]
-        return cls._assemble(
+        view = cls._assemble(
             inputs=dict(spec.inputs),
             declared_inputs=frozenset(spec.inputs),
             outputs=dict(spec.outputs),
@@ -64,6 +65,8 @@ class SpecView:
             edges=[EdgeEntry(i, e) for i, e in enumerate(spec.edges)],
             edge_count=len(spec.edges),
         )
+        view.webhook_source = spec.webhook.source if spec.webhook is not None else None
+        return view
 
     @classmethod
     def of_partial_document(cls, document: Mapping[str, Any]) -> SpecView:
@@ -76,7 +79,7 @@ class SpecView:
             entry = _node_entry(index, raw)
             if entry is not None:
                 entries.append(entry)
-        return cls._assemble(
+        view = cls._assemble(
             inputs=_valid_items(raw_inputs, InputParam),
             declared_inputs=frozenset(k for k in raw_inputs if isinstance(k, str)),
             outputs=_valid_items(_mapping(document.get("outputs")), OutputSpec),
@@ -89,6 +92,9 @@ class SpecView:
             ],
             edge_count=len(raw_edges),
         )
+        webhook = _try(Webhook, document.get("webhook"))
+        view.webhook_source = webhook.source if webhook is not None else None
+        return view
 
     @classmethod
     def _assemble(

@@ -49,15 +49,18 @@ async def create(
     execution_id: uuid.UUID | None = None,
     request_id: str | None = None,
     trace_id: str | None = None,
+    webhook_source_id: uuid.UUID | None = None,
 ) -> Execution:
     """A pending execution of a stored workflow version, or of an inline spec; with a
     `request_id` seen before, the execution that request made (its id tells it apart).
-    `trace_id`: the trace of the call that started it (32 hex digits)."""
+    `trace_id`: the trace of the call that started it (32 hex digits); `webhook_source_id`:
+    the `webhook` source told when it ends."""
     row = await connection.fetchrow(
         """
         INSERT INTO executions (id, tenant_id, workflow_id, workflow_version, inline_spec,
-                                spec_hash, status, inputs, created_by, request_id, trace_id)
-        VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10)
+                                spec_hash, status, inputs, created_by, request_id, trace_id,
+                                webhook_source_id)
+        VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11)
         ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
         RETURNING *
         """,
@@ -71,6 +74,7 @@ async def create(
         actor,
         request_id,
         trace_id,
+        webhook_source_id,
     )
     if row is None:  # the request_id was seen before
         earlier = await find_by_request_id(connection, tenant_id, request_id or "")
@@ -311,4 +315,5 @@ def _execution(row: Any) -> Execution:
         trace_id=row["trace_id"],
         event_log_ms=row["event_log_ms"],
         model_usage=row["model_usage"] or [],
+        webhook_source_id=row["webhook_source_id"],
     )

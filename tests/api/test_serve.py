@@ -104,7 +104,7 @@ async def make_keys(dsn: str, tenant: str) -> dict[str, str]:
 async def test_serve_migrates_serves_and_drains_on_sigterm(
     served: tuple[subprocess.Popen[str], str, str],
     tmp_path: Path,
-    fake_provider: FakeProviderServer,
+    provider: FakeProviderServer,
 ) -> None:
     process, address, dsn = served
     assert process.stdout is not None
@@ -114,7 +114,7 @@ async def test_serve_migrates_serves_and_drains_on_sigterm(
     assert metrics_url.endswith("/metrics")
     keys = await make_keys(dsn, "serve-co")
     key, editor_key = keys["runner"], keys["editor"]
-    fake_provider.add_rule(contains="[slow]", delay=30)
+    provider.add_rule(contains="[slow]", delay=30)
     spec = struct_pb2.Struct()
     spec.update(
         {
@@ -146,7 +146,7 @@ async def test_serve_migrates_serves_and_drains_on_sigterm(
         executions = execution_pb2_grpc.ExecutionServiceStub(channel)
         # The spec names source `fake`: make it over the API.
         config = struct_pb2.Struct()
-        config.update({"base_url": f"{fake_provider.url}/v1", "model": "fake-model"})
+        config.update({"base_url": f"{provider.url}/v1", "model": "fake-model"})
         await source_pb2_grpc.SourceServiceStub(channel).CreateSource(
             source_pb2.CreateSourceRequest(
                 source=source_pb2.Source(
@@ -159,12 +159,21 @@ async def test_serve_migrates_serves_and_drains_on_sigterm(
             execution_pb2.ExecuteWorkflowRequest(spec=spec), metadata=(("x-api-key", key),)
         )
         seen = []
-        async for event in call:
-            seen.append(event)
-            if event.type == "node_started" and event.node_id == "wait":
-                process.send_signal(signal.SIGTERM)  # drain while a run is in flight
-        assert seen[-1].type == "execution_cancelled"
-        assert "shutting down" in seen[-1].data["reason"]
+
+        async def drain_while_a_run_is_in_flight() -> None:
+            async for event in call:
+                seen.append(event)
+                if event.type == "node_started" and event.node_id == "wait":
+                    process.send_signal(signal.SIGTERM)
+
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await drain_while_a_run_is_in_flight()
+        # The run is handed over (to another replica, or this server once restarted), not
+        # cancelled: the call says so, and where to follow the run.
+        assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert seen[-1].type == "stream_error"
+        assert seen[-1].data["error"]["code"] == "execution.moved"
+        assert seen[-1].data["resume_after_sequence"] == seen[-2].sequence
 
     assert process.wait(timeout=30) == 0
 

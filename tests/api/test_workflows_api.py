@@ -221,6 +221,31 @@ async def test_validate_reports_every_violation_and_stores_nothing(client: Clien
     assert await list_all(client, md) == []
 
 
+async def test_validate_reports_warnings_beside_a_valid_verdict(client: Client, md: Any) -> None:
+    def call(node_id: str) -> dict[str, Any]:
+        return {"id": node_id, "type": "http", "config": {"url": f"https://example.com/{node_id}"}}
+
+    spec = {
+        "api_version": "agentflow/v1",
+        "name": "parallel-join",
+        "outputs": {"out": {"from": "nodes.after.output"}},
+        "nodes": [{"id": "start", "type": "input"}, call("a"), call("b"), call("after")],
+        "edges": [
+            {"from": "start", "to": "a"},
+            {"from": "start", "to": "b"},
+            {"from": "a", "to": "after"},
+            {"from": "b", "to": "after"},
+        ],
+    }
+    checked = await client.workflows.ValidateWorkflow(
+        wf.ValidateWorkflowRequest(spec=struct(spec)), metadata=md
+    )
+    assert checked.valid
+    assert list(checked.violations) == []
+    assert [(w.path, w.code) for w in checked.warnings] == [("/nodes/3", "graph.parallel_join")]
+    assert "aggregator" in checked.warnings[0].message
+
+
 async def test_a_bad_spec_on_create_is_invalid_argument_with_field_violations(
     client: Client, md: Any
 ) -> None:

@@ -59,6 +59,7 @@ def test_validate_json_report_is_machine_readable(tmp_path: Path, examples_dir: 
         "file": str(examples_dir / VALID),
         "valid": True,
         "violations": [],
+        "warnings": [],
         "summary": {"nodes": 6, "edges": 5},
     }
     assert second["valid"] is False
@@ -66,6 +67,38 @@ def test_validate_json_report_is_machine_readable(tmp_path: Path, examples_dir: 
         ("/outputs", "schema.required"),
         ("/nodes", "schema.required"),
     }
+
+
+def test_validate_prints_warnings_and_keeps_the_exit_code(tmp_path: Path) -> None:
+    def call(node_id: str) -> dict[str, object]:
+        return {"id": node_id, "type": "http", "config": {"url": f"https://example.com/{node_id}"}}
+
+    spec = tmp_path / "parallel.json"
+    edges = [("start", "a"), ("start", "b"), ("a", "after"), ("b", "after")]
+    spec.write_text(
+        json.dumps(
+            {
+                "api_version": "agentflow/v1",
+                "name": "parallel",
+                "outputs": {"out": {"from": "nodes.after.output"}},
+                "nodes": [{"id": "start", "type": "input"}, call("a"), call("b"), call("after")],
+                "edges": [{"from": f, "to": t} for f, t in edges],
+            }
+        )
+    )
+    result = agentflow("validate", str(spec))
+    assert result.returncode == 0, result.stderr
+    assert "parallel.json: valid (4 nodes, 4 edges), 1 warning" in result.stdout
+    assert "warning /nodes/3  graph.parallel_join" in result.stdout
+    assert "aggregator" in result.stdout
+
+    as_json = agentflow("validate", "--json", str(spec))
+    assert as_json.returncode == 0
+    (report,) = json.loads(as_json.stdout)["files"]
+    assert report["valid"] is True
+    assert [(w["path"], w["code"]) for w in report["warnings"]] == [
+        ("/nodes/3", "graph.parallel_join")
+    ]
 
 
 @pytest.mark.parametrize(

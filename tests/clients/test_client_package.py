@@ -92,6 +92,12 @@ EXPECTED_EXPORTS = {
     "ServerProfile",
     "Stats",
     "StatsBucket",
+    "DisconnectPolicy",
+    "ListWebhookDeliveriesRequest",
+    "ListWebhookDeliveriesResponse",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookDeliveryState",
     # The google.protobuf types that requests are built from.
     "FieldMask",
     "ListValue",

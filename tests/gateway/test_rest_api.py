@@ -169,7 +169,13 @@ async def test_validate_reports_violations_with_their_paths(rest: httpx.AsyncCli
     assert all(v["message"] for v in bad["violations"])
 
     good = assert_json(await rest.post("/v1/workflows:validate", json={"spec": router_spec()}))
-    assert good == {"valid": True, "violations": [], "node_count": 4, "edge_count": 3}
+    assert good == {
+        "valid": True,
+        "violations": [],
+        "warnings": [],
+        "node_count": 4,
+        "edge_count": 3,
+    }
     listed = assert_json(await rest.get("/v1/workflows", params={"show_deleted": "true"}))
     assert listed["workflows"] == []  # validating stores nothing
 

@@ -120,6 +120,7 @@ class _LiveRun:
     def __init__(self) -> None:
         self.id = uuid.uuid4()
         self.finished = False
+        self.ended = False  # its terminal event stored: the heartbeat acknowledges its job
         self.watched = asyncio.Event()
         self.cancelled: str | None = None
         self._end = asyncio.Event()

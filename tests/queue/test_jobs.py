@@ -4,6 +4,7 @@ an older replica reading a new entry finds the fields it knows where they were."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -59,3 +60,83 @@ async def test_a_job_queued_without_a_trace_context_is_run_all_the_same(
     assert delivery is not None
     assert (delivery.job.execution_id, delivery.job.tenant_id) == (execution, tenant)
     assert delivery.job.trace_context == ()
+
+
+# --- a streamed run's job: attached to its server from the start ---
+
+
+async def test_an_attached_job_is_claimed_by_its_server_and_never_handed_out_as_new(
+    valkey: redis.Redis, keys: RedisKeys
+) -> None:
+    server = queue_on(valkey, keys)
+    other = JobQueue(valkey, keys, consumer="worker-2", visibility_timeout=30)
+    execution, tenant = uuid.uuid4(), uuid.uuid4()
+
+    delivery = await server.attach(Job(execution, tenant, (("traceparent", TRACEPARENT),)))
+
+    assert delivery.attached
+    assert delivery.count == 1
+    assert await other.claim(block=0.2) is None  # not a new job for anybody's worker
+    pending = await valkey.xpending_range(keys.attached_jobs, "agentflow-workers", "-", "+", 10)
+    assert [(p["consumer"], p["times_delivered"]) for p in pending] == [(b"worker-1", 1)]
+    await server.ack(delivery)
+    assert await valkey.xlen(keys.attached_jobs) == 0
+
+
+async def test_an_attached_job_whose_server_went_quiet_is_taken_up_by_another_worker(
+    valkey: redis.Redis, keys: RedisKeys
+) -> None:
+    server = JobQueue(valkey, keys, consumer="worker-1", visibility_timeout=0.3)
+    other = JobQueue(valkey, keys, consumer="worker-2", visibility_timeout=0.3)
+    job = Job(uuid.uuid4(), uuid.uuid4(), (("traceparent", TRACEPARENT),))
+    attached = await server.attach(job)
+    await server.touch(attached)  # alive: nobody takes it
+    assert await other.claim(block=0.05) is None
+
+    taken = None
+    for _ in range(20):  # quiet for the visibility timeout: reclaimed
+        taken = await other.claim(block=0.05)
+        if taken is not None:
+            break
+    assert taken is not None
+    assert taken.attached
+    assert taken.job == job
+    assert taken.count == 2
+    await other.ack(taken)
+    assert await valkey.xlen(keys.attached_jobs) == 0
+    assert await valkey.xlen(keys.jobs) == 0
+
+
+async def test_a_handed_back_attached_job_is_taken_up_at_once(
+    valkey: redis.Redis, keys: RedisKeys
+) -> None:
+    server = queue_on(valkey, keys)
+    other = JobQueue(valkey, keys, consumer="worker-2", visibility_timeout=30)
+    attached = await server.attach(Job(uuid.uuid4(), uuid.uuid4()))
+    await server.hand_back(attached)  # the server shuts down
+
+    taken = await other.claim(block=0.05)
+    assert taken is not None
+    assert taken.entry_id == attached.entry_id
+    assert taken.attached
+
+
+async def test_a_claim_reclaims_one_abandoned_job_of_either_stream_and_counts_only_that_one(
+    valkey: redis.Redis, keys: RedisKeys
+) -> None:
+    dead = JobQueue(valkey, keys, consumer="worker-1", visibility_timeout=0.2)
+    other = JobQueue(valkey, keys, consumer="worker-2", visibility_timeout=0.2)
+    queued, streamed = Job(uuid.uuid4(), uuid.uuid4()), Job(uuid.uuid4(), uuid.uuid4())
+    await dead.enqueue(queued)
+    assert await dead.claim(block=0.05) is not None  # claimed, then its worker dies
+    await dead.attach(streamed)  # a streamed run's server dies too
+    await asyncio.sleep(0.3)
+
+    first = await other.claim(block=0.05)
+    second = await other.claim(block=0.05)
+
+    assert first is not None
+    assert second is not None
+    assert {first.job, second.job} == {queued, streamed}
+    # Each was handed out once before: the reclaim is its second delivery, not its third.
+    assert (first.count, second.count) == (2, 2)

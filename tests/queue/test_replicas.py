@@ -11,10 +11,11 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 import redis.asyncio as redis
-from support.api_helpers import eventually, struct
+from support.api_helpers import eventually, plain, stream_error, struct
 from support.gateway_fixtures import read_sse
 from support.replicas import Cluster, Replica, cluster
 from support.runs import answer_spec
@@ -259,3 +260,155 @@ async def test_a_replica_stopped_gracefully_hands_its_runs_over_instead_of_cance
     assert time.monotonic() - began < 20
     final = await _get(survivor, replicas, started.name)
     assert final.state == State.STATE_COMPLETED
+
+
+# --- durable runs: resumed from the log, streamed ones included (issue #17) ---
+
+STEP_REPLY = "done"
+
+
+def _chain_spec() -> dict[str, object]:
+    """input → one → two → three (llm nodes; three is slow, the provider rules say)."""
+    steps = ["ONE", "TWO", "THREE"]
+    nodes: list[dict[str, object]] = [{"id": "start", "type": "input"}]
+    edges = []
+    previous = "start"
+    for step in steps:
+        node_id = step.lower()
+        nodes.append(
+            {
+                "id": node_id,
+                "type": "llm",
+                "source": "openai-main",
+                "config": {"prompt": f"STEP-{step} {{{{ inputs.question }}}}"},
+            }
+        )
+        edges.append({"from": previous, "to": node_id})
+        previous = node_id
+    return {
+        "api_version": "agentflow/v1",
+        "name": "chain",
+        "inputs": {"question": {"type": "string"}},
+        "outputs": {"answer": {"from": "nodes.three.output.text"}},
+        "nodes": nodes,
+        "edges": edges,
+    }
+
+
+async def _chain_workflow(cluster: Cluster, provider: FakeProviderServer) -> str:
+    await _workflow(cluster, provider, slow=False)  # the source (and an unused workflow)
+    provider.add_rule(contains="STEP-THREE", reply=SLOW_REPLY, chunk_delay=0.4)
+    provider.add_rule(reply=STEP_REPLY)
+    created = await cluster.client(cluster.replicas[0]).workflows.CreateWorkflow(
+        workflow_pb2.CreateWorkflowRequest(
+            workflow=workflow_pb2.Workflow(spec=struct(_chain_spec()))
+        ),
+        metadata=cluster.metadata,
+    )
+    return str(created.name)
+
+
+def _calls(provider: FakeProviderServer, step: str) -> int:
+    return sum(
+        f"STEP-{step} " in str(request.body)
+        for request in provider.requests
+        if request.path.endswith("/chat/completions")
+    )
+
+
+async def _stream_until(
+    call: AsyncIterator[ex.ExecutionEvent], node_id: str, kind: str
+) -> list[ex.ExecutionEvent]:
+    seen = []
+    async for event in call:
+        seen.append(event)
+        if event.node_id == node_id and event.type == kind:
+            return seen
+    raise AssertionError(f"the stream ended before {node_id} {kind}")
+
+
+async def test_a_streamed_run_whose_server_is_killed_is_resumed_elsewhere_from_its_log(
+    replicas: Cluster, provider: FakeProviderServer
+) -> None:
+    workflow = await _chain_workflow(replicas, provider)
+    runner, survivor = replicas.replicas[0], replicas.replicas[1]
+    call = replicas.client(runner).executions.ExecuteWorkflow(
+        ex.ExecuteWorkflowRequest(workflow=workflow, inputs=struct({"question": "q"})),
+        metadata=replicas.metadata,
+    )
+    seen = await _stream_until(call, "three", "node_token")  # one and two are done
+    name = seen[0].execution
+    runner.kill()
+    killed_at = time.monotonic()
+
+    # The caller reconnects, anywhere, after the last event it saw: the continuation.
+    rest = await _stream(survivor, replicas, name, after=seen[-1].sequence)
+    whole = seen + rest
+    assert [e.sequence for e in whole] == list(range(1, len(whole) + 1))
+    assert whole[-1].type == "execution_completed"
+    assert time.monotonic() - killed_at < 30
+    resumed = next(e for e in rest if e.type == "execution_resumed")
+    restored = {i["node_id"] for i in plain(resumed.data)["restored_nodes"]}
+    assert restored == {"start", "one", "two"}
+    assert plain(resumed.data)["interrupted_nodes"] == ["three"]
+    # Paid once: the nodes that completed were not called again; three was in flight.
+    assert (_calls(provider, "ONE"), _calls(provider, "TWO"), _calls(provider, "THREE")) == (
+        1,
+        1,
+        2,
+    )
+    final = await _get(survivor, replicas, name)
+    assert final.state == State.STATE_COMPLETED
+    assert final.outputs["answer"] == SLOW_REPLY
+    # The log read back is the same story the caller put together.
+    again = await _stream(survivor, replicas, name)
+    assert [(e.sequence, e.type) for e in again] == [(e.sequence, e.type) for e in whole]
+
+
+async def test_a_streamed_run_is_resumed_by_its_own_server_restarted_when_alone(
+    replicas: Cluster, provider: FakeProviderServer
+) -> None:
+    workflow = await _chain_workflow(replicas, provider)
+    replicas.replicas[1].stop()  # one replica left
+    runner = replicas.replicas[0]
+    call = replicas.client(runner).executions.ExecuteWorkflow(
+        ex.ExecuteWorkflowRequest(workflow=workflow, inputs=struct({"question": "q"})),
+        metadata=replicas.metadata,
+    )
+    seen = await _stream_until(call, "three", "node_started")
+    name = seen[0].execution
+    restarted = replicas.replicas.restart(runner, kill=True)
+
+    rest = await _stream(restarted, replicas, name, after=seen[-1].sequence)
+    whole = seen + rest
+    assert [e.sequence for e in whole] == list(range(1, len(whole) + 1))
+    assert whole[-1].type == "execution_completed"
+    assert (_calls(provider, "ONE"), _calls(provider, "TWO")) == (1, 1)
+
+
+async def test_a_graceful_stop_hands_a_streamed_run_over_and_tells_its_caller_where_to_follow(
+    replicas: Cluster, provider: FakeProviderServer
+) -> None:
+    workflow = await _chain_workflow(replicas, provider)
+    runner, survivor = replicas.replicas[0], replicas.replicas[1]
+    call = replicas.client(runner).executions.ExecuteWorkflow(
+        ex.ExecuteWorkflowRequest(workflow=workflow, inputs=struct({"question": "q"})),
+        metadata=replicas.metadata,
+    )
+    seen = await _stream_until(call, "three", "node_token")
+    runner.terminate()  # SIGTERM: shutdown grace 1 s, then the run is handed over
+
+    more, error = await stream_error(call)
+    seen += more
+    assert error.code() is grpc.StatusCode.UNAVAILABLE
+    moved = seen.pop()  # the stream's last message says where to pick the run up
+    assert moved.type == "stream_error"
+    assert moved.sequence == 0
+    after = int(plain(moved.data)["resume_after_sequence"])
+    assert plain(moved.data)["error"]["code"] == "execution.moved"
+    assert after == seen[-1].sequence
+    rest = await _stream(survivor, replicas, seen[0].execution, after=after)
+    whole = seen + rest
+    assert [e.sequence for e in whole] == list(range(1, len(whole) + 1))
+    assert whole[-1].type == "execution_completed"
+    assert (_calls(provider, "ONE"), _calls(provider, "TWO")) == (1, 1)

@@ -8,7 +8,7 @@ A new source type (Anthropic's own API, Gemini's, MySQL…) joins with a class h
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -27,6 +27,7 @@ from support.conformance import (
 from support.crm_api import CrmApi
 from support.network import closed_port
 from support.sources import crm_source
+from support.webhook_receiver import WebhookReceiver, new_secret, webhook_receiver
 
 from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.observability.metrics import Metrics
@@ -205,6 +206,42 @@ class TestHttpApi(SourceConformance, HttpApiConformance):
         )
 
 
+# --- webhook, against a local webhook receiver ---
+
+
+class TestWebhook(SourceConformance):
+    TYPES = ("webhook",)
+
+    @pytest.fixture
+    async def receiver(self) -> AsyncIterator[WebhookReceiver]:
+        async with webhook_receiver() as receiver:
+            yield receiver
+
+    @pytest.fixture
+    def case(self, receiver: WebhookReceiver) -> Case:
+        definition = receiver.source(new_secret(), name="conformance")
+        return Case(
+            definition=definition,
+            unreachable=definition.model_copy(
+                update={
+                    "config": {
+                        "url": f"http://127.0.0.1:{closed_port()}/hook",
+                        "allow_private_network": True,
+                    }
+                }
+            ),
+            unreachable_code="webhook.unavailable",
+            bad_configs=[
+                ({"url": "ftp://hooks.example"}, "url"),
+                ({"url": None}, "url"),
+                ({"timeout": 0}, "timeout"),
+                ({"colour": "red"}, "colour"),
+            ],
+            required_secrets=["secret"],
+            connections=tcp_connections_to(receiver.url),
+        )
+
+
 # --- every type has a case, and every case runs the suites its type promises ---
 
 CLASSES: list[type[SourceConformance]] = [
@@ -212,6 +249,7 @@ CLASSES: list[type[SourceConformance]] = [
     TestOpenAICompatibleChat,
     TestPostgres,
     TestHttpApi,
+    TestWebhook,
 ]
 SUITES: dict[type, type] = {
     ChatModel: ChatModelConformance,

@@ -27,6 +27,7 @@ from agentflow_grpc.storage import (
     migrations,
     sources,
     tenants,
+    webhooks,
     workflows,
 )
 from agentflow_grpc.storage.crypto import Keyring
@@ -132,6 +133,33 @@ async def fill(dsn: str, name: str = "filled") -> uuid.UUID:
                 attempt=1,
             )
             await error_groups.record(connection, tenant.id, [failure])
+            await webhooks.create_delivery(
+                connection,
+                tenant.id,
+                execution_id=execution.id,
+                source_id=uuid.uuid4(),
+                event_type="execution.completed",
+                payload={"type": "execution.completed"},
+            )
+        token = uuid.uuid4()
+        async with database.system() as connection:
+            (delivery,) = await webhooks.lease_due(
+                connection, token=token, limit=1, lease_seconds=60
+            )
+        async with database.tenant(tenant.id) as connection:
+            await webhooks.record_attempt(
+                connection,
+                delivery,
+                token=token,
+                started_at=now,
+                duration_ms=1.0,
+                status_code=200,
+                error="",
+                delivered=True,
+                permanent=False,
+                retry_delay=5,
+                retry_window=60,
+            )
     finally:
         await database.close()
     return tenant.id

@@ -13,6 +13,8 @@ __all__ = ["ACTOR", "TABLES", "create_database", "new_tenant"]
 
 # Every AgentFlow table, children before parents (the order TRUNCATE lists them in).
 TABLES = (
+    "webhook_delivery_attempts",
+    "webhook_deliveries",
     "error_occurrences",
     "error_groups",
     "audit_log",

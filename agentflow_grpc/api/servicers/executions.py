@@ -7,26 +7,32 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from agentflow_grpc._gen.agentflow.v1 import execution_pb2, execution_pb2_grpc
-from agentflow_grpc.api import convert
+from agentflow_grpc.api import convert, convert_webhooks
 from agentflow_grpc.api.context import Context, current_principal
 from agentflow_grpc.api.fields import optional_request_id
-from agentflow_grpc.model.errors import AgentFlowError, InvalidArgumentError
+from agentflow_grpc.model.errors import AgentFlowError, InvalidArgumentError, RunMovedError
 from agentflow_grpc.model.events import EventType, ExecutionEvent
 from agentflow_grpc.services.executions import ExecutionService, RunRequest
+from agentflow_grpc.services.webhooks import WebhookService
 
 RunMessage = execution_pb2.ExecuteWorkflowRequest | execution_pb2.StartExecutionRequest
 
 
 class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
-    def __init__(self, executions: ExecutionService) -> None:
+    def __init__(self, executions: ExecutionService, webhooks: WebhookService) -> None:
         self._executions = executions
+        self._webhooks = webhooks
 
     async def ExecuteWorkflow(
         self, request: execution_pb2.ExecuteWorkflowRequest, context: Context
     ) -> AsyncIterator[execution_pb2.ExecutionEvent]:
-        """The client's deadline bounds the run; a client that goes away cancels it."""
+        """The client's deadline bounds the run; a client that goes away cancels it, unless
+        the request says `on_disconnect: CONTINUE`."""
+        keep_running = _keeps_running(request.on_disconnect)
         run = await self._executions.start(
-            current_principal(), _run_request(request, timeout=context.time_remaining())
+            current_principal(),
+            _run_request(request, timeout=None if keep_running else context.time_remaining()),
+            keep_running=keep_running,
         )
         last: ExecutionEvent | None = None
         try:
@@ -35,9 +41,11 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
                 yield convert.event_to_proto(event)
         except Exception as exc:
             # The stream has started, so its status alone could go unseen by clients that
-            # read events only (an SSE stream's HTTP status is already 200): end it with a
-            # failure event, then the status. This run is this stream's: it ended with it.
-            if last is None or not last.is_terminal:
+            # read events only (an SSE stream's HTTP status is already 200): end it with an
+            # event saying so, then the status.
+            if isinstance(exc, RunMovedError):  # it goes on elsewhere: where to follow it
+                yield _stream_error(run.id, last.sequence if last else 0, exc)
+            elif last is None or not last.is_terminal:  # it ended with this stream
                 yield convert.event_to_proto(_failure_event(run.id, last, _error_of(exc)))
             raise
 
@@ -64,7 +72,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             # Following broke off, not the run (which goes on): say so in the stream, with
             # where to resume, unless nothing was sent yet (then the status says it all).
             if last is not None and not last.is_terminal:
-                yield _stream_error(execution_id, last, _error_of(exc))
+                yield _stream_error(execution_id, last.sequence, _error_of(exc))
             raise
 
     async def GetExecution(
@@ -112,6 +120,15 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         )
         return convert.execution_to_proto(execution)
 
+    async def ListWebhookDeliveries(
+        self, request: execution_pb2.ListWebhookDeliveriesRequest, context: Context
+    ) -> execution_pb2.ListWebhookDeliveriesResponse:
+        execution_id = convert.id_from_name(request.name, "executions")
+        deliveries = await self._webhooks.deliveries(current_principal(), execution_id)
+        return execution_pb2.ListWebhookDeliveriesResponse(
+            deliveries=[convert_webhooks.delivery_to_proto(d) for d in deliveries]
+        )
+
 
 def _run_request(
     request: RunMessage, *, timeout: float | None = None, request_id: str = ""
@@ -131,6 +148,7 @@ def _run_request(
         spec=convert.struct_to_dict(request.spec) if request.HasField("spec") else None,
         timeout=timeout,
         request_id=optional_request_id(request_id),
+        webhook_source=request.webhook_source or None,
     )
 
 
@@ -143,8 +161,16 @@ def _error_of(exc: Exception) -> AgentFlowError:
     return AgentFlowError("internal error (the status names the request id)")
 
 
+def _keeps_running(policy: int) -> bool:
+    if policy not in execution_pb2.DisconnectPolicy.values():
+        raise InvalidArgumentError(
+            f"on_disconnect {policy} is not a DisconnectPolicy", field="on_disconnect"
+        )
+    return policy == execution_pb2.DISCONNECT_POLICY_CONTINUE
+
+
 def _stream_error(
-    execution_id: uuid.UUID, last: ExecutionEvent, error: AgentFlowError
+    execution_id: uuid.UUID, last_sequence: int, error: AgentFlowError
 ) -> execution_pb2.ExecutionEvent:
     """The last message of a follower's stream that broke off: the run may well go on, and
     `StreamExecution(after_sequence=resume_after_sequence)` picks it up where this left it."""
@@ -156,7 +182,7 @@ def _stream_error(
         data=convert.dict_to_struct(
             {
                 "error": {"code": error.code, "message": error.message},
-                "resume_after_sequence": last.sequence,
+                "resume_after_sequence": last_sequence,
             }
         ),
     )

@@ -95,9 +95,4 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         result = await self._workflows.validate(
             current_principal(), convert.struct_to_dict(request.spec)
         )
-        return workflow_pb2.ValidateWorkflowResponse(
-            valid=result.ok,
-            violations=[convert.violation_to_proto(v) for v in result.violations],
-            node_count=len(result.spec.nodes) if result.spec else 0,
-            edge_count=len(result.spec.edges) if result.spec else 0,
-        )
+        return convert.validation_to_proto(result)

@@ -46,6 +46,33 @@ def check_sources(ctx: CheckContext) -> Iterator[Violation]:
             )
 
 
+WEBHOOK_SOURCE_TYPE = "webhook"
+
+
+def check_webhook(ctx: CheckContext) -> Iterator[Violation]:
+    """The spec's `webhook` names a stored source of type `webhook`."""
+    source = ctx.view.webhook_source
+    if ctx.sources is None or source is None:
+        return
+    path = pointer("webhook", "source")
+    source_type = ctx.sources.get(source)
+    if source_type is None:
+        webhooks = [name for name, kind in ctx.sources.items() if kind == WEBHOOK_SOURCE_TYPE]
+        yield Violation(
+            path,
+            ViolationCode.SOURCE_UNKNOWN,
+            f"source '{source}' does not exist (webhook sources: {listing(webhooks)})"
+            + suggestion(source, webhooks),
+        )
+    elif source_type != WEBHOOK_SOURCE_TYPE:
+        yield Violation(
+            path,
+            ViolationCode.SOURCE_INCOMPATIBLE,
+            f"source '{source}' is of type {source_type}; a webhook needs a source of type "
+            f"{WEBHOOK_SOURCE_TYPE}",
+        )
+
+
 def _accepted_source_types(ctx: CheckContext, node: object) -> frozenset[str] | None:
     if isinstance(node, PluginNode):
         plugin = ctx.plugins.get(node.plugin)

@@ -374,6 +374,7 @@ class ExecuteWorkflowRequest(_message.Message):
     SPEC_FIELD_NUMBER: _builtins.int
     INPUTS_FIELD_NUMBER: _builtins.int
     ON_DISCONNECT_FIELD_NUMBER: _builtins.int
+    WEBHOOK_SOURCE_FIELD_NUMBER: _builtins.int
     workflow: _builtins.str
     """`workflows/{id}`, run at its current version unless `version` is set…"""
     version: _builtins.int
@@ -382,6 +383,8 @@ class ExecuteWorkflowRequest(_message.Message):
     running (follow it again with StreamExecution). A server that dies never ends a run either
     way: another replica (or this one, restarted) resumes it.
     """
+    webhook_source: _builtins.str
+    """The name of a `webhook` source to tell when the run ends, instead of the spec's `webhook`."""
     @_builtins.property
     def spec(self) -> _struct_pb2.Struct:
         """…or an inline WorkflowSpec."""
@@ -396,10 +399,11 @@ class ExecuteWorkflowRequest(_message.Message):
         spec: _struct_pb2.Struct | None = ...,
         inputs: _struct_pb2.Struct | None = ...,
         on_disconnect: Global___DisconnectPolicy.ValueType = ...,
+        webhook_source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["inputs", b"inputs", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["inputs", b"inputs", "on_disconnect", b"on_disconnect", "spec", b"spec", "version", b"version", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inputs", b"inputs", "on_disconnect", b"on_disconnect", "spec", b"spec", "version", b"version", "webhook_source", b"webhook_source", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -414,10 +418,13 @@ class StartExecutionRequest(_message.Message):
     SPEC_FIELD_NUMBER: _builtins.int
     INPUTS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    WEBHOOK_SOURCE_FIELD_NUMBER: _builtins.int
     workflow: _builtins.str
     version: _builtins.int
     request_id: _builtins.str
     """Idempotency key: a retried start with the same id returns the first execution."""
+    webhook_source: _builtins.str
+    """The name of a `webhook` source to tell when the run ends, instead of the spec's `webhook`."""
     @_builtins.property
     def spec(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -430,10 +437,11 @@ class StartExecutionRequest(_message.Message):
         spec: _struct_pb2.Struct | None = ...,
         inputs: _struct_pb2.Struct | None = ...,
         request_id: _builtins.str = ...,
+        webhook_source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["inputs", b"inputs", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["inputs", b"inputs", "request_id", b"request_id", "spec", b"spec", "version", b"version", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inputs", b"inputs", "request_id", b"request_id", "spec", b"spec", "version", b"version", "webhook_source", b"webhook_source", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -564,3 +572,166 @@ class CancelExecutionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelExecutionRequest: _TypeAlias = CancelExecutionRequest  # noqa: Y015
+
+@_typing.final
+class ListWebhookDeliveriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The execution, `executions/{id}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWebhookDeliveriesRequest: _TypeAlias = ListWebhookDeliveriesRequest  # noqa: Y015
+
+@_typing.final
+class ListWebhookDeliveriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___WebhookDelivery]: ...
+    def __init__(
+        self,
+        *,
+        deliveries: _abc.Iterable[Global___WebhookDelivery] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWebhookDeliveriesResponse: _TypeAlias = ListWebhookDeliveriesResponse  # noqa: Y015
+
+@_typing.final
+class WebhookDelivery(_message.Message):
+    """One message about a run's end to its webhook, sent until a 2xx answer or given up."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _State:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[WebhookDelivery._State.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATE_UNSPECIFIED: WebhookDelivery._State.ValueType  # 0
+        STATE_PENDING: WebhookDelivery._State.ValueType  # 1
+        """To be sent (again) at `next_attempt_time`."""
+        STATE_DELIVERED: WebhookDelivery._State.ValueType  # 2
+        """The receiver answered 2xx."""
+        STATE_FAILED: WebhookDelivery._State.ValueType  # 3
+        """Given up: the retry window is over, or the address is refused or the source gone."""
+
+    class State(_State, metaclass=_StateEnumTypeWrapper): ...
+    STATE_UNSPECIFIED: WebhookDelivery.State.ValueType  # 0
+    STATE_PENDING: WebhookDelivery.State.ValueType  # 1
+    """To be sent (again) at `next_attempt_time`."""
+    STATE_DELIVERED: WebhookDelivery.State.ValueType  # 2
+    """The receiver answered 2xx."""
+    STATE_FAILED: WebhookDelivery.State.ValueType  # 3
+    """Given up: the retry window is over, or the address is refused or the source gone."""
+
+    ID_FIELD_NUMBER: _builtins.int
+    EXECUTION_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ATTEMPT_COUNT_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
+    DELIVER_TIME_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The Standard Webhooks `webhook-id` header, the same on every attempt."""
+    execution: _builtins.str
+    """`executions/{id}`."""
+    source: _builtins.str
+    """`sources/{id}`: the `webhook` source it is sent to."""
+    event_type: _builtins.str
+    """execution.completed, execution.failed or execution.cancelled."""
+    state: Global___WebhookDelivery.State.ValueType
+    attempt_count: _builtins.int
+    last_error: _builtins.str
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def next_attempt_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def deliver_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def payload(self) -> _struct_pb2.Struct:
+        """The body sent (the same on every attempt)."""
+
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___WebhookAttempt]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        execution: _builtins.str = ...,
+        source: _builtins.str = ...,
+        event_type: _builtins.str = ...,
+        state: Global___WebhookDelivery.State.ValueType = ...,
+        attempt_count: _builtins.int = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        next_attempt_time: _timestamp_pb2.Timestamp | None = ...,
+        deliver_time: _timestamp_pb2.Timestamp | None = ...,
+        last_error: _builtins.str = ...,
+        payload: _struct_pb2.Struct | None = ...,
+        attempts: _abc.Iterable[Global___WebhookAttempt] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "deliver_time", b"deliver_time", "next_attempt_time", b"next_attempt_time", "payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_count", b"attempt_count", "attempts", b"attempts", "create_time", b"create_time", "deliver_time", b"deliver_time", "event_type", b"event_type", "execution", b"execution", "id", b"id", "last_error", b"last_error", "next_attempt_time", b"next_attempt_time", "payload", b"payload", "source", b"source", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebhookDelivery: _TypeAlias = WebhookDelivery  # noqa: Y015
+
+@_typing.final
+class WebhookAttempt(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    STATUS_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    attempt: _builtins.int
+    """1, 2, …"""
+    duration_ms: _builtins.float
+    status_code: _builtins.int
+    """The receiver's HTTP status; 0 when none came (refused, unreachable, timed out)."""
+    error: _builtins.str
+    """Empty when delivered."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        attempt: _builtins.int = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        duration_ms: _builtins.float = ...,
+        status_code: _builtins.int = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "duration_ms", b"duration_ms", "error", b"error", "start_time", b"start_time", "status_code", b"status_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebhookAttempt: _TypeAlias = WebhookAttempt  # noqa: Y015

@@ -65,6 +65,11 @@ class ExecutionServiceStub:
                 request_serializer=agentflow_dot_v1_dot_execution__pb2.CancelExecutionRequest.SerializeToString,
                 response_deserializer=agentflow_dot_v1_dot_execution__pb2.Execution.FromString,
                 _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/agentflow.v1.ExecutionService/ListWebhookDeliveries',
+                request_serializer=agentflow_dot_v1_dot_execution__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=agentflow_dot_v1_dot_execution__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -115,6 +120,14 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWebhookDeliveries(self, request, context):
+        """The completion webhook deliveries of an execution, oldest first, each with its attempts
+        (docs/webhooks.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +160,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.CancelExecution,
                     request_deserializer=agentflow_dot_v1_dot_execution__pb2.CancelExecutionRequest.FromString,
                     response_serializer=agentflow_dot_v1_dot_execution__pb2.Execution.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=agentflow_dot_v1_dot_execution__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=agentflow_dot_v1_dot_execution__pb2.ListWebhookDeliveriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -312,6 +330,33 @@ class ExecutionService:
             '/agentflow.v1.ExecutionService/CancelExecution',
             agentflow_dot_v1_dot_execution__pb2.CancelExecutionRequest.SerializeToString,
             agentflow_dot_v1_dot_execution__pb2.Execution.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentflow.v1.ExecutionService/ListWebhookDeliveries',
+            agentflow_dot_v1_dot_execution__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            agentflow_dot_v1_dot_execution__pb2.ListWebhookDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,10 @@ class ExecutionServiceStub:
     ListExecutions: _grpc.UnaryUnaryMultiCallable[_execution_pb2.ListExecutionsRequest, _execution_pb2.ListExecutionsResponse]
     """Newest first."""
     CancelExecution: _grpc.UnaryUnaryMultiCallable[_execution_pb2.CancelExecutionRequest, _execution_pb2.Execution]
+    ListWebhookDeliveries: _grpc.UnaryUnaryMultiCallable[_execution_pb2.ListWebhookDeliveriesRequest, _execution_pb2.ListWebhookDeliveriesResponse]
+    """The completion webhook deliveries of an execution, oldest first, each with its attempts
+    (docs/webhooks.md).
+    """
 
 @_typing.type_check_only
 class ExecutionServiceAsyncStub(ExecutionServiceStub):
@@ -71,6 +75,10 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     ListExecutions: _aio.UnaryUnaryMultiCallable[_execution_pb2.ListExecutionsRequest, _execution_pb2.ListExecutionsResponse]  # type: ignore[assignment]
     """Newest first."""
     CancelExecution: _aio.UnaryUnaryMultiCallable[_execution_pb2.CancelExecutionRequest, _execution_pb2.Execution]  # type: ignore[assignment]
+    ListWebhookDeliveries: _aio.UnaryUnaryMultiCallable[_execution_pb2.ListWebhookDeliveriesRequest, _execution_pb2.ListWebhookDeliveriesResponse]  # type: ignore[assignment]
+    """The completion webhook deliveries of an execution, oldest first, each with its attempts
+    (docs/webhooks.md).
+    """
 
 class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Executions: runs of a stored workflow version or an inline spec, and their events."""
@@ -126,5 +134,15 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _execution_pb2.CancelExecutionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_execution_pb2.Execution, _abc.Awaitable[_execution_pb2.Execution]]: ...
+
+    @_abc_1.abstractmethod
+    def ListWebhookDeliveries(
+        self,
+        request: _execution_pb2.ListWebhookDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_pb2.ListWebhookDeliveriesResponse, _abc.Awaitable[_execution_pb2.ListWebhookDeliveriesResponse]]:
+        """The completion webhook deliveries of an execution, oldest first, each with its attempts
+        (docs/webhooks.md).
+        """
 
 def add_ExecutionServiceServicer_to_server(servicer: ExecutionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -341,11 +341,18 @@ class ValidateWorkflowResponse(_message.Message):
     VIOLATIONS_FIELD_NUMBER: _builtins.int
     NODE_COUNT_FIELD_NUMBER: _builtins.int
     EDGE_COUNT_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     valid: _builtins.bool
     node_count: _builtins.int
     edge_count: _builtins.int
     @_builtins.property
     def violations(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Violation]: ...
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Violation]:
+        """What is legal but probably unintended (e.g. `graph.parallel_join`); warnings never make a
+        spec invalid, and are reported for invalid specs too.
+        """
+
     def __init__(
         self,
         *,
@@ -353,10 +360,11 @@ class ValidateWorkflowResponse(_message.Message):
         violations: _abc.Iterable[_common_pb2.Violation] | None = ...,
         node_count: _builtins.int = ...,
         edge_count: _builtins.int = ...,
+        warnings: _abc.Iterable[_common_pb2.Violation] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["edge_count", b"edge_count", "node_count", b"node_count", "valid", b"valid", "violations", b"violations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["edge_count", b"edge_count", "node_count", b"node_count", "valid", b"valid", "violations", b"violations", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

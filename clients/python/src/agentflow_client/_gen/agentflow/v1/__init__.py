@@ -35,6 +35,8 @@ __all__ = (
     "ListExecutionsResponse",
     "ListSourcesRequest",
     "ListSourcesResponse",
+    "ListWebhookDeliveriesRequest",
+    "ListWebhookDeliveriesResponse",
     "ListWorkflowVersionsRequest",
     "ListWorkflowVersionsResponse",
     "ListWorkflowsRequest",
@@ -60,6 +62,9 @@ __all__ = (
     "ValidateWorkflowRequest",
     "ValidateWorkflowResponse",
     "Violation",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookDeliveryState",
     "Workflow",
     "WorkflowServiceStub",
     "WorkflowVersion",
@@ -183,6 +188,43 @@ class ProfileServerRequestFormat(betterproto2.Enum):
             "FORMAT_UNSPECIFIED": 0,
             "FORMAT_HTML": 1,
             "FORMAT_SPEEDSCOPE": 2,
+        }
+
+
+class WebhookDeliveryState(betterproto2.Enum):
+    UNSPECIFIED = 0
+
+    PENDING = 1
+    """
+    To be sent (again) at `next_attempt_time`.
+    """
+
+    DELIVERED = 2
+    """
+    The receiver answered 2xx.
+    """
+
+    FAILED = 3
+    """
+    Given up: the retry window is over, or the address is refused or the source gone.
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "STATE_UNSPECIFIED",
+            1: "STATE_PENDING",
+            2: "STATE_DELIVERED",
+            3: "STATE_FAILED",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "STATE_UNSPECIFIED": 0,
+            "STATE_PENDING": 1,
+            "STATE_DELIVERED": 2,
+            "STATE_FAILED": 3,
         }
 
 
@@ -409,6 +451,11 @@ class ExecuteWorkflowRequest(betterproto2.Message):
     What happens to the run when the caller ends the stream: cancelled (the default) or kept
     running (follow it again with StreamExecution). A server that dies never ends a run either
     way: another replica (or this one, restarted) resumes it.
+    """
+
+    webhook_source: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    The name of a `webhook` source to tell when the run ends, instead of the spec's `webhook`.
     """
 
 
@@ -783,6 +830,31 @@ default_message_pool.register_message("agentflow.v1", "ListSourcesResponse", Lis
 
 
 @dataclass(eq=False, repr=False)
+class ListWebhookDeliveriesRequest(betterproto2.Message):
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The execution, `executions/{id}`.
+    """
+
+
+default_message_pool.register_message(
+    "agentflow.v1", "ListWebhookDeliveriesRequest", ListWebhookDeliveriesRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class ListWebhookDeliveriesResponse(betterproto2.Message):
+    deliveries: "list[WebhookDelivery]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+
+default_message_pool.register_message(
+    "agentflow.v1", "ListWebhookDeliveriesResponse", ListWebhookDeliveriesResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class ListWorkflowsRequest(betterproto2.Message):
     page_size: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
     """
@@ -1061,6 +1133,11 @@ class StartExecutionRequest(betterproto2.Message):
     Idempotency key: a retried start with the same id returns the first execution.
     """
 
+    webhook_source: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    The name of a `webhook` source to tell when the run ends, instead of the spec's `webhook`.
+    """
+
 
 default_message_pool.register_message(
     "agentflow.v1", "StartExecutionRequest", StartExecutionRequest
@@ -1280,6 +1357,12 @@ class ValidateWorkflowResponse(betterproto2.Message):
 
     edge_count: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
 
+    warnings: "list[Violation]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    What is legal but probably unintended (e.g. `graph.parallel_join`); warnings never make a
+    spec invalid, and are reported for invalid specs too.
+    """
+
 
 default_message_pool.register_message(
     "agentflow.v1", "ValidateWorkflowResponse", ValidateWorkflowResponse
@@ -1301,6 +1384,94 @@ class Violation(betterproto2.Message):
 
 
 default_message_pool.register_message("agentflow.v1", "Violation", Violation)
+
+
+@dataclass(eq=False, repr=False)
+class WebhookAttempt(betterproto2.Message):
+    attempt: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    1, 2, …
+    """
+
+    start_time: "datetime.datetime | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+    duration_ms: "float" = betterproto2.field(3, betterproto2.TYPE_DOUBLE)
+
+    status_code: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    """
+    The receiver's HTTP status; 0 when none came (refused, unreachable, timed out).
+    """
+
+    error: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    Empty when delivered.
+    """
+
+
+default_message_pool.register_message("agentflow.v1", "WebhookAttempt", WebhookAttempt)
+
+
+@dataclass(eq=False, repr=False)
+class WebhookDelivery(betterproto2.Message):
+    """
+    One message about a run's end to its webhook, sent until a 2xx answer or given up.
+    """
+
+    id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The Standard Webhooks `webhook-id` header, the same on every attempt.
+    """
+
+    execution: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    `executions/{id}`.
+    """
+
+    source: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    `sources/{id}`: the `webhook` source it is sent to.
+    """
+
+    event_type: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    execution.completed, execution.failed or execution.cancelled.
+    """
+
+    state: "WebhookDeliveryState" = betterproto2.field(
+        5, betterproto2.TYPE_ENUM, default_factory=lambda: WebhookDeliveryState(0)
+    )
+
+    attempt_count: "int" = betterproto2.field(6, betterproto2.TYPE_INT32)
+
+    create_time: "datetime.datetime | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+    next_attempt_time: "datetime.datetime | None" = betterproto2.field(
+        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+    deliver_time: "datetime.datetime | None" = betterproto2.field(
+        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+    last_error: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
+
+    payload: "__google__protobuf__.Struct | None" = betterproto2.field(
+        11, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    The body sent (the same on every attempt).
+    """
+
+    attempts: "list[WebhookAttempt]" = betterproto2.field(
+        12, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+
+default_message_pool.register_message("agentflow.v1", "WebhookDelivery", WebhookDelivery)
 
 
 @dataclass(eq=False, repr=False)
@@ -1504,6 +1675,28 @@ class ExecutionServiceStub(betterproto2_grpclib.ServiceStub):
             "/agentflow.v1.ExecutionService/CancelExecution",
             message,
             Execution,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def list_webhook_deliveries(
+        self,
+        message: "ListWebhookDeliveriesRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ListWebhookDeliveriesResponse":
+        """
+        The completion webhook deliveries of an execution, oldest first, each with its attempts
+        (docs/webhooks.md).
+        """
+
+        return await self._unary_unary(
+            "/agentflow.v1.ExecutionService/ListWebhookDeliveries",
+            message,
+            ListWebhookDeliveriesResponse,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,

@@ -78,6 +78,7 @@ bench: install ## Run the benchmarks
 	$(BIN)/python bench/rest.py
 	$(BIN)/python bench/observability.py
 	$(BIN)/python bench/peer.py
+	$(BIN)/python bench/crash.py
 
 lock: ## Re-pin constraints.txt to the newest versions pyproject.toml allows
 	rm -rf /tmp/agentflow-lock && $(PYTHON) -m venv /tmp/agentflow-lock

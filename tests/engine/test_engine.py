@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from support.plugins import ControlledNodes, plugin_node, workflow
+from support.plugins import ControlledNodes, drafting_loop, plugin_node, plugin_spec, workflow
 from support.retries import FAST_RETRY
 from support.runs import assert_well_formed, collect, for_node, of_type, terminal
 from support.sources import llm_source
@@ -18,29 +18,13 @@ from support.sources import llm_source
 from agentflow_grpc.engine.execution import ExecutionEngine
 from agentflow_grpc.model.errors import InvalidInputsError
 from agentflow_grpc.model.events import EventType, ExecutionEvent
-from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.sources.registry import SourceSet
-from agentflow_grpc.spec import WorkflowSpec, validate_spec
+from agentflow_grpc.spec import WorkflowSpec
 from agentflow_grpc.testing import FakeProviderServer
 
 
-@pytest.fixture
-def nodes() -> ControlledNodes:
-    return ControlledNodes()
-
-
-@pytest.fixture
-def engine(nodes: ControlledNodes) -> ExecutionEngine:
-    return ExecutionEngine(
-        metrics=Metrics(), registry=nodes.registry, node_timeout=10, execution_timeout=30
-    )
-
-
 def spec_of(document: dict[str, Any], nodes: ControlledNodes) -> WorkflowSpec:
-    result = validate_spec(document, plugins=nodes.registry.catalog)
-    assert result.ok, result.violations
-    assert result.spec is not None
-    return result.spec
+    return plugin_spec(document, nodes)
 
 
 async def run(
@@ -257,29 +241,7 @@ async def test_a_router_takes_the_first_true_route_or_the_default(
 async def test_a_loop_runs_until_the_router_leaves_it(
     engine: ExecutionEngine, nodes: ControlledNodes
 ) -> None:
-    document = workflow(
-        [
-            plugin_node("draft", "test.echo", value="{{ inputs.topic }}"),
-            {
-                "id": "review",
-                "type": "router",
-                "config": {
-                    "routes": [{"name": "again", "when": "nodes.draft.output.visit < 3"}],
-                    "default": "done",
-                    "max_iterations": 10,
-                },
-            },
-            plugin_node("publish", "test.echo", value="{{ nodes.draft.output.visit }}"),
-        ],
-        [
-            ("start", "draft"),
-            ("draft", "review"),
-            ("review", "draft", "again"),
-            ("review", "publish", "done"),
-        ],
-        {"drafts": "nodes.publish.output.value"},
-        inputs={"topic": {"type": "string"}},
-    )
+    document = drafting_loop()
     events = await run(engine, spec_of(document, nodes), {"topic": "loops"})
     assert terminal(events).data["outputs"] == {"drafts": 3}
     assert types_for(events, "draft").count("node_completed") == 3

@@ -23,11 +23,6 @@ from agentflow_grpc.spec import validate_spec
 AGGREGATE = {"type": "aggregator", "config": {"strategy": "object"}}
 
 
-@pytest.fixture
-def nodes() -> ControlledNodes:
-    return ControlledNodes()
-
-
 async def run(
     nodes: ControlledNodes, document: dict[str, Any], inputs: dict[str, Any] | None = None
 ) -> list[ExecutionEvent]:

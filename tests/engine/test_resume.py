@@ -11,38 +11,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-from support.plugins import ControlledNodes, plugin_node, workflow
+from support.plugins import ControlledNodes, drafting_loop, plugin_node, plugin_spec, workflow
 from support.retries import FAST_RETRY
 from support.runs import collect, for_node, terminal
 
 from agentflow_grpc.engine.execution import ExecutionEngine
 from agentflow_grpc.engine.resumption import Resumption
 from agentflow_grpc.model.events import EventType, ExecutionEvent
-from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.sources.registry import SourceSet
-from agentflow_grpc.spec import WorkflowSpec, validate_spec
+from agentflow_grpc.spec import WorkflowSpec
 
 RUN_ID = "7d3f0a7e-5f7e-4c39-9f57-2b1a3c4d5e6f"
-
-
-@pytest.fixture
-def nodes() -> ControlledNodes:
-    return ControlledNodes()
-
-
-@pytest.fixture
-def engine(nodes: ControlledNodes) -> ExecutionEngine:
-    return ExecutionEngine(
-        metrics=Metrics(), registry=nodes.registry, node_timeout=10, execution_timeout=30
-    )
-
-
-def spec_of(document: dict[str, Any], nodes: ControlledNodes) -> WorkflowSpec:
-    result = validate_spec(document, plugins=nodes.registry.catalog)
-    assert result.ok, result.violations
-    assert result.spec is not None
-    return result.spec
 
 
 async def whole_run(
@@ -88,7 +67,7 @@ def assert_continues(stored: list[ExecutionEvent], resumed: list[ExecutionEvent]
 
 def chain(nodes: ControlledNodes, **extra: Any) -> WorkflowSpec:
     """start → a → b → c, each echoing what it got."""
-    return spec_of(
+    return plugin_spec(
         workflow(
             [
                 plugin_node("a", "test.echo", value="{{ inputs.topic }}"),
@@ -194,7 +173,7 @@ async def test_an_at_most_once_node_whose_attempt_timed_out_is_not_retried(
         [("start", "post")],
         {"result": "nodes.post.output"},
     )
-    events = await whole_run(engine, spec_of(document, nodes))
+    events = await whole_run(engine, plugin_spec(document, nodes))
     assert nodes.calls == [("post", 1)]
     end = terminal(events)
     assert end.data["error"]["code"] == "node.outcome_unknown"
@@ -204,30 +183,8 @@ async def test_an_at_most_once_node_whose_attempt_timed_out_is_not_retried(
 async def test_a_loop_resumes_at_the_iteration_it_had_reached(
     engine: ExecutionEngine, nodes: ControlledNodes
 ) -> None:
-    document = workflow(
-        [
-            plugin_node("draft", "test.echo", value="{{ inputs.topic }}"),
-            {
-                "id": "review",
-                "type": "router",
-                "config": {
-                    "routes": [{"name": "again", "when": "nodes.draft.output.visit < 3"}],
-                    "default": "done",
-                    "max_iterations": 10,
-                },
-            },
-            plugin_node("publish", "test.echo", value="{{ nodes.draft.output.visit }}"),
-        ],
-        [
-            ("start", "draft"),
-            ("draft", "review"),
-            ("review", "draft", "again"),
-            ("review", "publish", "done"),
-        ],
-        {"drafts": "nodes.publish.output.value"},
-        inputs={"topic": {"type": "string"}},
-    )
-    spec = spec_of(document, nodes)
+    document = drafting_loop()
+    spec = plugin_spec(document, nodes)
     whole = await whole_run(engine, spec, {"topic": "loops"})
     stored = whole[: through(whole, "draft", EventType.NODE_COMPLETED, nth=2)]
     nodes.calls.clear()
@@ -259,7 +216,7 @@ async def test_parallel_branches_restore_the_finished_one_and_rerun_the_one_in_f
         [("start", "left"), ("start", "right"), ("left", "join"), ("right", "join")],
         {"merged": "nodes.join.output"},
     )
-    spec = spec_of(document, nodes)
+    spec = plugin_spec(document, nodes)
     whole = await whole_run(engine, spec)
     # What was stored: everything up to the left branch's completion; of the right branch at
     # most its start (it was in flight), renumbered as the log would hold it.

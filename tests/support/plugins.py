@@ -15,7 +15,7 @@ from typing import Any
 from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.nodes.base import NodeContext
 from agentflow_grpc.nodes.registry import NodeRegistry
-from agentflow_grpc.spec import PluginNode
+from agentflow_grpc.spec import PluginNode, WorkflowSpec, validate_spec
 
 
 @dataclass
@@ -126,3 +126,39 @@ def workflow(
             for edge in edges
         ],
     }
+
+
+def plugin_spec(document: dict[str, Any], nodes: ControlledNodes) -> WorkflowSpec:
+    """The spec of a document that must validate, with `nodes`' plugins."""
+    result = validate_spec(document, plugins=nodes.registry.catalog)
+    assert result.ok, result.violations
+    assert result.spec is not None
+    return result.spec
+
+
+def drafting_loop() -> dict[str, Any]:
+    """start → draft → review (a router: `again` back to draft while the draft's visit is below
+    3, else `done`) → publish, whose output is the last draft's visit: 3."""
+    return workflow(
+        [
+            plugin_node("draft", "test.echo", value="{{ inputs.topic }}"),
+            {
+                "id": "review",
+                "type": "router",
+                "config": {
+                    "routes": [{"name": "again", "when": "nodes.draft.output.visit < 3"}],
+                    "default": "done",
+                    "max_iterations": 10,
+                },
+            },
+            plugin_node("publish", "test.echo", value="{{ nodes.draft.output.visit }}"),
+        ],
+        [
+            ("start", "draft"),
+            ("draft", "review"),
+            ("review", "draft", "again"),
+            ("review", "publish", "done"),
+        ],
+        {"drafts": "nodes.publish.output.value"},
+        inputs={"topic": {"type": "string"}},
+    )

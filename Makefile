@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# The browser test drives Debian's Chromium, the metrics test scrapes with Debian's Prometheus;
-# `make test` installs them when they are missing.
+# The browser test drives Debian's Chromium, the metrics test scrapes with Debian's Prometheus,
+# the mysql source's tests run against Debian's MariaDB; `make test` installs them when missing.
 CHROMIUM := /usr/bin/chromium
 PROMETHEUS := /usr/bin/prometheus
+MARIADB := /usr/sbin/mariadbd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run demo test test-fast lint typecheck unit browser prometheus schema proto bench clean
+.PHONY: install run demo test test-fast lint typecheck unit browser prometheus mariadb schema proto bench clean
 
 $(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "AgentFlow needs Python 3.11 or newer, found " + sys.version.split()[0]'
@@ -30,7 +31,7 @@ demo: install ## Validate the examples and run one live in the terminal (no serv
 	@echo
 	$(BIN)/python examples/run_demo.py
 
-test: install lint typecheck browser prometheus unit ## Install, lint, type-check and run every test
+test: install lint typecheck browser prometheus mariadb unit ## Install, lint, type-check and run every test
 
 # Markers: pyproject.toml registers them, tests/conftest.py applies all but `slow`.
 FAST := not integration and not slow and not browser and not replicas
@@ -49,7 +50,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install
+unit: install mariadb
 	$(BIN)/pytest
 
 browser: $(CHROMIUM) ## Debian's Chromium, for the browser test
@@ -63,6 +64,16 @@ prometheus: $(PROMETHEUS) ## Debian's Prometheus server, for the metrics test (t
 $(PROMETHEUS):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+
+mariadb: $(MARIADB) ## Debian's MariaDB server, for the mysql source's tests and `agentflow dev --mysql`
+
+# The tests and `agentflow dev --mysql` run mariadbd themselves, in directories of their own: the
+# package's own service is stopped and disabled if its installation started it.
+$(MARIADB):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mariadb-server
+	-$(SUDO) systemctl disable --now mariadb >/dev/null 2>&1
+	-$(SUDO) service mariadb stop >/dev/null 2>&1
 
 proto: install ## Regenerate agentflow_grpc/_gen (and the client) from protos/
 	$(BIN)/python scripts/generate_protos.py

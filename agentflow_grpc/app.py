@@ -155,7 +155,9 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                 redis_client[0], LimitPolicy.from_settings(settings), keys=keys, metrics=metrics
             )
             source_registry = SourceRegistry.default(
-                metrics=metrics, provider_limiter=limiter.providers
+                metrics=metrics,
+                provider_limiter=limiter.providers,
+                azure_server_identity=settings.azure_server_identity,
             )
             limits = settings.spec_limits()
             engine = ExecutionEngine(

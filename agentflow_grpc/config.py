@@ -173,6 +173,12 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(
         8, ge=0, le=1000, description="Webhook deliveries one server sends at once (0: none)."
     )
+    azure_server_identity: bool = Field(
+        False,
+        description="Whether azure_openai sources with Entra ID and no client secret may sign "
+        "in as the identity this server runs as (managed or workload identity, AZURE_* "
+        "variables). Off: on a server shared by tenants it would lend each the server's access.",
+    )
 
     rest_host: str = Field("127.0.0.1", description="Address the REST gateway (Envoy) listens on.")
     rest_port: int = Field(8080, ge=0, le=65535, description="REST port; 0 picks a free one.")

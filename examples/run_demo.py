@@ -22,16 +22,24 @@ def main() -> int:
     with FakeProviderServer() as provider, tempfile.TemporaryDirectory() as scratch:
         provider.add_rule(chunk_delay=0.02)  # stream visibly, like a real model
         sources = Path(scratch) / "sources.json"
-        config = {"base_url": f"{provider.url}/v1", "model": "fake-model"}
+        # The fake speaks OpenAI's API under /v1 and Anthropic's Messages API at its root.
         sources.write_text(
             json.dumps(
                 [
-                    {"name": name, "type": kind, "config": config, "secrets": {"api_key": "demo"}}
-                    for name, kind in (("openai-main", "openai"), ("anthropic-main", "anthropic"))
+                    {
+                        "name": name,
+                        "type": kind,
+                        "config": {"base_url": base_url, "model": "fake-model"},
+                        "secrets": {"api_key": "demo"},
+                    }
+                    for name, kind, base_url in (
+                        ("openai-main", "openai", f"{provider.url}/v1"),
+                        ("anthropic-main", "anthropic", provider.url),
+                    )
                 ]
             )
         )
-        print(f"fake OpenAI-compatible provider on {provider.url}\n", flush=True)
+        print(f"fake provider (OpenAI and Anthropic APIs) on {provider.url}\n", flush=True)
         command = [
             sys.executable,
             "-m",

@@ -8,6 +8,8 @@
   tables.
 - `migrated_dsn`, `database`, `owner`, `keyring`, `tenant_a`, `tenant_b`: AgentFlow's own schema in
   that server, fresh tables for every test (tests/support/storage_fixtures.py).
+- `mariadb`: a real MariaDB (Debian's mariadb-server) per session, with the warehouse's tables
+  (tests/support/mariadb_fixtures.py); `make mariadb` installs it.
 - `crm_api`: a local HTTP API (tests/support/crm_api.py) on a free port, per test.
 
 Markers (pyproject.toml): `integration` (a real server or a process), `browser` (tests/web) and
@@ -26,8 +28,10 @@ import pytest
 import redis.asyncio as redis
 from support import markers
 from support.crm_api import CrmApi, serve
+from support.mariadb import mysql_source
 from support.sources import crm_source, llm_source
 
+from agentflow_grpc.devstack.mariadb import MariaDBEndpoint
 from agentflow_grpc.devstack.valkey import EmbeddedValkey
 from agentflow_grpc.engine.execution import ExecutionEngine
 from agentflow_grpc.model.sources import SourceDefinition
@@ -40,6 +44,7 @@ pytest_plugins = [
     "support.api_fixtures",
     "support.gateway_fixtures",
     "support.prometheus_fixtures",
+    "support.mariadb_fixtures",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -161,12 +166,17 @@ def engine() -> ExecutionEngine:
 
 @pytest.fixture
 def example_sources(
-    provider: FakeProviderServer, warehouse_dsn: str, crm_api: tuple[str, CrmApi]
+    provider: FakeProviderServer,
+    warehouse_dsn: str,
+    mariadb: MariaDBEndpoint,
+    crm_api: tuple[str, CrmApi],
 ) -> list[SourceDefinition]:
     crm_url, _ = crm_api
     return [
         llm_source("openai-main", "openai", provider.url),
         llm_source("anthropic-main", "anthropic", provider.url),
+        llm_source("gemini-main", "gemini", provider.url),
         SourceDefinition(name="warehouse-db", type="postgres", config={"dsn": warehouse_dsn}),
+        mysql_source(mariadb, name="warehouse-mysql"),
         crm_source(crm_url, name="crm-api"),
     ]

@@ -138,6 +138,8 @@ def usage_to_proto(usage: TokenUsage) -> common_pb2.TokenUsage:
         completion_tokens=usage.completion_tokens,
         total_tokens=usage.total_tokens,
         cached_tokens=usage.cached_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
     )
 
 

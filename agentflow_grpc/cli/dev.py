@@ -8,7 +8,11 @@ front of it for REST, server-sent events and the browser page, and serves Promet
 With `--processes N` (`AGENTFLOW_PROCESSES`, default one per usable core) above 1, Envoy's
 upstream is the gRPC port that N server processes share (cli/supervisor.py), each with its own
 metrics; the embedded servers, migrations and the dev key are made once, here, before them.
-SIGINT or SIGTERM drains the server, then stops Envoy, Valkey and PostgreSQL, in that order.
+With `--mysql` it also runs a MariaDB for `mysql` sources (devstack/mariadb.py: Debian's
+mariadb-server, data in `AGENTFLOW_HOME/mariadb`, the same port and password from start to start
+while the port is free) and prints its DSN and password.
+SIGINT or SIGTERM drains the server, then stops Envoy, Valkey and PostgreSQL, in that order
+(and MariaDB last).
 One `dev` runs per `AGENTFLOW_HOME` (a lock file); after one was killed (SIGKILL, a crash), the
 next start stops what it left running and carries on with the same data.
 
@@ -34,6 +38,7 @@ from agentflow_grpc.cli.common import fail
 from agentflow_grpc.cli.serve import processes_option, serve_metrics, stop_on_signals
 from agentflow_grpc.cli.supervisor import ServerProcesses, SupervisorError, reserve_port
 from agentflow_grpc.config import Settings
+from agentflow_grpc.devstack.mariadb import MariaDBEndpoint, MariaDBServer
 from agentflow_grpc.gateway.envoy import EnvoyGateway, GatewayConfig, Upstream, render
 from agentflow_grpc.model.errors import (
     AgentFlowError,
@@ -74,11 +79,18 @@ def gateway_config(settings: Settings, upstreams: list[Upstream]) -> GatewayConf
 
 @click.command()
 @processes_option
+@click.option(
+    "--mysql",
+    is_flag=True,
+    help="Also run a MariaDB (Debian's mariadb-server; `make mariadb` installs it) for `mysql` "
+    "sources, data in AGENTFLOW_HOME/mariadb; the banner shows its DSN and password.",
+)
 @click.pass_obj
-def dev(settings: Settings, processes: int | None) -> None:
+def dev(settings: Settings, processes: int | None, mysql: bool) -> None:
     """Run everything: PostgreSQL, Valkey, the gRPC API and Envoy (REST, SSE, the page)."""
     try:
-        asyncio.run(_dev(settings, settings.processes if processes is None else processes))
+        count = settings.processes if processes is None else processes
+        asyncio.run(_dev(settings, count, mysql=mysql))
     except AgentFlowError as exc:
         raise fail(exc.message) from None
     except (OSError, SupervisorError) as exc:
@@ -105,7 +117,7 @@ def gateway_config_command(settings: Settings, upstreams: tuple[str, ...]) -> No
         raise fail(exc.message) from None
 
 
-async def _dev(settings: Settings, processes: int) -> None:
+async def _dev(settings: Settings, processes: int, *, mysql: bool = False) -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     lock = fasteners.InterProcessLock(str(settings.home / DEV_LOCK))
     if not lock.acquire(blocking=False):
@@ -113,16 +125,32 @@ async def _dev(settings: Settings, processes: int) -> None:
             f"another `agentflow dev` is running with AGENTFLOW_HOME={settings.home}; stop it, "
             "or give this one another AGENTFLOW_HOME"
         )
+    mariadb = MariaDBServer(settings.home / "mariadb") if mysql else None
     try:
+        extra: list[str] = []
+        if mariadb is not None:
+            click.echo("Starting MariaDB …", err=True)
+            extra = _mariadb_lines(await asyncio.to_thread(mariadb.start), mariadb)
         if processes > 1:
-            await _run_processes(settings, processes)
+            await _run_processes(settings, processes, extra)
         else:
-            await _run_stack(settings)
+            await _run_stack(settings, extra)
     finally:
+        if mariadb is not None:
+            await asyncio.to_thread(mariadb.stop)
         lock.release()
 
 
-async def _run_stack(settings: Settings) -> None:
+def _mariadb_lines(endpoint: MariaDBEndpoint, server: MariaDBServer) -> list[str]:
+    """The banner's lines for `--mysql`: the DSN of a `mysql` source, and its password."""
+    return [
+        f"  MySQL      {endpoint.dsn}  password {endpoint.password}",
+        f"             (MariaDB {endpoint.version.split('-')[0]}, data in {server.directory},"
+        f" log {server.log_path})",
+    ]
+
+
+async def _run_stack(settings: Settings, extra: list[str]) -> None:
     from agentflow_grpc.api.server import ApiServer
     from agentflow_grpc.app import open_app
 
@@ -148,7 +176,7 @@ async def _run_stack(settings: Settings) -> None:
             metrics_urls = [] if metrics is None else [metrics.url]
             _write_stack_file(settings.home / STACK_FILE, server.address, gateway, metrics_urls)
             labels = backend_labels(app.embedded, app.redis_embedded)
-            _print_banner(settings, server.address, gateway, labels, key, metrics_urls)
+            _print_banner(settings, server.address, gateway, labels, key, metrics_urls, extra)
             await stop.wait()
             click.echo("Stopping AgentFlow …", err=True)
         finally:
@@ -158,7 +186,7 @@ async def _run_stack(settings: Settings) -> None:
     click.echo("AgentFlow stopped.", err=True)
 
 
-async def _run_processes(settings: Settings, count: int) -> None:
+async def _run_processes(settings: Settings, count: int, extra: list[str]) -> None:
     """The stack with `count` server processes behind Envoy (see the module doc)."""
     from agentflow_grpc.app import open_app
 
@@ -181,7 +209,9 @@ async def _run_processes(settings: Settings, count: int) -> None:
                     address, metrics_urls = servers.address, servers.metrics_urls
                     _write_stack_file(settings.home / STACK_FILE, address, gateway, metrics_urls)
                     labels = backends.labels
-                    _print_banner(settings, address, gateway, labels, key, metrics_urls, count)
+                    _print_banner(
+                        settings, address, gateway, labels, key, metrics_urls, extra, count
+                    )
                     await servers.run_until(stop)
                     click.echo("Stopping AgentFlow …", err=True)
                 finally:
@@ -237,6 +267,7 @@ def _print_banner(
     labels: tuple[str, str],
     key: DevKey,
     metrics_urls: list[str],
+    extra: list[str],
     processes: int = 1,
 ) -> None:
     database, redis = labels
@@ -253,6 +284,7 @@ def _print_banner(
         f"{settings.home / DEV_KEY_FILE})",
         f"  Envoy      admin {gateway.admin_url}, log {gateway.log_path}",
         f"  Metrics    {metrics}",
+        *extra,
         "",
         f"  curl -H 'x-api-key: {key.key}' {gateway.base_url}/v1/workflows",
         "",

@@ -68,7 +68,12 @@ def run(
         document = load_document(spec_file)
         definitions = load_source_definitions(sources_file) if sources_file else []
         registry = NodeRegistry.from_entry_points()
-        sources = SourceSet(definitions, SourceRegistry.default(metrics=metrics))
+        sources = SourceSet(
+            definitions,
+            SourceRegistry.default(
+                metrics=metrics, azure_server_identity=settings.azure_server_identity
+            ),
+        )
         sources.check()
     except AgentFlowError as exc:
         raise fail(exc.message) from None

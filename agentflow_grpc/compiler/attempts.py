@@ -1,8 +1,10 @@
 """Run one node: attempts with a timeout each, retries with backoff (tenacity), and the events.
 
 Each attempt emits `node_started`; a failed attempt emits `node_failed` saying whether (and after
-how long) it will be retried; success emits `node_completed` with the output, the duration and
-the token usage. Only retryable failures are retried (see `model.failures`).
+how long) it will be retried: after the policy's backoff, or after the wait the provider asked
+for (`Retry-After`) when that is longer, up to the node's timeout. Success emits
+`node_completed` with the output, the duration and the token usage. Only retryable failures
+are retried (see `model.failures`).
 
 Each attempt is a span, `node {id}` (INTERNAL), inside the execution's: its type and attempt
 number, and its outcome (the failure's code as `error.type`, the cache status, the tokens).
@@ -23,6 +25,7 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+from tenacity.wait import wait_base
 
 from agentflow_grpc.model.events import (
     NodeEvent,
@@ -169,11 +172,14 @@ async def run_attempts(
             return _give_up(node_id, failure, durations, calls, emit)
     retrying = AsyncRetrying(
         stop=stop_after_attempt(policy.max_attempts),
-        wait=wait_exponential_jitter(
-            multiplier=backoff.initial,
-            exp_base=backoff.multiplier,
-            max=backoff.max,
-            jitter=backoff.initial / 2 if backoff.jitter else 0,
+        wait=_AtLeastRetryAfter(
+            wait_exponential_jitter(
+                initial=backoff.initial,
+                exp_base=backoff.multiplier,
+                max=backoff.max,
+                jitter=backoff.initial / 2 if backoff.jitter else 0,
+            ),
+            timeout,
         ),
         retry=retry_if_exception(_is_retryable),
         before_sleep=report_retry,
@@ -183,6 +189,22 @@ async def run_attempts(
         return await retrying(one_attempt)
     except NodeFailure as failure:
         return _give_up(node_id, failure, durations, calls, emit)
+
+
+class _AtLeastRetryAfter(wait_base):
+    """The node's backoff, or longer when the failure says how long to wait (a provider's
+    `Retry-After`: `NodeFailure.retry_after`), that wait bounded by the node's timeout."""
+
+    def __init__(self, backoff: wait_base, timeout: float) -> None:
+        self._backoff = backoff
+        self._timeout = timeout
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        delay = self._backoff(retry_state)
+        failure = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(failure, NodeFailure) and failure.retry_after is not None:
+            delay = max(delay, min(failure.retry_after, self._timeout))
+        return delay
 
 
 async def _traced(

@@ -30,6 +30,8 @@ class _Tally:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class ModelUsage:
@@ -59,12 +61,17 @@ class ModelUsage:
         tally.input_tokens += spent.prompt_tokens
         tally.output_tokens += spent.completion_tokens
         tally.cached_tokens += spent.cached_tokens
+        tally.cache_read_tokens += spent.cache_read_tokens
+        tally.cache_write_tokens += spent.cache_write_tokens
 
     def to_list(self) -> list[dict[str, Any]]:
         """`[{provider, model, calls, input_tokens, output_tokens, cached_tokens}]`, by
-        provider and model; empty when no attempt called a model or reported tokens."""
-        return [
-            {
+        provider and model, with `cache_read_tokens` / `cache_write_tokens` (of input_tokens,
+        the provider's prompt cache) where not 0; empty when no attempt called a model or
+        reported tokens."""
+        models = []
+        for (provider, model), tally in sorted(self._by_model.items()):
+            entry: dict[str, Any] = {
                 "provider": provider,
                 "model": model,
                 "calls": tally.calls,
@@ -72,5 +79,8 @@ class ModelUsage:
                 "output_tokens": tally.output_tokens,
                 "cached_tokens": tally.cached_tokens,
             }
-            for (provider, model), tally in sorted(self._by_model.items())
-        ]
+            for name in ("cache_read_tokens", "cache_write_tokens"):
+                if count := getattr(tally, name):
+                    entry[name] = count
+            models.append(entry)
+        return models

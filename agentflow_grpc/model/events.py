@@ -41,13 +41,21 @@ class TokenUsage:
 
     `prompt_tokens`, `completion_tokens` and `total_tokens` count what was spent; a reply answered
     from the response cache spends none, and its `total_tokens` when it was first made count as
-    `cached_tokens` (tokens saved). `to_dict` leaves `cached_tokens` out while it is 0.
+    `cached_tokens` (tokens saved).
+
+    The provider's own prompt cache is another matter: `prompt_tokens` counts every input token,
+    and `cache_read_tokens` / `cache_write_tokens` say how many of them the provider read from
+    its prompt cache or wrote to it (OpenTelemetry's `gen_ai.usage.cache_read.input_tokens` and
+    `gen_ai.usage.cache_creation.input_tokens`; they are priced differently). `to_dict` leaves
+    each of the three out while it is 0.
     """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
     cached_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
         return TokenUsage(
@@ -55,6 +63,8 @@ class TokenUsage:
             self.completion_tokens + other.completion_tokens,
             self.total_tokens + other.total_tokens,
             self.cached_tokens + other.cached_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
         )
 
     def to_dict(self) -> dict[str, int]:
@@ -63,8 +73,9 @@ class TokenUsage:
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
         }
-        if self.cached_tokens:
-            data["cached_tokens"] = self.cached_tokens
+        for name in ("cached_tokens", "cache_read_tokens", "cache_write_tokens"):
+            if count := getattr(self, name):
+                data[name] = count
         return data
 
     @classmethod
@@ -74,6 +85,8 @@ class TokenUsage:
             data.get("completion_tokens", 0),
             data.get("total_tokens", 0),
             data.get("cached_tokens", 0),
+            data.get("cache_read_tokens", 0),
+            data.get("cache_write_tokens", 0),
         )
 
 

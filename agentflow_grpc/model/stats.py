@@ -85,6 +85,8 @@ class ModelTokens:
     input_tokens: int
     output_tokens: int
     cached_tokens: int
+    cache_read_tokens: int = 0  # of input_tokens, read from the provider's prompt cache
+    cache_write_tokens: int = 0  # of input_tokens, written to it
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,7 @@ from agentflow_grpc.storage.database import Database
 log = get_logger("agentflow.event_log")
 
 _TRANSIENT = (UnavailableError, asyncpg.PostgresConnectionError, OSError)
-_PAUSE = wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.05)  # before a retry
+_PAUSE = wait_exponential_jitter(initial=0.05, max=1.0, jitter=0.05)  # before a retry
 
 
 class EventLogWriter:

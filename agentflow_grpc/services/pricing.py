@@ -8,7 +8,8 @@ node_completed, docs/runtime.md); `PROVIDER_IDS` maps them onto the package's pr
 provider it has no id for is left for the package to guess from the model's name (an `openai`
 source on another server is priced as OpenAI when its model is one of OpenAI's). A model with
 no price is `price_known=False` at cost 0, never an error. Tokens the response cache saved
-cost nothing, so only input and output tokens are priced, at today's prices.
+cost nothing, so only input and output tokens are priced, at today's prices; input tokens the
+provider read from (or wrote to) its prompt cache at its cache prices.
 """
 
 from __future__ import annotations
@@ -49,11 +50,26 @@ class Price:
 UNKNOWN = Price(0.0, False)
 
 
-def estimate(provider: str, model: str, input_tokens: int, output_tokens: int) -> Price:
-    """What `input_tokens` and `output_tokens` of `model` cost at the provider's list price."""
+def estimate(
+    provider: str,
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    *,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
+) -> Price:
+    """What `input_tokens` and `output_tokens` of `model` cost at the provider's list price;
+    `cache_read_tokens` and `cache_write_tokens` are the part of `input_tokens` the provider's
+    prompt cache served or stored (genai-prices counts them within input tokens too)."""
     if not model:
         return UNKNOWN
-    usage = Usage(input_tokens=max(0, input_tokens), output_tokens=max(0, output_tokens))
+    usage = Usage(
+        input_tokens=max(0, input_tokens),
+        output_tokens=max(0, output_tokens),
+        cache_read_tokens=max(0, cache_read_tokens) or None,
+        cache_write_tokens=max(0, cache_write_tokens) or None,
+    )
     try:
         calculation = calc_price(usage, model, provider_id=PROVIDER_IDS.get(provider))
     except LookupError:  # no such provider or model in the price list

@@ -96,7 +96,12 @@ class StatsService:
 
 def _priced(tokens: ModelTokens) -> PricedModel:
     price = pricing.estimate(
-        tokens.provider, tokens.model, tokens.input_tokens, tokens.output_tokens
+        tokens.provider,
+        tokens.model,
+        tokens.input_tokens,
+        tokens.output_tokens,
+        cache_read_tokens=tokens.cache_read_tokens,
+        cache_write_tokens=tokens.cache_write_tokens,
     )
     return PricedModel(tokens, price.cost_usd, price.known)
 

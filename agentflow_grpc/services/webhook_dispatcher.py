@@ -54,7 +54,7 @@ class RetryPolicy:
     def delay(self, attempts: int) -> float:
         """Seconds to wait after the `attempts`-th attempt failed."""
         wait = wait_exponential_jitter(
-            multiplier=self.retry_delay, max=self.max_delay, jitter=self.retry_delay / 2
+            initial=self.retry_delay, max=self.max_delay, jitter=self.retry_delay / 2
         )
         state = RetryCallState(AsyncRetrying(), None, (), {})
         state.attempt_number = attempts

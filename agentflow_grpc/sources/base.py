@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentflow_grpc.model.errors import SourceConfigError
 from agentflow_grpc.model.events import TokenUsage
+from agentflow_grpc.model.failures import content_blocked
 from agentflow_grpc.model.sources import SourceDefinition
 
 
@@ -165,11 +166,33 @@ class ChatRequest:
     stream: bool = True
 
 
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "other"]
+"""Why a model stopped, in one vocabulary for every provider (OpenAI's words): `stop` (it
+finished, or met a stop sequence), `length` (the token limit), `content_filter` (a safety or
+content filter, a refusal), `tool_calls`, `other` (any reason a provider gives that is none of
+these). Each adapter maps its provider's reasons (`FINISH_REASONS` of its module)."""
+
+
+def finish_reason(native: str | None, mapping: dict[str, FinishReason]) -> FinishReason | None:
+    """A provider's own finish reason in the shared vocabulary; None when it gave none."""
+    if native is None or native == "":
+        return None
+    return mapping.get(native, "other")
+
+
+def blocked_unless_text(result: ChatResult) -> ChatResult:
+    """`result`, unless a content filter stopped it before any text: then the failure
+    `provider.content_blocked` (there is nothing to pass on; retrying gives the same)."""
+    if result.finish_reason == "content_filter" and not result.text:
+        raise content_blocked(f"{result.model} answered nothing (finish reason content_filter)")
+    return result
+
+
 @dataclass(frozen=True, slots=True)
 class ChatResult:
     text: str
     model: str
-    finish_reason: str | None
+    finish_reason: FinishReason | None
     usage: TokenUsage | None
     provider: str = ""  # the OpenTelemetry gen_ai.provider.name of the source that answered
 

@@ -53,8 +53,13 @@ def read_usage(data: object) -> TokenUsage | None:
     prompt = _count(data.get("prompt_tokens"))
     completion = _count(data.get("completion_tokens"))
     total = data.get("total_tokens")
+    details = data.get("prompt_tokens_details")  # OpenAI's prompt cache: within prompt_tokens
+    cache_read = _count(details.get("cached_tokens")) if isinstance(details, dict) else 0
     return TokenUsage(
-        prompt, completion, _count(total) if total is not None else prompt + completion
+        prompt,
+        completion,
+        _count(total) if total is not None else prompt + completion,
+        cache_read_tokens=cache_read,
     )
 
 

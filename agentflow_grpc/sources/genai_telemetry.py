@@ -96,6 +96,10 @@ def response_attributes(result: ChatResult, *, content: bool) -> dict[str, Any]:
     if result.usage is not None:
         attributes["gen_ai.usage.input_tokens"] = result.usage.prompt_tokens
         attributes["gen_ai.usage.output_tokens"] = result.usage.completion_tokens
+        if result.usage.cache_read_tokens:
+            attributes["gen_ai.usage.cache_read.input_tokens"] = result.usage.cache_read_tokens
+        if result.usage.cache_write_tokens:
+            attributes["gen_ai.usage.cache_creation.input_tokens"] = result.usage.cache_write_tokens
     if content:
         message: dict[str, Any] = {
             "role": "assistant",
@@ -127,7 +131,9 @@ def chat_attributes(
         **server,
         "gen_ai.operation.name": "chat",
         "gen_ai.request.model": arguments["model"],
-        "gen_ai.output.type": "text" if "response_format" not in arguments else "json",
+        "gen_ai.output.type": "json"
+        if request.response_format == "json" or request.output_schema is not None
+        else "text",
     }
     for name in ("temperature", "top_p", "max_tokens"):
         if name in arguments:

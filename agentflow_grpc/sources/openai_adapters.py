@@ -1,6 +1,9 @@
-"""The OpenAI-compatible source types (`openai`, `azure_openai`, `anthropic`, `gemini`): their
-config, and the adapters that check a definition and open an `OpenAICompatibleSource` on the
-SDK's client (`openai_compatible.py`).
+"""The OpenAI-compatible source types (`openai`, `azure_openai`): their config, and the adapters
+that check a definition and open an `OpenAICompatibleSource` on the SDK's client
+(`openai_compatible.py`); `azure_openai`'s adapter, with its deployments and Entra ID, is in
+`azure_openai.py`. Anthropic and Gemini have their own SDKs and adapters
+(`anthropic_messages.py`, `gemini.py`); their OpenAI-compatible endpoints stay reachable as
+`openai` sources with that `base_url`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import openai
 
 from agentflow_grpc.model.errors import SourceConfigError
 from agentflow_grpc.model.sources import SourceDefinition
+from agentflow_grpc.sources.azure_openai import AzureOpenAIAdapter
 from agentflow_grpc.sources.base import (
     ChatMetrics,
     ProviderLimiter,
@@ -30,7 +34,6 @@ class OpenAICompatibleAdapter:
     provider_name: str  # OpenTelemetry's gen_ai.provider.name
     metrics: ChatMetrics  # every chat call is recorded here
     default_base_url: str | None = None
-    azure: bool = False
     images: bool = True
     limiter: ProviderLimiter | None = None  # counts calls against `config.limits`
 
@@ -50,21 +53,7 @@ class OpenAICompatibleAdapter:
             # opened source, shared by every run of the tenant (services/shared_sources.py).
             "http_client": openai.DefaultAioHttpClient(),
         }
-        client: openai.AsyncOpenAI
-        if self.azure:
-            endpoint, version = config.azure_endpoint, config.api_version
-            if endpoint is None or version is None:
-                missing = [
-                    f"config.{name}"
-                    for name, value in (("azure_endpoint", endpoint), ("api_version", version))
-                    if value is None
-                ]
-                raise SourceConfigError(
-                    f"source {definition.name!r}: azure_openai needs {' and '.join(missing)}"
-                )
-            client = openai.AsyncAzureOpenAI(azure_endpoint=endpoint, api_version=version, **common)
-        else:
-            client = openai.AsyncOpenAI(base_url=config.base_url or self.default_base_url, **common)
+        client = openai.AsyncOpenAI(base_url=config.base_url or self.default_base_url, **common)
         gate = CallGate(definition, config.limits, self.limiter)
         return OpenAICompatibleSource(
             definition,
@@ -77,28 +66,12 @@ class OpenAICompatibleAdapter:
 
 
 def adapters(
-    metrics: ChatMetrics, limiter: ProviderLimiter | None = None
-) -> list[OpenAICompatibleAdapter]:
+    metrics: ChatMetrics, limiter: ProviderLimiter | None = None, *, server_identity: bool = False
+) -> list[OpenAICompatibleAdapter | AzureOpenAIAdapter]:
     """The adapters, recording chat calls in `metrics` and counting calls against sources'
-    limits with `limiter`."""
+    limits with `limiter`; `server_identity`: Azure sources may sign in as the server's own
+    identity (AzureOpenAIAdapter)."""
     return [
         OpenAICompatibleAdapter("openai", "openai", metrics, limiter=limiter),
-        OpenAICompatibleAdapter(
-            "azure_openai", "azure.ai.openai", metrics, azure=True, limiter=limiter
-        ),
-        OpenAICompatibleAdapter(
-            "anthropic",
-            "anthropic",
-            metrics,
-            default_base_url="https://api.anthropic.com/v1/",
-            images=False,
-            limiter=limiter,
-        ),
-        OpenAICompatibleAdapter(
-            "gemini",
-            "gcp.gemini",
-            metrics,
-            default_base_url="https://generativelanguage.googleapis.com/v1beta/openai/",
-            limiter=limiter,
-        ),
+        AzureOpenAIAdapter(metrics, limiter=limiter, server_identity=server_identity),
     ]

@@ -25,25 +25,31 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentflow_grpc.model.events import TokenUsage
-from agentflow_grpc.model.failures import NodeFailure, for_http_status
+from agentflow_grpc.model.failures import (
+    NodeFailure,
+    context_too_long,
+    for_http_status,
+    retry_after_seconds,
+)
 from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.observability import spans
 from agentflow_grpc.sources.base import (
     ChatCallMetrics,
     ChatRequest,
     ChatResult,
+    FinishReason,
     ImageRequest,
     ImageResult,
     ProviderLimits,
+    finish_reason,
 )
+from agentflow_grpc.sources.chat_calls import ChatCalls
 from agentflow_grpc.sources.chat_wire import BEARER, ChunkStream, read_chunk, read_completion
 from agentflow_grpc.sources.genai_telemetry import (
     SourceChatMetrics,
-    chat_attributes,
     error_type,
     image_attributes,
     image_usage_attributes,
-    response_attributes,
     server_attributes,
     timed_out,
 )
@@ -62,13 +68,24 @@ class OpenAIConfig(BaseModel):
     limits: ProviderLimits | None = Field(
         None, description="Calls and tokens a minute, for every run and server together."
     )
-    # Azure OpenAI only
-    azure_endpoint: str | None = None
-    api_version: str | None = None
+
+
+# OpenAI's finish reasons are the shared vocabulary; `function_call` is the old name of tool calls.
+FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+}
+# The `code` OpenAI (and Azure OpenAI, and compatible servers such as vLLM) give a 400 for a
+# prompt longer than the model's context.
+_CONTEXT_TOO_LONG_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 
 
 def provider_failure(exc: openai.OpenAIError) -> NodeFailure:
-    """Map an SDK error to a node failure: timeouts, 429 and 5xx are retryable."""
+    """Map an SDK error to a node failure: timeouts, 429 and 5xx are retryable, the latter two
+    after the `Retry-After` the provider sent, if it sent one."""
     if timed_out(exc):
         return NodeFailure(
             "provider.timeout", "the provider did not answer in time", retryable=True
@@ -78,8 +95,15 @@ def provider_failure(exc: openai.OpenAIError) -> NodeFailure:
             "provider.unavailable", f"cannot reach the provider: {exc}", retryable=True
         )
     if isinstance(exc, openai.APIStatusError):
-        return for_http_status("provider", exc.status_code, exc.message)
+        if exc.status_code == 400 and getattr(exc, "code", None) in _CONTEXT_TOO_LONG_CODES:
+            return context_too_long(exc.message)
+        retry_after = retry_after_seconds(exc.response.headers.get("retry-after"))
+        return for_http_status("provider", exc.status_code, exc.message, retry_after=retry_after)
     return NodeFailure("provider.error", str(exc))
+
+
+def _sdk_failure(exc: BaseException) -> NodeFailure | None:
+    return provider_failure(exc) if isinstance(exc, openai.OpenAIError) else None
 
 
 class OpenAICompatibleSource:
@@ -100,6 +124,7 @@ class OpenAICompatibleSource:
         self._gate = gate
         self._metrics = metrics
         self._span_attributes = server_attributes(client.base_url, metrics.provider)
+        self._calls = ChatCalls(gate, metrics, self._span_attributes, error_type, _sdk_failure)
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -134,44 +159,11 @@ class OpenAICompatibleSource:
             }
         elif request.response_format == "json":
             arguments["response_format"] = {"type": "json_object"}
-        await self._gate.admit()
-        metrics = self._metrics.of(model)
-        started = time.perf_counter()
-        try:
-            result = await self._traced_chat(request, arguments, on_token, metrics, started)
-        except BaseException as exc:
-            metrics.failed(time.perf_counter() - started, error_type(exc))
-            if isinstance(exc, openai.OpenAIError):
-                raise provider_failure(exc) from exc
-            raise
-        metrics.succeeded(time.perf_counter() - started)
-        if result.usage is not None:
-            metrics.used_tokens(result.usage.prompt_tokens, result.usage.completion_tokens)
-        await self._gate.spent(result.usage)
-        return result
-
-    async def _traced_chat(
-        self,
-        request: ChatRequest,
-        arguments: dict[str, Any],
-        on_token: Callable[[str], None],
-        metrics: ChatCallMetrics,
-        started: float,
-    ) -> ChatResult:
-        """`_chat` in its CLIENT span, `chat {model}`."""
-        model = arguments["model"]
-        content = spans.content_enabled()
-        attributes = chat_attributes(self._span_attributes, request, arguments, content=content)
-        with spans.span(
-            f"chat {model}",
-            kind=spans.SpanKind.CLIENT,
-            attributes=attributes,
-            error_type=error_type,
-        ) as span:
-            result = await self._chat(request, arguments, on_token, metrics, started)
-            if span.is_recording():
-                span.set_attributes(response_attributes(result, content=content))
-            return result
+        return await self._calls.run(
+            request,
+            arguments,
+            lambda metrics, started: self._chat(request, arguments, on_token, metrics, started),
+        )
 
     async def _chat(
         self,
@@ -194,7 +186,7 @@ class OpenAICompatibleSource:
         return ChatResult(
             text=completion.content or "",
             model=completion.model or arguments["model"],
-            finish_reason=completion.finish_reason,
+            finish_reason=finish_reason(completion.finish_reason, FINISH_REASONS),
             usage=completion.usage,
             provider=self._metrics.provider,
         )
@@ -208,7 +200,7 @@ class OpenAICompatibleSource:
     ) -> ChatResult:
         parts: list[str] = []
         model = arguments["model"]
-        finish_reason: str | None = None
+        finished: str | None = None
         usage: TokenUsage | None = None
         first = True
         stream = await self._client.post(
@@ -232,8 +224,14 @@ class OpenAICompatibleSource:
                     parts.append(chunk.content)
                     on_token(chunk.content)
                 if chunk.finish_reason is not None:
-                    finish_reason = chunk.finish_reason
-        return ChatResult("".join(parts), model, finish_reason, usage, self._metrics.provider)
+                    finished = chunk.finish_reason
+        return ChatResult(
+            "".join(parts),
+            model,
+            finish_reason(finished, FINISH_REASONS),
+            usage,
+            self._metrics.provider,
+        )
 
     async def generate_images(self, request: ImageRequest) -> ImageResult:
         if not self._images:

@@ -36,6 +36,7 @@ from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.observability import spans
 from agentflow_grpc.sources.base import QueryResult, parse_config
+from agentflow_grpc.sources.sql_values import to_json_value as to_json_value
 
 
 class PostgresConfig(BaseModel):
@@ -298,34 +299,6 @@ def _failure(exc: asyncpg.PostgresError) -> NodeFailure:
         f"{type(exc).__name__}: {exc}",
         retryable=sqlstate in _RETRYABLE_SQLSTATES,
     )
-
-
-def to_json_value(value: Any) -> Any:
-    """A database value as JSON: numbers stay numbers, times become ISO 8601 strings.
-
-    NaN and ±Infinity, which JSON has no numbers for, become the strings PostgreSQL prints.
-    """
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, float | decimal.Decimal):
-        if not math.isfinite(value):
-            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-        if isinstance(value, float):
-            return value
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, list | tuple):
-        return [to_json_value(item) for item in value]
-    if isinstance(value, dict | asyncpg.Record):
-        return {str(key): to_json_value(item) for key, item in value.items()}
-    if isinstance(value, bytes | memoryview):
-        return bytes(value).hex()
-    return str(value)
 
 
 ADAPTERS = (PostgresAdapter(),)

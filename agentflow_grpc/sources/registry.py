@@ -13,7 +13,8 @@ from importlib.metadata import entry_points
 from agentflow_grpc.model.errors import SourceConfigError
 from agentflow_grpc.model.failures import NodeFailure
 from agentflow_grpc.model.sources import SourceDefinition
-from agentflow_grpc.sources import http_api, openai_adapters, postgres, webhook
+from agentflow_grpc.sources import http_api, mysql, openai_adapters, postgres, webhook
+from agentflow_grpc.sources.anthropic_messages import AnthropicAdapter
 from agentflow_grpc.sources.base import (
     UNRECORDED,
     ChatMetrics,
@@ -21,19 +22,27 @@ from agentflow_grpc.sources.base import (
     Source,
     SourceAdapter,
 )
+from agentflow_grpc.sources.gemini import GeminiAdapter
 
 ENTRY_POINT_GROUP = "agentflow.sources"
 
 
 def builtin_adapters(
-    metrics: ChatMetrics, provider_limiter: ProviderLimiter | None = None
+    metrics: ChatMetrics,
+    provider_limiter: ProviderLimiter | None = None,
+    *,
+    azure_server_identity: bool = False,
 ) -> list[SourceAdapter]:
     """Every built-in adapter; the LLM ones record their chat calls in `metrics`, and the LLM
     and image ones count their calls with `provider_limiter` (sources' `config.limits`), when
-    one is given."""
+    one is given. `azure_server_identity`: `azure_openai` sources with Entra ID and no client
+    secret may sign in as the identity the server runs as (AGENTFLOW_AZURE_SERVER_IDENTITY)."""
     return [
-        *openai_adapters.adapters(metrics, provider_limiter),
+        *openai_adapters.adapters(metrics, provider_limiter, server_identity=azure_server_identity),
+        AnthropicAdapter(metrics, provider_limiter),
+        GeminiAdapter(metrics, provider_limiter),
         *postgres.ADAPTERS,
+        *mysql.ADAPTERS,
         *http_api.ADAPTERS,
         *webhook.ADAPTERS,
     ]
@@ -47,13 +56,20 @@ class SourceRegistry:
 
     @classmethod
     def default(
-        cls, *, metrics: ChatMetrics, provider_limiter: ProviderLimiter | None = None
+        cls,
+        *,
+        metrics: ChatMetrics,
+        provider_limiter: ProviderLimiter | None = None,
+        azure_server_identity: bool = False,
     ) -> SourceRegistry:
         """The built-in adapters plus those installed packages register. The built-in LLM
         sources record their calls in `metrics` (the server's Prometheus metrics; `UNRECORDED`:
         nowhere). `provider_limiter` holds the built-in LLM and image sources to their
-        `config.limits` (the server passes the Redis one; without it limits are not enforced)."""
-        registry = cls(builtin_adapters(metrics, provider_limiter))
+        `config.limits` (the server passes the Redis one; without it limits are not enforced).
+        `azure_server_identity`: see `builtin_adapters`."""
+        registry = cls(
+            builtin_adapters(metrics, provider_limiter, azure_server_identity=azure_server_identity)
+        )
         for entry_point in entry_points(group=ENTRY_POINT_GROUP):
             registry.register(entry_point.load())
         return registry

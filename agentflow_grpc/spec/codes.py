@@ -78,6 +78,7 @@ class WarningCode(StrEnum):
     invalid."""
 
     GRAPH_PARALLEL_JOIN = "graph.parallel_join"
+    SOURCE_PARAMETER_IGNORED = "source.parameter_ignored"
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,7 +183,8 @@ class ImageNode(NodeBase):
 class DatabaseConfig(SpecModel):
     query: str = Field(
         min_length=1,
-        description="One SQL statement with $1, $2 … placeholders; never a template.",
+        description="One SQL statement with bind placeholders: $1, $2 … (postgres) or ? "
+        "(mysql); never a template.",
     )
     params: list[Template] = Field(
         default_factory=list, description="Bind parameter values, in placeholder order."

@@ -55,7 +55,10 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-WARNINGS: tuple[Check, ...] = (parallel_joins.check_parallel_joins,)
+WARNINGS: tuple[Check, ...] = (
+    parallel_joins.check_parallel_joins,
+    references.check_ignored_parameters,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -289,6 +289,15 @@ async def _explain_refused_append(
     )
 
 
+def _summed(model_usage: Any, name: str) -> int:
+    """A count summed over a run's `model_usage` entries (the prompt cache's tokens live only
+    there, not in columns of their own)."""
+    if not isinstance(model_usage, list):
+        return 0
+    counts = (entry.get(name) for entry in model_usage if isinstance(entry, dict))
+    return sum(count for count in counts if isinstance(count, int))
+
+
 def _execution(row: Any) -> Execution:
     return Execution(
         id=row["id"],
@@ -305,6 +314,8 @@ def _execution(row: Any) -> Execution:
             row["completion_tokens"],
             row["total_tokens"],
             row["cached_tokens"],
+            _summed(row["model_usage"], "cache_read_tokens"),
+            _summed(row["model_usage"], "cache_write_tokens"),
         ),
         last_sequence=row["last_sequence"],
         created_at=row["created_at"],

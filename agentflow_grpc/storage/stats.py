@@ -139,7 +139,9 @@ async def _models(
                sum(coalesce((m ->> 'calls')::bigint, 0)) AS calls,
                sum(coalesce((m ->> 'input_tokens')::bigint, 0)) AS input_tokens,
                sum(coalesce((m ->> 'output_tokens')::bigint, 0)) AS output_tokens,
-               sum(coalesce((m ->> 'cached_tokens')::bigint, 0)) AS cached_tokens
+               sum(coalesce((m ->> 'cached_tokens')::bigint, 0)) AS cached_tokens,
+               sum(coalesce((m ->> 'cache_read_tokens')::bigint, 0)) AS cache_read_tokens,
+               sum(coalesce((m ->> 'cache_write_tokens')::bigint, 0)) AS cache_write_tokens
         FROM executions e
         CROSS JOIN LATERAL jsonb_array_elements(e.model_usage) AS m
         WHERE e.tenant_id = $1 AND e.created_at >= $2 AND e.created_at < $3
@@ -161,6 +163,8 @@ async def _models(
             input_tokens=int(row["input_tokens"]),
             output_tokens=int(row["output_tokens"]),
             cached_tokens=int(row["cached_tokens"]),
+            cache_read_tokens=int(row["cache_read_tokens"]),
+            cache_write_tokens=int(row["cache_write_tokens"]),
         )
         for row in rows
     )

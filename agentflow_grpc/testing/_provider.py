@@ -13,11 +13,14 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from agentflow_grpc.testing import _anthropic, _gemini
+from agentflow_grpc.testing._entra import FakeEntra
 from agentflow_grpc.testing._replies import (
     TINY_PNG,
     chat_chunks,
     chat_completion,
     content_text,
+    context_too_long_body,
     default_reply,
     error_body,
     generated_images,
@@ -29,13 +32,29 @@ AZURE_PREFIX = "/openai/deployments"
 IMAGES_PATH = "/v1/images/generations"
 _LOGGED_HEADERS = frozenset(
     {"authorization", "api-key", "content-type", "accept", "user-agent", "openai-organization"}
+    | {"x-api-key", "anthropic-version"}
+    | {"x-goog-api-key"}
 )
 _BODY: web.RequestKey[Any] = web.RequestKey("fake_provider_body")
 
 
-def _error(status: int, message: str | None = None) -> web.Response:
+def _error(
+    status: int, message: str | None = None, *, retry_after: str | None = None
+) -> web.Response:
     """An OpenAI-style error response."""
-    return web.json_response(error_body(status, message), status=status)
+    headers = {"Retry-After": retry_after} if retry_after is not None else None
+    return web.json_response(error_body(status, message), status=status, headers=headers)
+
+
+def _rule_error(rule: Rule | None) -> web.Response | None:
+    """The OpenAI-style error a rule scripts, if it scripts one."""
+    if rule is None:
+        return None
+    if rule.context_too_long:
+        return web.json_response(context_too_long_body(), status=400)
+    if rule.status is not None:
+        return _error(rule.status, rule.message, retry_after=rule.retry_after)
+    return None
 
 
 class FakeProvider:
@@ -46,8 +65,10 @@ class FakeProvider:
         self._rules: list[Rule] = []
         self._requests: list[RecordedRequest] = []
         self._latency = 0.0
+        self._cut_streams = 0
         self.set_latency(latency)
         self.models = tuple(models)
+        self.entra = FakeEntra()  # Microsoft Entra ID: Azure OpenAI's bearer tokens
 
     def add_rule(self, **kwargs: Any) -> Rule:
         """Append a :class:`Rule` built from ``kwargs``; earlier rules take precedence."""
@@ -67,6 +88,12 @@ class FakeProvider:
             return list(self._requests)
 
     @property
+    def cut_streams(self) -> int:
+        """Streamed replies the client closed before their end (a cancelled call)."""
+        with self._lock:
+            return self._cut_streams
+
+    @property
     def latency(self) -> float:
         return self._latency
 
@@ -83,6 +110,8 @@ class FakeProvider:
             self._rules.clear()
             self._requests.clear()
             self._latency = 0.0
+            self._cut_streams = 0
+        self.entra.reset()
 
     def app(self) -> web.Application:
         """A new aiohttp application serving this provider's state."""
@@ -90,8 +119,12 @@ class FakeProvider:
         app.on_response_prepare.append(_allow_any_origin)
         app.router.add_post(CHAT_PATH, self._chat)
         app.router.add_post(IMAGES_PATH, self._images)
-        app.router.add_get("/v1/models", self._models)
-        # Azure OpenAI: the deployment in the path, `?api-version=` and an `api-key` header.
+        app.router.add_get("/v1/models", _anthropic.models_handler(self, self._models))
+        _anthropic.add_routes(app, self)  # Anthropic's Messages API (POST /v1/messages)
+        _gemini.add_gemini_routes(app, self)  # the Gemini API (/v1beta/models…)
+        # Azure OpenAI: the deployment in the path, `?api-version=`, an `api-key` header or an
+        # Entra ID token from the fake identity platform (`_entra.py`).
+        self.entra.add_routes(app)
         app.router.add_post(AZURE_PREFIX + "/{deployment}/chat/completions", self._chat)
         app.router.add_post(AZURE_PREFIX + "/{deployment}/images/generations", self._images)
         app.router.add_get("/openai/models", self._models)  # Azure's model list (TestSource)
@@ -102,13 +135,34 @@ class FakeProvider:
         app.router.add_put("/_fake/latency", self._control_latency)
         return app
 
-    async def _take_rule(self, path: str, model: str | None, text: str) -> Rule | None:
-        """Claim the first live matching rule, then sleep its ``delay``."""
+    async def take_rule(self, path: str, model: str | None, text: str) -> Rule | None:
+        """Claim the first live matching rule, then sleep its ``delay`` (for the handlers of
+        every wire format)."""
         with self._lock:
             rule = claim(self._rules, path, model, text)
         if rule is not None and rule.delay:
             await asyncio.sleep(rule.delay)
         return rule
+
+    async def stream(
+        self, request: web.Request, rule: Rule | None, events: Sequence[bytes]
+    ) -> web.StreamResponse:
+        """Send ``events`` (each a whole server-sent event, encoded) as a ``text/event-stream``,
+        ``rule.chunk_delay`` apart; a client that goes away mid-stream counts as a cut stream."""
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        try:
+            for index, event in enumerate(events):
+                if index and rule is not None and rule.chunk_delay:
+                    await asyncio.sleep(rule.chunk_delay)
+                await response.write(event)
+            await response.write_eof()
+        except ConnectionResetError:  # the client went away mid-stream
+            with self._lock:
+                self._cut_streams += 1
+        return response
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -117,8 +171,8 @@ class FakeProvider:
                 status=204,
                 headers={"Access-Control-Allow-Methods": "*", "Access-Control-Allow-Headers": "*"},
             )
-        if request.path.startswith("/_fake/"):
-            return await handler(request)
+        if request.path.startswith("/_fake/") or self.entra.serves(request.path):
+            return await handler(request)  # the control API; the identity platform (forms)
         body: Any = None
         invalid = False
         if request.body_exists:
@@ -134,12 +188,21 @@ class FakeProvider:
         if self._latency:
             await asyncio.sleep(self._latency)
         auth = request.headers.get("Authorization", "")
-        if request.path.startswith("/v1/") and not (auth.startswith("Bearer ") and auth[7:]):
+        if _anthropic.handles(request):  # its key (bearer or x-api-key), anthropic-version
+            if (refused := _anthropic.refusal(request)) is not None:
+                return refused
+        elif request.path.startswith("/v1/") and not (auth.startswith("Bearer ") and auth[7:]):
             return _error(401, "You didn't provide an API key (Authorization: Bearer YOUR_KEY).")
-        if request.path.startswith(AZURE_PREFIX) and not (
-            request.headers.get("api-key") and request.query.get("api-version")
-        ):
-            return _error(401, "Azure OpenAI requests need an api-key header and ?api-version=.")
+        if (
+            request.path.startswith("/openai/")
+            and (refused := self.entra.azure_auth_error(request)) is not None
+        ):  # Azure's api-key, or a token of the fake Entra ID
+            return refused
+        if (
+            request.path.startswith(_gemini.GEMINI_PREFIX + "/")
+            and (refused := _gemini.gemini_refusal(request, invalid_json=invalid)) is not None
+        ):  # Gemini's x-goog-api-key (or ?key=), its own 403 and 400
+            return refused
         if invalid:
             return _error(400, "We could not parse the JSON body of your request.")
         request[_BODY] = body
@@ -152,30 +215,22 @@ class FakeProvider:
             return _error(400, "'messages' is a required property")
         model = str(body.get("model", ""))
         texts = [content_text(m.get("content")) for m in messages if isinstance(m, dict)]
-        rule = await self._take_rule(request.path, model, "\n".join(texts))
-        if rule is not None and rule.status is not None:
-            return _error(rule.status, rule.message)
+        rule = await self.take_rule(request.path, model, "\n".join(texts))
+        if (failure := _rule_error(rule)) is not None:
+            return failure
         reply = rule.reply_text() if rule is not None else None
         if reply is None:
             reply = default_reply(body, messages)
+        finish = "stop" if rule is None else rule.finish
+        cache_read = 0 if rule is None else rule.cache_read_tokens
         if not body.get("stream"):
-            return web.json_response(chat_completion(model, texts, reply))
+            return web.json_response(chat_completion(model, texts, reply, finish, cache_read))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        events = chat_chunks(model, texts, reply, include_usage=include_usage)
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        chunks = chat_chunks(
+            model, texts, reply, include_usage=include_usage, finish=finish, cache_read=cache_read
         )
-        await response.prepare(request)
-        try:
-            for index, event in enumerate(events):
-                if index and rule is not None and rule.chunk_delay:
-                    await asyncio.sleep(rule.chunk_delay)
-                await response.write(f"data: {json.dumps(event)}\n\n".encode())
-            await response.write(b"data: [DONE]\n\n")
-            await response.write_eof()
-        except ConnectionResetError:  # the client went away mid-stream
-            pass
-        return response
+        events = [f"data: {json.dumps(chunk)}\n\n".encode() for chunk in chunks]
+        return await self.stream(request, rule, [*events, b"data: [DONE]\n\n"])
 
     async def _images(self, request: web.Request) -> web.StreamResponse:
         body = request[_BODY]
@@ -187,16 +242,16 @@ class FakeProvider:
             return _error(400, "'n' must be an integer from 1 to 10")
         if fmt not in ("url", "b64_json"):
             return _error(400, "'response_format' must be 'url' or 'b64_json'")
-        rule = await self._take_rule(request.path, body.get("model"), prompt)
-        if rule is not None and rule.status is not None:
-            return _error(rule.status, rule.message)
+        rule = await self.take_rule(request.path, body.get("model"), prompt)
+        if (failure := _rule_error(rule)) is not None:
+            return failure
         origin = str(request.url.origin())
         return web.json_response(generated_images(origin, prompt, count, fmt))
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
-        rule = await self._take_rule(request.path, None, "")
-        if rule is not None and rule.status is not None:
-            return _error(rule.status, rule.message)
+        rule = await self.take_rule(request.path, None, "")
+        if (failure := _rule_error(rule)) is not None:
+            return failure
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]
         return web.json_response({"object": "list", "data": data})
 

@@ -129,30 +129,68 @@ def _head(model: str) -> dict[str, Any]:
     }
 
 
-def _usage(prompts: Sequence[str], reply: str) -> dict[str, int]:
-    """Token counts, a token being a word."""
-    prompt_tokens, completion_tokens = sum(len(t.split()) for t in prompts), len(reply.split())
-    return {
+def token_counts(prompts: Sequence[str], reply: str) -> tuple[int, int]:
+    """The prompt's and the reply's tokens, a token being a word."""
+    return sum(len(t.split()) for t in prompts), len(reply.split())
+
+
+def reply_pieces(reply: str) -> list[str]:
+    """``reply`` in the pieces a stream sends it in: a short word and its spaces each."""
+    return _CHUNK_PIECE.findall(reply)
+
+
+def _usage(prompts: Sequence[str], reply: str, cache_read: int = 0) -> dict[str, Any]:
+    prompt_tokens, completion_tokens = token_counts(prompts, reply)
+    usage: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+    if cache_read:  # OpenAI counts them within prompt_tokens
+        usage["prompt_tokens_details"] = {"cached_tokens": min(cache_read, prompt_tokens)}
+    return usage
 
 
-def chat_completion(model: str, prompts: Sequence[str], reply: str) -> dict[str, Any]:
-    """A whole ``chat.completion`` answering ``prompts`` (the messages' texts) with ``reply``."""
+CONTEXT_TOO_LONG = (
+    "This model's maximum context length is 8192 tokens. However, your messages resulted in "
+    "9000 tokens. Please reduce the length of the messages."
+)
+
+
+def context_too_long_body() -> dict[str, Any]:
+    """OpenAI's 400 for a prompt longer than the model's context."""
+    error = {
+        "message": CONTEXT_TOO_LONG,
+        "type": "invalid_request_error",
+        "param": "messages",
+        "code": "context_length_exceeded",
+    }
+    return {"error": error}
+
+
+def chat_completion(
+    model: str, prompts: Sequence[str], reply: str, finish: str = "stop", cache_read: int = 0
+) -> dict[str, Any]:
+    """A whole ``chat.completion`` answering ``prompts`` (the messages' texts) with ``reply``,
+    ending for ``finish`` (an OpenAI finish reason)."""
     message = {"role": "assistant", "content": reply, "refusal": None}
-    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
     return {
         **_head(model),
         "object": "chat.completion",
         "choices": [choice],
-        "usage": _usage(prompts, reply),
+        "usage": _usage(prompts, reply, cache_read),
     }
 
 
 def chat_chunks(
-    model: str, prompts: Sequence[str], reply: str, *, include_usage: bool
+    model: str,
+    prompts: Sequence[str],
+    reply: str,
+    *,
+    include_usage: bool,
+    finish: str = "stop",
+    cache_read: int = 0,
 ) -> list[dict[str, Any]]:
     """The ``chat.completion.chunk`` events streaming ``reply`` a short word at a time: the
     role, the pieces, the finish, and the usage when ``include_usage`` (before ``[DONE]``)."""
@@ -164,10 +202,10 @@ def chat_chunks(
         return {**head, "choices": [choice], **extra}
 
     events = [chunk({"role": "assistant", "content": "", "refusal": None})]
-    events += [chunk({"content": piece}) for piece in _CHUNK_PIECE.findall(reply)]
-    events.append(chunk({}, "stop"))
+    events += [chunk({"content": piece}) for piece in reply_pieces(reply)]
+    events.append(chunk({}, finish))
     if include_usage:
-        events.append({**head, "choices": [], "usage": _usage(prompts, reply)})
+        events.append({**head, "choices": [], "usage": _usage(prompts, reply, cache_read)})
     return events
 
 

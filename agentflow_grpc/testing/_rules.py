@@ -6,7 +6,7 @@ import enum
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 
 class _Unset(enum.Enum):
@@ -22,10 +22,19 @@ class Rule:
     ``path`` equals the request path, e.g. :data:`CHAT_PATH`.
 
     Effects: ``reply`` is the assistant's text, or ``json`` any JSON value sent serialized as
-    the text (images ignore both); ``status`` answers with that HTTP error status and an
-    OpenAI-style error body (``message`` overrides its text); ``delay`` waits that many seconds
-    before responding, errors included; ``chunk_delay`` waits between streamed chunks; the rule
-    is exhausted after ``times`` matches (``None``: never).
+    the text (images ignore both); ``status`` answers with that HTTP error status and an error
+    body in the wire format of the API called (OpenAI's, Anthropic's, Gemini's; ``message``
+    overrides its text) and ``retry_after`` as its ``Retry-After`` header (seconds or an
+    HTTP-date, sent as given); ``context_too_long`` answers 400 saying, as the API called does,
+    that the prompt exceeds the model's context; ``finish`` ends the reply for that reason,
+    in the API's own words (``length``: OpenAI's ``length``, Anthropic's ``max_tokens``,
+    Gemini's ``MAX_TOKENS``; ``content_filter``: ``content_filter``, ``refusal``, ``SAFETY``);
+    ``cache_read_tokens`` reports that many prompt tokens as read from the provider's prompt
+    cache; ``prompt_blocked`` refuses the prompt before any reply, for that reason, where the
+    API says so apart from a filtered reply (Gemini's ``promptFeedback.blockReason``: ``SAFETY``,
+    ``PROHIBITED_CONTENT``, …); ``delay`` waits that many seconds before responding, errors
+    included; ``chunk_delay`` waits between streamed chunks; the rule is exhausted after ``times``
+    matches (``None``: never).
     """
 
     model: str | None = None
@@ -35,6 +44,11 @@ class Rule:
     json: Any = _Unset.UNSET
     status: int | None = None
     message: str | None = None
+    retry_after: str | None = None
+    context_too_long: bool = False
+    finish: Literal["stop", "length", "content_filter"] = "stop"
+    cache_read_tokens: int = 0
+    prompt_blocked: str | None = None
     delay: float = 0.0
     chunk_delay: float = 0.0
     times: int | None = None
@@ -43,6 +57,10 @@ class Rule:
     def __post_init__(self) -> None:
         if self.status is not None and not 400 <= self.status <= 599:
             raise ValueError(f"status must be an HTTP error status (400-599), not {self.status}")
+        if self.finish not in ("stop", "length", "content_filter"):
+            raise ValueError(f"finish must be stop, length or content_filter, not {self.finish}")
+        if self.cache_read_tokens < 0:
+            raise ValueError("cache_read_tokens must not be negative")
         if min(self.delay, self.chunk_delay, 0 if self.times is None else self.times) < 0:
             raise ValueError("delay, chunk_delay and times must not be negative")
         if self.reply is not None and self.json is not _Unset.UNSET:

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import ssl
 import threading
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -21,15 +22,23 @@ _SHUTDOWN_TIMEOUT = 0.5  # seconds the server waits for in-flight requests when 
 
 
 async def _serve(
-    provider: FakeProvider, host: str, port: int, stop: asyncio.Event, ready: Callable[[str], None]
+    provider: FakeProvider,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    ready: Callable[[str], None],
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
-    """Serve ``provider`` on ``host:port`` until ``stop`` is set; ``ready`` gets the base URL."""
+    """Serve ``provider`` on ``host:port`` (over TLS with ``ssl_context``) until ``stop`` is set;
+    ``ready`` gets the base URL."""
     runner = web.AppRunner(provider.app(), shutdown_timeout=_SHUTDOWN_TIMEOUT, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
         bound_port = runner.addresses[0][1]
-        ready(f"http://[{host}]:{bound_port}" if ":" in host else f"http://{host}:{bound_port}")
+        scheme = "http" if ssl_context is None else "https"
+        address = f"[{host}]" if ":" in host else host
+        ready(f"{scheme}://{address}:{bound_port}")
         await stop.wait()
     finally:
         await runner.cleanup()
@@ -39,7 +48,9 @@ class FakeProviderServer:
     """Runs a :class:`FakeProvider` in a background thread with its own event loop.
 
     Use as ``with`` or ``async with``, or call :meth:`start` and :meth:`stop`. Binds a free
-    port on 127.0.0.1 unless told otherwise; :attr:`url` is the base URL (no ``/v1``).
+    port on 127.0.0.1 unless told otherwise; :attr:`url` is the base URL (no ``/v1``). With an
+    ``ssl_context`` it serves https (the fake Microsoft identity platform must be: azure-identity
+    takes no other authority); several servers may serve one ``provider``.
     """
 
     def __init__(
@@ -49,9 +60,11 @@ class FakeProviderServer:
         host: str = "127.0.0.1",
         port: int = 0,
         latency: float = 0.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.provider = provider if provider is not None else FakeProvider(latency=latency)
         self._host, self._port = host, port
+        self._ssl_context = ssl_context
         self._url: str | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -106,7 +119,7 @@ class FakeProviderServer:
             self._url = url
             self._ready.set()
 
-        await _serve(self.provider, self._host, self._port, self._stop, ready)
+        await _serve(self.provider, self._host, self._port, self._stop, ready, self._ssl_context)
 
     def __enter__(self) -> Self:
         return self.start()

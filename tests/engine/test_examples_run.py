@@ -1,7 +1,8 @@
 """Every example workflow runs end to end against real local parts.
 
 The LLM and image calls go to the fake OpenAI-compatible server through the real `openai` SDK;
-the database node queries a real PostgreSQL; the http nodes call a local HTTP API.
+the database nodes query a real PostgreSQL and a real MariaDB; the http nodes call a local
+HTTP API.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 INPUTS: dict[str, dict[str, Any]] = {
     "blog-post-refine-loop": {"topic": "Observability for LLM apps"},
     "company-enrichment": {"account_id": "acc_ab12cd34"},
+    "contract-clause-review": {"contract_text": "Either party may end this agreement on notice."},
     "invoice-extraction": {"invoice_text": "Invoice 17: 3 widgets at 9.99 EUR"},
     "lead-qualification": {
         "email": "Ada@Example.com",
@@ -33,8 +35,10 @@ INPUTS: dict[str, dict[str, Any]] = {
         "create_tasks": True,
     },
     "multilingual-translation": {"text": "Good morning"},
+    "order-status-report-mysql": {"customer_id": 42, "since": "2024-01-01"},
     "parallel-summaries": {"document": "A long design document. " * 10},
     "product-image-generation": {"description": "A brass desk lamp"},
+    "recipe-card": {"dish": "Mushroom risotto", "ingredients": ["arborio rice", "mushrooms"]},
     "sales-report-chart": {"start_date": "2024-01-01", "end_date": "2024-03-01"},
     "sql-question-answering": {"customer_id": 42, "question": "What did I order?"},
     "support-triage": {"subject": "Refund", "body": "I was charged twice"},

@@ -82,6 +82,20 @@ def test_a_cache_hit_is_no_call_and_its_saved_tokens_go_to_the_model_that_made_t
     ]
 
 
+def test_prompt_cache_tokens_are_summed_per_model_and_left_out_while_zero() -> None:
+    tally = ModelUsage()
+    read = {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10, "cache_read_tokens": 6}
+    written = {**usage(5, 1), "cache_write_tokens": 4}
+    tally.add({"usage": read, "model": OPENAI})
+    tally.add({"usage": written, "model": OPENAI})
+    tally.add({"usage": usage(2, 2), "model": {"provider": "anthropic", "name": "claude-x"}})
+    assert tally.to_list() == [
+        entry("anthropic", "claude-x", 1, 2, 2),
+        entry("openai", "gpt-4o-mini", 2, 14, 2)
+        | {"cache_read_tokens": 6, "cache_write_tokens": 4},
+    ]
+
+
 def test_usage_without_a_model_counts_under_no_name_and_events_without_either_are_ignored() -> None:
     tally = ModelUsage()
     tally.add({"output": {"n": 1}, "duration_ms": 1.0})  # an input or http node
@@ -121,7 +135,7 @@ def source(name: str, source_type: str, url: str, model: str) -> SourceDefinitio
     return SourceDefinition(
         name=name,
         type=source_type,
-        config={"base_url": f"{url}/v1", "model": model},
+        config={"base_url": f"{url}/v1" if source_type == "openai" else url, "model": model},
         secrets={"api_key": "sk-test"},
     )
 
@@ -288,3 +302,18 @@ async def test_a_cache_hit_counts_its_saved_tokens_for_the_model_that_made_the_r
     assert terminal(second).data["models"] == [
         entry("openai", "gpt-4o-mini", 0, 0, 0, made["total_tokens"])
     ]
+
+
+async def test_a_call_that_read_the_prompt_cache_says_so_in_its_usage_and_the_run_s_models(
+    engine: ExecutionEngine, sources: list[SourceDefinition], provider: FakeProviderServer
+) -> None:
+    provider.add_rule(cache_read_tokens=2, times=1)
+    events = await run(engine, chain(llm("one", "gpt", "First {{ inputs.question }}")), sources)
+
+    one = spent(events, "one")
+    assert one["cache_read_tokens"] == 2
+    assert "cache_write_tokens" not in one
+    end = terminal(events)
+    (model,) = end.data["models"]
+    assert model["cache_read_tokens"] == 2
+    assert end.data["usage"]["cache_read_tokens"] == 2

@@ -1,7 +1,7 @@
 """The image node end to end: what reaches the provider, url and b64_json outputs, errors.
 
-Calls go through the real `openai` SDK to the fake OpenAI-compatible provider, which answers
-every request with the same 1x1 PNG (as a URL it serves, or base64).
+Calls go through the real SDKs to the fake provider (OpenAI's, Azure's and Gemini's image APIs),
+which answers every request with the same 1x1 PNG (as a URL it serves, or base64).
 """
 
 from __future__ import annotations
@@ -246,7 +246,6 @@ async def test_an_anthropic_source_unchecked_by_the_validator_fails_at_run_time(
 async def test_azure_openai_calls_the_deployment_of_the_image_model(
     engine: ExecutionEngine, provider: FakeProviderServer
 ) -> None:
-    """The fake serves only OpenAI's paths, so this checks the request, not the reply."""
     source = SourceDefinition(
         name="images",
         type="azure_openai",
@@ -259,7 +258,7 @@ async def test_azure_openai_calls_the_deployment_of_the_image_model(
     )
     events = await run_document(engine, workflow({"prompt": "a lamp"}), [source])
 
-    terminal(events)
+    assert terminal(events).type is EventType.EXECUTION_COMPLETED
     (request,) = provider.requests
     assert request.path == "/openai/deployments/dall-e-3/images/generations"
     assert request.body["prompt"] == "a lamp"

@@ -236,20 +236,39 @@ async def test_without_a_model_on_node_or_source_the_node_fails(
     assert provider.requests == []
 
 
-@pytest.mark.parametrize("source_type", ["openai", "anthropic", "gemini"])
-async def test_openai_compatible_source_types_call_the_chat_completions_endpoint(
-    source_type: str, engine: ExecutionEngine, provider: FakeProviderServer
+async def test_an_openai_source_calls_the_chat_completions_endpoint(
+    engine: ExecutionEngine, provider: FakeProviderServer
 ) -> None:
-    source = llm_source("llm", source_type, provider.url)
-    document = workflow({"prompt": "ping", "model": f"{source_type}-model", "max_tokens": 10})
+    source = llm_source("llm", "openai", provider.url)
+    document = workflow({"prompt": "ping", "model": "openai-model", "max_tokens": 10})
     events = await run_document(engine, document, [source])
 
     assert output_of(events) == {"text": "Echo: ping"}
     (request,) = provider.requests
     assert request.path == CHAT_PATH
     assert request.headers["authorization"] == "Bearer sk-test"
-    assert request.body["model"] == f"{source_type}-model"
+    assert request.body["model"] == "openai-model"
     assert request.body["messages"] == [{"role": "user", "content": "ping"}]
+
+
+@pytest.mark.parametrize(
+    ("source_type", "path"),
+    [
+        ("anthropic", "/v1/messages"),
+        ("gemini", "/v1beta/models/gemini-model:streamGenerateContent"),
+    ],
+)
+async def test_anthropic_and_gemini_sources_speak_their_own_apis(
+    source_type: str, path: str, engine: ExecutionEngine, provider: FakeProviderServer
+) -> None:
+    source = llm_source("llm", source_type, provider.url)
+    document = workflow({"prompt": "ping", "model": f"{source_type}-model", "max_tokens": 10})
+    events = await run_document(engine, document, [source])
+
+    assert output_of(events) == {"text": "Echo: ping"}
+    assert tokens(events)
+    (request,) = provider.requests
+    assert request.path == path
 
 
 async def test_azure_openai_calls_the_deployment_of_the_model(
@@ -459,6 +478,32 @@ async def test_rate_limits_are_retried(
     assert output_of(events) == {"text": "Echo: hi"}
     assert failures(events, "ask") == [("provider.rate_limited", True)]
     assert started_attempts(events, "ask") == [1, 2]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_retry_after_from_the_provider_is_waited_before_the_next_attempt(
+    engine: ExecutionEngine, provider: FakeProviderServer, llm: SourceDefinition, status: int
+) -> None:
+    provider.add_rule(status=status, retry_after="0.6", times=1)
+    events = await run_document(engine, workflow({"prompt": "hi"}, retry=FAST_RETRY), [llm])
+
+    assert output_of(events) == {"text": "Echo: hi"}
+    failed = of_type(for_node(events, "ask"), EventType.NODE_FAILED)
+    assert [e.data["retry_in"] for e in failed] == [0.6]  # not the 0.01 s backoff
+    first, second = (request.time for request in provider.requests)
+    assert second - first >= 0.6
+
+
+async def test_a_retry_after_longer_than_the_node_timeout_waits_the_timeout(
+    engine: ExecutionEngine, provider: FakeProviderServer, llm: SourceDefinition
+) -> None:
+    provider.add_rule(status=429, retry_after="3600", times=1)
+    document = workflow({"prompt": "hi"}, timeout=0.5, retry=FAST_RETRY)
+    events = await run_document(engine, document, [llm])
+
+    assert output_of(events) == {"text": "Echo: hi"}
+    failed = of_type(for_node(events, "ask"), EventType.NODE_FAILED)
+    assert [e.data["retry_in"] for e in failed] == [0.5]
 
 
 async def test_a_rate_limit_that_lasts_fails_after_the_last_attempt(

@@ -70,3 +70,11 @@ def test_a_provider_we_cannot_name_is_guessed_from_the_model() -> None:
 
 def test_no_tokens_cost_nothing_for_a_known_model() -> None:
     assert estimate("openai", "gpt-4o-mini", 0, 0) == Price(0.0, True)
+
+
+def test_prompt_cache_reads_cost_less_and_writes_more_than_other_input_tokens() -> None:
+    plain = estimate("anthropic", "claude-sonnet-4-5", 1_000_000, 0)
+    read = estimate("anthropic", "claude-sonnet-4-5", 1_000_000, 0, cache_read_tokens=800_000)
+    written = estimate("anthropic", "claude-sonnet-4-5", 1_000_000, 0, cache_write_tokens=800_000)
+    assert all(price.known for price in (plain, read, written))
+    assert read.cost_usd < plain.cost_usd < written.cost_usd

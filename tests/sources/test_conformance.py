@@ -1,6 +1,7 @@
 """Every source adapter the default registry knows passes the conformance suite
 (tests/support/conformance.py), each against a real local server: the OpenAI-compatible types
-against the fake provider, `postgres` against the embedded PostgreSQL, `http` against the CRM API.
+against the fake provider, `postgres` against the embedded PostgreSQL, `mysql` against a
+MariaDB started for the session, `http` against the CRM API.
 
 A new source type (Anthropic's own API, Gemini's, MySQL…) joins with a class here; until it does,
 `test_every_registered_source_type_has_a_conformance_case` fails for it.
@@ -8,7 +9,7 @@ A new source type (Anthropic's own API, Gemini's, MySQL…) joins with a class h
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -25,10 +26,13 @@ from support.conformance import (
     promised_capabilities,
 )
 from support.crm_api import CrmApi
+from support.mariadb import mysql_source
 from support.network import closed_port
 from support.sources import crm_source
+from support.tls import local_tls
 from support.webhook_receiver import WebhookReceiver, new_secret, webhook_receiver
 
+from agentflow_grpc.devstack.mariadb import MariaDBEndpoint
 from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.sources.base import ChatModel, Checkable, Database, HttpApi, ImageModel
@@ -119,28 +123,153 @@ def openai_compatible_case(type_name: str, provider: FakeProviderServer) -> Case
         connections=tcp_connections_to(provider.url),
         reply=lambda prompt: f"Echo: {prompt}",
         fail_next_call=lambda status: fail_next_call(provider, status),
+        fake=provider.provider,
+    )
+
+
+ENTRA_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+ENTRA_CLIENT = "0c7d1b2a-5e4f-4a3b-9c8d-7e6f5a4b3c2d"
+ENTRA_SECRET = "entra-conformance-3Kq~9f1b"
+
+
+@pytest.fixture(scope="module")
+def identity_platform(fake_provider: FakeProviderServer) -> Iterator[tuple[str, str]]:
+    """The fake provider over https too, as Microsoft Entra ID (azure-identity takes no
+    authority but an https one): its URL, and the PEM of the authority that signed its
+    certificate (the source trusts it through `ca_certificates`)."""
+    tls = local_tls()
+    with FakeProviderServer(fake_provider.provider, ssl_context=tls.server_context()) as server:
+        yield server.url, tls.ca_pem
+
+
+def azure_entra_id_case(provider: FakeProviderServer, authority: str, ca_pem: str) -> Case:
+    """azure_openai signed in with Microsoft Entra ID (a service principal's client secret):
+    the fake's identity platform issues the token, its Azure paths take it."""
+    provider.provider.entra.register_app(ENTRA_TENANT, ENTRA_CLIENT, ENTRA_SECRET)
+    config = {
+        "api_version": "2024-10-21",
+        "model": "fake-model",
+        "image_model": "fake-image",
+        "auth": "entra_id",
+        "tenant_id": ENTRA_TENANT,
+        "client_id": ENTRA_CLIENT,
+        "authority_host": authority,
+        "ca_certificates": ca_pem,
+    }
+    definition = SourceDefinition(
+        name="conformance",
+        type="azure_openai",
+        config={"azure_endpoint": provider.url, **config},
+        secrets={"client_secret": ENTRA_SECRET},
+    )
+    unreachable = {"azure_endpoint": f"http://127.0.0.1:{closed_port()}", **config}
+    return Case(
+        definition=definition,
+        unreachable=definition.model_copy(update={"config": unreachable}),
+        unreachable_code="provider.unavailable",
+        bad_configs=[
+            ({"timeout": 0}, "timeout"),
+            ({"tenant_id": None}, "tenant_id"),  # a client secret is a service principal's
+            ({"client_id": None}, "client_id"),
+            ({"auth": "kerberos"}, "auth"),
+            ({"authority_host": "http://login.example"}, "authority_host"),
+            ({"ca_certificates": "not PEM"}, "ca_certificates"),
+            ({"azure_endpoint": None}, "azure_endpoint"),
+        ],
+        # Without `client_secret` the source would sign in as the server's own identity, which
+        # a server (and the default registry) allows only with AGENTFLOW_AZURE_SERVER_IDENTITY.
+        required_secrets=["client_secret"],
+        connections=tcp_connections_to(provider.url),
+        reply=lambda prompt: f"Echo: {prompt}",
+        fail_next_call=lambda status: fail_next_call(provider, status),
+        fake=provider.provider,
     )
 
 
 # `check()` of an azure_openai source lists the models: GET {endpoint}/openai/models
-# ?api-version=…, which Azure OpenAI serves and the fake provider does not (it knows only the
-# /openai/deployments/… paths): a gap in agentflow_grpc.testing, not in the adapter.
+# ?api-version=… (the fake serves Azure's list there). azure_openai runs twice: with an API key,
+# and with Microsoft Entra ID (tests/sources/test_azure_openai.py has the rest of Entra ID).
 class TestOpenAICompatibleChatAndImages(
     SourceConformance, ChatModelConformance, ImageModelConformance
 ):
-    TYPES = ("openai", "azure_openai", "gemini")
+    TYPES = ("openai", "azure_openai")
 
-    @pytest.fixture(params=TYPES)
+    @pytest.fixture(params=[*TYPES, "azure_openai+entra_id"])
     def case(self, request: pytest.FixtureRequest, provider: FakeProviderServer) -> Case:
+        if request.param == "azure_openai+entra_id":
+            authority, ca_pem = request.getfixturevalue("identity_platform")
+            return azure_entra_id_case(provider, authority, ca_pem)
         return openai_compatible_case(request.param, provider)
 
 
-class TestOpenAICompatibleChat(SourceConformance, ChatModelConformance):
+# --- anthropic, against the fake provider's Messages API (Anthropic's own wire format) ---
+
+
+class TestAnthropic(SourceConformance, ChatModelConformance):
     TYPES = ("anthropic",)
 
-    @pytest.fixture(params=TYPES)
-    def case(self, request: pytest.FixtureRequest, provider: FakeProviderServer) -> Case:
-        return openai_compatible_case(request.param, provider)
+    @pytest.fixture
+    def case(self, provider: FakeProviderServer) -> Case:
+        definition = SourceDefinition(
+            name="conformance",
+            type="anthropic",
+            config={"base_url": provider.url, "model": "fake-model"},
+            secrets={"api_key": API_KEY},
+        )
+        unreachable = {"base_url": f"http://127.0.0.1:{closed_port()}", "model": "fake-model"}
+        return Case(
+            definition=definition,
+            unreachable=definition.model_copy(update={"config": unreachable}),
+            unreachable_code="provider.unavailable",
+            bad_configs=[
+                ({"timeout": 0}, "timeout"),
+                ({"max_tokens": 0}, "max_tokens"),
+                ({"prompt_cache": "2h"}, "prompt_cache"),
+                ({"image_model": "fake-image"}, "image_model"),  # Anthropic makes no images
+                ({"limits": {"rpm": 10}}, "limits.rpm"),
+            ],
+            required_secrets=["api_key"],
+            connections=tcp_connections_to(provider.url),
+            reply=lambda prompt: f"Echo: {prompt}",
+            fail_next_call=lambda status: fail_next_call(provider, status),
+            fake=provider.provider,
+        )
+
+
+# --- gemini, against the fake provider's Gemini API (Google's own wire format) ---
+
+
+class TestGemini(SourceConformance, ChatModelConformance, ImageModelConformance):
+    TYPES = ("gemini",)
+
+    @pytest.fixture
+    def case(self, provider: FakeProviderServer) -> Case:
+        models = {"model": "fake-model", "image_model": "fake-image"}
+        definition = SourceDefinition(
+            name="conformance",
+            type="gemini",
+            config={"base_url": provider.url, **models},
+            secrets={"api_key": API_KEY},
+        )
+        unreachable = {"base_url": f"http://127.0.0.1:{closed_port()}", **models}
+        return Case(
+            definition=definition,
+            unreachable=definition.model_copy(update={"config": unreachable}),
+            unreachable_code="provider.unavailable",
+            bad_configs=[
+                ({"timeout": 0}, "timeout"),
+                ({"base_url": f"{provider.url}/v1beta/openai/"}, "base_url"),
+                ({"api_version": "latest"}, "api_version"),
+                ({"default_headers": {"X-Goog-Api-Key": "other"}}, "default_headers"),
+                ({"organization": "org-1"}, "organization"),  # OpenAI's, not Gemini's
+                ({"limits": {"rpm": 10}}, "limits.rpm"),
+            ],
+            required_secrets=["api_key"],
+            connections=tcp_connections_to(provider.url),
+            reply=lambda prompt: f"Echo: {prompt}",
+            fail_next_call=lambda status: fail_next_call(provider, status),
+            fake=provider.provider,
+        )
 
 
 # --- postgres, against the embedded PostgreSQL ---
@@ -174,6 +303,53 @@ class TestPostgres(SourceConformance, DatabaseConformance):
             placeholder=lambda n: f"${n}",
             insert_note="INSERT INTO audit_log (note) VALUES ($1)",
             count_notes="SELECT count(*) AS n FROM audit_log WHERE note = $1",
+            sleep_query="SELECT pg_sleep(5)",
+            typed_row_query=(
+                "SELECT 12.50::numeric(10, 2) AS price, 42::numeric(10, 2) AS whole, "
+                "date '2024-05-06' AS day, timestamp '2024-05-06 07:08:09.123456' AS at, "
+                "time '12:34:56' AS clock, "
+                """'{"a": [1, 2.5, null], "b": "x"}'::jsonb AS doc, """
+                r"'\x00ff10'::bytea AS raw, NULL AS nothing"
+            ),
+        )
+
+
+# --- mysql, against the session's MariaDB (Debian's mariadb-server, tests/support/mariadb.py) ---
+
+
+class TestMySQL(SourceConformance, DatabaseConformance):
+    TYPES = ("mysql",)
+
+    @pytest.fixture
+    def case(self, mariadb: MariaDBEndpoint) -> Case:
+        definition = mysql_source(mariadb, name="conformance")
+        unreachable = f"mysql://{mariadb.user}@127.0.0.1:{closed_port()}/{mariadb.database}"
+        return Case(
+            definition=definition,
+            unreachable=definition.model_copy(
+                update={"config": {"dsn": unreachable, "connect_timeout": 5}}
+            ),
+            unreachable_code="database.unavailable",
+            bad_configs=[
+                ({"dsn": None}, "dsn"),
+                ({"dsn": "postgresql://analyst@127.0.0.1/warehouse"}, "dsn"),
+                ({"dsn": "mysql://analyst:hunter2@127.0.0.1/warehouse"}, "dsn"),  # secrets only
+                ({"dsn": "mysql://127.0.0.1:3306/warehouse"}, "dsn"),  # no user
+                ({"max_pool_size": 0}, "max_pool_size"),
+                ({"connect_timeout": 0}, "connect_timeout"),
+                ({"colour": "red"}, "colour"),
+            ],
+            connections=tcp_connections_to(f"mysql://{mariadb.host}:{mariadb.port}"),
+            placeholder=lambda n: "?",
+            insert_note="INSERT INTO audit_log (note) VALUES (?)",
+            count_notes="SELECT count(*) AS n FROM audit_log WHERE note = ?",
+            sleep_query="SELECT SLEEP(5)",
+            typed_row_query=(
+                "SELECT CAST(12.5 AS DECIMAL(10, 2)) AS price, "
+                "CAST(42 AS DECIMAL(10, 2)) AS whole, DATE '2024-05-06' AS day, "
+                "CAST('2024-05-06 07:08:09.123456' AS DATETIME(6)) AS at, "
+                "TIME '12:34:56' AS clock, doc, raw, NULL AS nothing FROM documents WHERE id = 1"
+            ),
         )
 
 
@@ -246,8 +422,10 @@ class TestWebhook(SourceConformance):
 
 CLASSES: list[type[SourceConformance]] = [
     TestOpenAICompatibleChatAndImages,
-    TestOpenAICompatibleChat,
+    TestAnthropic,
+    TestGemini,
     TestPostgres,
+    TestMySQL,
     TestHttpApi,
     TestWebhook,
 ]

@@ -32,7 +32,9 @@ MIN_VALID_EXAMPLES = 8
 EXAMPLE_SOURCES = {
     "openai-main": "openai",
     "anthropic-main": "anthropic",
+    "gemini-main": "gemini",
     "warehouse-db": "postgres",
+    "warehouse-mysql": "mysql",
     "crm-api": "http",
 }
 """The sources the valid examples are written against, by type."""
@@ -95,6 +97,7 @@ def test_valid_example_has_no_violations(path: Path) -> None:
 def test_valid_example_uses_known_compatible_sources(path: Path) -> None:
     result = validate_spec(_load(path), sources=EXAMPLE_SOURCES)
     assert result.violations == ()
+    assert result.warnings == ()  # examples show nothing a user should not copy
 
 
 @pytest.mark.parametrize("path", VALID_FILES, ids=lambda p: p.name)

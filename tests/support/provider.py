@@ -11,5 +11,11 @@ SLOW = "[slow]"
 
 
 def chat_requests(provider: FakeProviderServer) -> int:
-    """How many chat completions the provider was asked for (Azure's path not included)."""
-    return sum(request.path == CHAT_PATH for request in provider.requests)
+    """How many chat replies the provider was asked for, in any wire format it speaks: OpenAI's
+    chat completions, Anthropic's messages, Gemini's (streamed) generateContent (Azure's path
+    not included)."""
+    return sum(
+        request.path in (CHAT_PATH, "/v1/messages")
+        or request.path.endswith((":generateContent", ":streamGenerateContent"))
+        for request in provider.requests
+    )

@@ -8,11 +8,15 @@ from agentflow_grpc.model.sources import SourceDefinition
 
 
 def llm_source(name: str, source_type: str, url: str) -> SourceDefinition:
-    """An OpenAI-compatible source (chat and images) served by the fake provider at `url`."""
+    """A chat (and image) source served by the fake provider at `url`, in the wire format of
+    its type: OpenAI's under `/v1` for `openai`; the API root for `anthropic` and `gemini`,
+    whose SDKs add their own paths (`/v1/messages`, `/v1beta/models/…`)."""
+    base_url = f"{url}/v1" if source_type == "openai" else url
+    images = {} if source_type == "anthropic" else {"image_model": "fake-image"}  # none there
     return SourceDefinition(
         name=name,
         type=source_type,
-        config={"base_url": f"{url}/v1", "model": "fake-model", "image_model": "fake-image"},
+        config={"base_url": base_url, "model": "fake-model", **images},
         secrets={"api_key": "sk-test"},
     )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
 
 import jsonpath
 import jsonschema
@@ -129,32 +131,40 @@ def check_sql(ctx: CheckContext) -> Iterator[Violation]:
         if not isinstance(node, DatabaseNode):
             continue
         base = ("nodes", entry.index, "config")
+        dialect = _sql_dialect(ctx, node.source)
         for code, location, message in _sql_problems(
-            node.config.query, len(node.config.params), node.config.read_only
+            node.config.query, len(node.config.params), node.config.read_only, dialect
         ):
             yield Violation(pointer(*base, *location), code, message)
 
 
-@functools.lru_cache(maxsize=4096)
-def _sql_problems(
-    query: str, param_count: int, read_only: bool
-) -> tuple[tuple[ViolationCode, tuple[str, ...], str], ...]:
-    problems: list[tuple[ViolationCode, tuple[str, ...], str]] = []
-    query_at = ("query",)
-    if any(marker in query for marker in ("{{", "{%", "{#")):
-        problems.append(
-            (
-                ViolationCode.SQL_TEMPLATED,
-                query_at,
-                "SQL text is never a template; write $1, $2 … placeholders in `query` and put "
-                "the templated values in `params`",
-            )
-        )
+SqlDialect = Literal["postgres", "mysql"]
+MYSQL_SOURCE_TYPE = "mysql"
+
+
+def _sql_dialect(ctx: CheckContext, source: str) -> SqlDialect | None:
+    """How the node's source writes placeholders: `?` for a mysql source, `$1 … $N` for the
+    others; None when the sources are not known (the query's own placeholders then decide)."""
+    source_type = None if ctx.sources is None else ctx.sources.get(source)
+    if source_type is None:
+        return None
+    return "mysql" if source_type == MYSQL_SOURCE_TYPE else "postgres"
+
+
+@dataclass(frozen=True, slots=True)
+class _SqlScan:
+    statements: int
+    writes: tuple[str, ...]
+    placeholders: tuple[str, ...]
+
+
+def _scan_sql(query: str, dialect: SqlDialect) -> _SqlScan:
     statements = 0
     expects_statement = True
-    numbers: set[int] = set()
+    placeholders: list[str] = []
     writes: list[str] = []
-    for token_type, value in lexer.tokenize(_blank_standard_strings(query)):  # type: ignore[no-untyped-call]
+    text = _blank_standard_strings(query) if dialect == "postgres" else _blank_hash_comments(query)
+    for token_type, value in lexer.tokenize(text):  # type: ignore[no-untyped-call]
         if token_type in sql_tokens.Comment or token_type in sql_tokens.Whitespace:
             continue
         if token_type is sql_tokens.Punctuation and value == ";":
@@ -168,27 +178,81 @@ def _sql_problems(
         if _is_write_keyword(token_type, value):
             writes.append(value.upper())
         if token_type in sql_tokens.Name.Placeholder:
-            if value.startswith("$") and value[1:].isdigit():
-                numbers.add(int(value[1:]))
-            else:
-                problems.append(
-                    (
-                        ViolationCode.SQL_UNSUPPORTED_PLACEHOLDER,
-                        query_at,
-                        f"placeholder '{value}' is not supported; use $1, $2 … in the order of "
-                        "`params`",
-                    )
-                )
-    if statements > 1:
+            placeholders.append(value)
+    return _SqlScan(statements, tuple(writes), tuple(placeholders))
+
+
+def _is_numbered(placeholder: str) -> bool:
+    return placeholder.startswith("$") and placeholder[1:].isdigit()
+
+
+@functools.lru_cache(maxsize=4096)
+def _sql_problems(
+    query: str, param_count: int, read_only: bool, dialect: SqlDialect | None = None
+) -> tuple[tuple[ViolationCode, tuple[str, ...], str], ...]:
+    problems: list[tuple[ViolationCode, tuple[str, ...], str]] = []
+    query_at = ("query",)
+    if any(marker in query for marker in ("{{", "{%", "{#")):
+        style = {"postgres": "$1, $2 …", "mysql": "?"}.get(dialect or "", "$1, $2 … (or ?)")
+        problems.append(
+            (
+                ViolationCode.SQL_TEMPLATED,
+                query_at,
+                f"SQL text is never a template; write {style} placeholders in `query` and put "
+                "the templated values in `params`",
+            )
+        )
+    scan = _scan_sql(query, dialect or "postgres")
+    if (
+        dialect is None
+        and "?" in scan.placeholders
+        and not any(map(_is_numbered, scan.placeholders))
+    ):
+        dialect = "mysql"  # no sources to say: `?` and no `$n` is a mysql query
+        scan = _scan_sql(query, dialect)
+    if dialect == "mysql":
+        problems += _mysql_placeholder_problems(scan.placeholders, param_count)
+    else:
+        problems += _numbered_placeholder_problems(scan.placeholders, param_count)
+    if scan.statements > 1:
         problems.append(
             (
                 ViolationCode.SQL_MULTIPLE_STATEMENTS,
                 query_at,
-                f"`query` holds {statements} statements; a database node runs exactly one",
+                f"`query` holds {scan.statements} statements; a database node runs exactly one",
             )
         )
-    expected = set(range(1, param_count + 1))
-    if numbers != expected:
+    if read_only and scan.writes:
+        problems.append(
+            (
+                ViolationCode.SQL_WRITE_IN_READ_ONLY,
+                query_at,
+                f"{scan.writes[0]} writes, and cannot run in a read-only transaction; set "
+                "`read_only: false` if the node is meant to write",
+            )
+        )
+    return tuple(problems)
+
+
+def _numbered_placeholder_problems(
+    placeholders: tuple[str, ...], param_count: int
+) -> list[tuple[ViolationCode, tuple[str, ...], str]]:
+    """postgres: $1 … $N, each used (any number of times), N the number of params."""
+    problems: list[tuple[ViolationCode, tuple[str, ...], str]] = []
+    numbers: set[int] = set()
+    for value in placeholders:
+        if _is_numbered(value):
+            numbers.add(int(value[1:]))
+        else:
+            problems.append(
+                (
+                    ViolationCode.SQL_UNSUPPORTED_PLACEHOLDER,
+                    ("query",),
+                    f"placeholder '{value}' is not supported; use $1, $2 … in the order of "
+                    "`params`",
+                )
+            )
+    if numbers != set(range(1, param_count + 1)):
         used = ", ".join(f"${n}" for n in sorted(numbers)) or "no placeholders"
         problems.append(
             (
@@ -198,16 +262,34 @@ def _sql_problems(
                 "must be $1 … $N for N params, each used",
             )
         )
-    if read_only and writes:
+    return problems
+
+
+def _mysql_placeholder_problems(
+    placeholders: tuple[str, ...], param_count: int
+) -> list[tuple[ViolationCode, tuple[str, ...], str]]:
+    """mysql: one `?` per param, in order (the server's own prepared-statement markers)."""
+    problems: list[tuple[ViolationCode, tuple[str, ...], str]] = [
+        (
+            ViolationCode.SQL_UNSUPPORTED_PLACEHOLDER,
+            ("query",),
+            f"placeholder '{value}' is not supported; a mysql source takes ?, one for each "
+            "value of `params`, in order",
+        )
+        for value in placeholders
+        if value != "?"
+    ]
+    count = placeholders.count("?")
+    if count != param_count:
         problems.append(
             (
-                ViolationCode.SQL_WRITE_IN_READ_ONLY,
-                query_at,
-                f"{writes[0]} writes, and cannot run in a read-only transaction; set "
-                "`read_only: false` if the node is meant to write",
+                ViolationCode.SQL_PARAMETER_MISMATCH,
+                ("params",),
+                f"`query` has {count} ? placeholder(s) but `params` has {param_count} "
+                "value(s); give one value for each ?, in order",
             )
         )
-    return tuple(problems)
+    return problems
 
 
 # sqlparse reads a backslash as an escape inside every string; PostgreSQL (with its default
@@ -227,6 +309,24 @@ _SQL_LITERALS = re.compile(
 
 def _blank_standard_strings(query: str) -> str:
     return _SQL_LITERALS.sub(lambda m: "''" if m[0].startswith("'") else m[0], query)
+
+
+# MySQL reads `#` as a comment to the end of the line (sqlparse only `# ` with a space), and a
+# backslash as an escape inside '…' and "…" strings (as sqlparse does). Strings and quoted names
+# are matched first, so that a `#` inside them is not taken for a comment.
+_MYSQL_LITERALS = re.compile(
+    r"""--[^\n]*
+      | '(?:[^'\\]|\\.|'')*'
+      | "(?:[^"\\]|\\.|"")*"
+      | `(?:[^`]|``)*`
+      | /\*.*?\*/
+      | \#[^\n]*""",
+    re.S | re.X,
+)
+
+
+def _blank_hash_comments(query: str) -> str:
+    return _MYSQL_LITERALS.sub(lambda m: " " if m[0].startswith("#") else m[0], query)
 
 
 def _is_write_keyword(token_type: object, value: str) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from agentflow_grpc.spec.checks.context import CheckContext, article, listing, suggestion
-from agentflow_grpc.spec.codes import Violation, ViolationCode, pointer
-from agentflow_grpc.spec.nodes import PluginNode
+from agentflow_grpc.spec.codes import Violation, ViolationCode, WarningCode, pointer
+from agentflow_grpc.spec.nodes import LlmNode, PluginNode
 
 LLM_SOURCE_TYPES = frozenset({"openai", "anthropic", "gemini", "azure_openai"})
 SOURCE_TYPES_BY_NODE_TYPE: dict[str, frozenset[str]] = {
@@ -100,3 +100,27 @@ def check_plugins(ctx: CheckContext) -> Iterator[Violation]:
                 ViolationCode.PLUGIN_INVALID_CONFIG,
                 f"config does not fit plugin '{node.plugin}': {error.message}",
             )
+
+
+# Parameters an llm node may set that a source type's API does not take, so they are not sent:
+# Anthropic's Messages API (as of the version its SDK speaks) refuses temperature and top_p.
+IGNORED_LLM_PARAMETERS: dict[str, tuple[str, ...]] = {"anthropic": ("temperature", "top_p")}
+
+
+def check_ignored_parameters(ctx: CheckContext) -> Iterator[Violation]:
+    """An llm node sets a parameter its source's API does not take (a warning: the node runs,
+    without it)."""
+    if ctx.sources is None:
+        return
+    for entry in ctx.view.nodes:
+        if not isinstance(entry.model, LlmNode):
+            continue
+        source_type = ctx.sources.get(entry.model.source)
+        for name in IGNORED_LLM_PARAMETERS.get(source_type or "", ()):
+            if getattr(entry.model.config, name) is not None:
+                yield Violation(
+                    pointer("nodes", entry.index, "config", name),
+                    WarningCode.SOURCE_PARAMETER_IGNORED,
+                    f"source '{entry.model.source}' is of type {source_type}, whose API does "
+                    f"not take `{name}`: it is not sent; remove it, or use another source",
+                )

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gentflow/v1/common.proto\x12\x0c\x61gentflow.v1\"k\n\nTokenUsage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\x12\x15\n\rcached_tokens\x18\x04 \x01(\x03\"8\n\tViolation\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gentflow/v1/common.proto\x12\x0c\x61gentflow.v1\"\xa2\x01\n\nTokenUsage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\x12\x15\n\rcached_tokens\x18\x04 \x01(\x03\x12\x19\n\x11\x63\x61\x63he_read_tokens\x18\x05 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x06 \x01(\x03\"8\n\tViolation\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentflow.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TOKENUSAGE']._serialized_start=43
-  _globals['_TOKENUSAGE']._serialized_end=150
-  _globals['_VIOLATION']._serialized_start=152
-  _globals['_VIOLATION']._serialized_end=208
+  _globals['_TOKENUSAGE']._serialized_start=44
+  _globals['_TOKENUSAGE']._serialized_end=206
+  _globals['_VIOLATION']._serialized_start=208
+  _globals['_VIOLATION']._serialized_end=264
 # @@protoc_insertion_point(module_scope)

@@ -1299,6 +1299,15 @@ class TokenUsage(betterproto2.Message):
     the cache saved); not part of total_tokens.
     """
 
+    cache_read_tokens: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+    """
+    Of prompt_tokens, those the provider read from its own prompt cache, and those it wrote to
+    it (OpenTelemetry's gen_ai.usage.cache_read.input_tokens and
+    gen_ai.usage.cache_creation.input_tokens); priced differently from other input tokens.
+    """
+
+    cache_write_tokens: "int" = betterproto2.field(6, betterproto2.TYPE_INT64)
+
 
 default_message_pool.register_message("agentflow.v1", "TokenUsage", TokenUsage)
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agentflow_grpc.devstack.mariadb import PID_FILE, RUN
 from agentflow_grpc.model.sources import SourceDefinition
 from agentflow_grpc.sources.mysql import MySQLAdapter
 from agentflow_grpc.testing.replicas import environment_without_settings
@@ -96,10 +95,19 @@ def test_dev_mysql_runs_a_mariadb_prints_its_dsn_and_stops_it(tmp_path: Path) ->
         assert found is not None, line
         dsn, password = found.groups()
         assert asyncio.run(_check(dsn, password)).startswith("connected: MariaDB ")
-        pid = int((home / "mariadb" / RUN / PID_FILE).read_text().strip())
-        assert psutil.pid_exists(pid)
+        # The server is the dev process's child (its pid file may live in a short temporary
+        # directory: a socket path under a deep home would be too long).
+        (pid,) = [
+            child.pid
+            for child in psutil.Process(process.pid).children(recursive=True)
+            if child.name() == "mariadbd"
+        ]
     except BaseException:
         process.kill()
+        process.wait(30)
+        reader.join(10)
+        if process.stdout is not None:
+            process.stdout.close()
         raise
     assert _stop(process, reader) == 0
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

@@ -65,6 +65,7 @@ from agentflow_grpc.sources.base import (
     FinishReason,
     ProviderLimiter,
     ProviderLimits,
+    chosen_model,
     finish_reason,
     parse_config,
 )
@@ -386,12 +387,7 @@ class AnthropicSource:
 
     def arguments(self, request: ChatRequest) -> dict[str, Any]:
         """The keyword arguments of `messages.create` for `request` (without `stream`)."""
-        model = request.model or self._config.model
-        if model is None:
-            raise NodeFailure(
-                "source.no_model",
-                f"neither the node nor source {self.definition.name!r} names a chat model",
-            )
+        model = chosen_model(self.definition, request.model, self._config.model, "chat")
         system, turns = conversation(request.messages)
         arguments: dict[str, Any] = {
             "model": model,

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentflow_grpc.model.errors import SourceConfigError
 from agentflow_grpc.model.events import TokenUsage
-from agentflow_grpc.model.failures import content_blocked
+from agentflow_grpc.model.failures import NodeFailure, content_blocked
 from agentflow_grpc.model.sources import SourceDefinition
 
 
@@ -178,6 +178,20 @@ def finish_reason(native: str | None, mapping: dict[str, FinishReason]) -> Finis
     if native is None or native == "":
         return None
     return mapping.get(native, "other")
+
+
+def chosen_model(
+    definition: SourceDefinition, requested: str | None, default: str | None, what: str
+) -> str:
+    """The model a call uses: the node's, else the source's default; `source.no_model` when
+    neither names one (`what`: `chat`, `image`)."""
+    model = requested or default
+    if model is None:
+        raise NodeFailure(
+            "source.no_model",
+            f"neither the node nor source {definition.name!r} names a {what} model",
+        )
+    return model
 
 
 def blocked_unless_text(result: ChatResult) -> ChatResult:

@@ -86,6 +86,7 @@ from agentflow_grpc.sources.base import (
     ImageResult,
     ProviderLimiter,
     ProviderLimits,
+    chosen_model,
     finish_reason,
     parse_config,
 )
@@ -424,17 +425,8 @@ class GeminiSource:
             raise
         return f"listed {len(pager.page)} model(s) at {self._config.base_url}"
 
-    def _model(self, requested: str | None, default: str | None, what: str) -> str:
-        model = requested or default
-        if model is None:
-            raise NodeFailure(
-                "source.no_model",
-                f"neither the node nor source {self.definition.name!r} names a {what} model",
-            )
-        return model
-
     async def chat(self, request: ChatRequest, on_token: Callable[[str], None]) -> ChatResult:
-        model = self._model(request.model, self._config.model, "chat")
+        model = chosen_model(self.definition, request.model, self._config.model, "chat")
         contents, system = contents_of(request.messages)
         json_output = request.output_schema is not None or request.response_format == "json"
         config = types.GenerateContentConfig(
@@ -502,7 +494,7 @@ class GeminiSource:
         return reply.result(self._metrics.provider)
 
     async def generate_images(self, request: ImageRequest) -> ImageResult:
-        model = self._model(request.model, self._config.image_model, "image")
+        model = chosen_model(self.definition, request.model, self._config.image_model, "image")
         config = types.GenerateContentConfig(
             response_modalities=["IMAGE"],
             image_config=image_config(request.size),

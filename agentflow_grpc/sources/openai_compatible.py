@@ -41,6 +41,7 @@ from agentflow_grpc.sources.base import (
     ImageRequest,
     ImageResult,
     ProviderLimits,
+    chosen_model,
     finish_reason,
 )
 from agentflow_grpc.sources.chat_calls import ChatCalls
@@ -136,17 +137,8 @@ class OpenAICompatibleSource:
             raise provider_failure(exc) from exc
         return f"listed {len(page.data)} model(s) at {self._client.base_url}"
 
-    def _model(self, requested: str | None, default: str | None, what: str) -> str:
-        model = requested or default
-        if model is None:
-            raise NodeFailure(
-                "source.no_model",
-                f"neither the node nor source {self.definition.name!r} names a {what} model",
-            )
-        return model
-
     async def chat(self, request: ChatRequest, on_token: Callable[[str], None]) -> ChatResult:
-        model = self._model(request.model, self._config.model, "chat")
+        model = chosen_model(self.definition, request.model, self._config.model, "chat")
         arguments: dict[str, Any] = {"model": model, "messages": list(request.messages)}
         for name in ("temperature", "top_p", "max_tokens"):
             value = getattr(request, name)
@@ -239,7 +231,7 @@ class OpenAICompatibleSource:
                 "source.incompatible",
                 f"source {self.definition.name!r} ({self.definition.type}) does not make images",
             )
-        model = self._model(request.model, self._config.image_model, "image")
+        model = chosen_model(self.definition, request.model, self._config.image_model, "image")
         arguments: dict[str, Any] = {
             "model": model,
             "prompt": request.prompt,

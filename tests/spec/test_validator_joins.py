@@ -408,3 +408,22 @@ def test_warnings_are_reported_beside_violations() -> None:
     assert not result.ok
     assert found(result, "edge.unknown_node") == ["/edges/4/to"]
     assert found(result, PARALLEL_JOIN) == ["/nodes/3"]
+
+
+def test_an_aggregator_in_a_loop_fed_by_itself_is_refused_not_a_crash() -> None:
+    # Found by the mutation property test: the self-edge made the loop check raise KeyError.
+    result = validate(
+        workflow(
+            [step("draft"), join(), loop(), step("publish")],
+            [
+                ("start", "draft"),
+                ("draft", "join"),
+                ("join", "join"),
+                ("join", "review"),
+                ("review", "draft", "again"),
+                ("review", "publish", "done"),
+            ],
+            {"out": "nodes.publish.output"},
+        )
+    )
+    assert "/edges/2" in found(result)

@@ -60,7 +60,14 @@ def _inside_loop(graph: Wiring, entry: NodeEntry) -> Iterator[Violation]:
     flagged: set[str] = set()
     branches = graph.incoming.get(aggregator, [])
     for source, _, index in branches:
-        if source not in loop and source not in flagged:
+        if source == aggregator and source not in flagged:
+            flagged.add(source)
+            yield _mismatch(
+                index,
+                f"aggregator '{aggregator}' is fed by itself: it would wait for its own output "
+                "before it could run; read its previous output in a template instead",
+            )
+        elif source not in loop and source not in flagged:
             flagged.add(source)
             yield _mismatch(
                 index,

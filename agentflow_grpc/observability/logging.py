@@ -58,7 +58,9 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        # One write per line, newline included (print() writes them apart): server processes
+        # that share a log file or pipe then never run two lines together.
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
     # Libraries log through the standard library; give their records the same shape.

@@ -42,6 +42,31 @@ def test_json_events_carry_level_timestamp_and_fields() -> None:
     assert event["timestamp"].endswith("Z")
 
 
+class _Writes(io.StringIO):
+    """A stream that remembers each write call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return super().write(text)
+
+
+def test_each_line_is_one_write_so_processes_sharing_a_file_never_join_lines() -> None:
+    stream = _Writes()
+    configure_logging("INFO", "json", stream=stream)
+    get_logger("test").info("webhooks.started", concurrency=8)
+    logging.getLogger("library").warning("from the standard library")
+    assert len(stream.calls) == 2
+    assert all(call.endswith("\n") and call.count("\n") == 1 for call in stream.calls)
+    assert [json.loads(call)["event"] for call in stream.calls] == [
+        "webhooks.started",
+        "from the standard library",
+    ]
+
+
 def test_level_filters_events() -> None:
     stream = io.StringIO()
     configure_logging("WARNING", "json", stream=stream)

@@ -6,13 +6,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # The browser test drives Debian's Chromium, the metrics test scrapes with Debian's Prometheus,
-# the mysql source's tests run against Debian's MariaDB; `make test` installs them when missing.
+# the mysql source's tests run against Debian's MariaDB, the identity tests sign in at the
+# oidc-provider npm package run by Node.js; `make test` installs them when missing.
 CHROMIUM := /usr/bin/chromium
 PROMETHEUS := /usr/bin/prometheus
 MARIADB := /usr/sbin/mariadbd
+OIDC_PROVIDER := tests/support/oidc_provider
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run demo test test-fast lint typecheck unit browser prometheus mariadb schema proto bench clean
+.PHONY: install run demo test test-fast lint typecheck unit browser prometheus mariadb oidc-provider schema proto bench clean
 
 $(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "AgentFlow needs Python 3.11 or newer, found " + sys.version.split()[0]'
@@ -31,7 +33,7 @@ demo: install ## Validate the examples and run one live in the terminal (no serv
 	@echo
 	$(BIN)/python examples/run_demo.py
 
-test: install lint typecheck browser prometheus mariadb unit ## Install, lint, type-check and run every test
+test: install lint typecheck browser prometheus mariadb oidc-provider unit ## Install, lint, type-check and run every test
 
 # Markers: pyproject.toml registers them, tests/conftest.py applies all but `slow`.
 FAST := not integration and not slow and not browser and not replicas
@@ -50,7 +52,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install mariadb
+unit: install mariadb oidc-provider
 	$(BIN)/pytest
 
 browser: $(CHROMIUM) ## Debian's Chromium, for the browser test
@@ -74,6 +76,18 @@ $(MARIADB):
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mariadb-server
 	-$(SUDO) systemctl disable --now mariadb >/dev/null 2>&1
 	-$(SUDO) service mariadb stop >/dev/null 2>&1
+
+oidc-provider: $(OIDC_PROVIDER)/node_modules/.package-lock.json ## Node.js and the OpenID Provider the identity tests sign in at
+
+# Node.js and npm: the machine's when it has them, else Debian's. `npm ci` installs exactly what
+# package-lock.json pins (npm writes node_modules/.package-lock.json as it finishes).
+$(OIDC_PROVIDER)/node_modules/.package-lock.json: $(OIDC_PROVIDER)/package.json $(OIDC_PROVIDER)/package-lock.json
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; \
+	fi
+	cd $(OIDC_PROVIDER) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 proto: install ## Regenerate agentflow_grpc/_gen (and the client) from protos/
 	$(BIN)/python scripts/generate_protos.py

@@ -27,8 +27,9 @@ from agentflow_grpc.config import Settings
 from agentflow_grpc.devstack.postgres import EmbeddedPostgres
 from agentflow_grpc.devstack.valkey import EmbeddedValkey
 from agentflow_grpc.engine.execution import ExecutionEngine
+from agentflow_grpc.identity.oidc import OidcConfig, OidcVerifier
 from agentflow_grpc.keyspace import RedisKeys
-from agentflow_grpc.limits import Limiter, LimitPolicy
+from agentflow_grpc.limits import Invalidations, Limiter, LimitPolicy
 from agentflow_grpc.model.errors import ConfigurationError
 from agentflow_grpc.nodes.registry import NodeRegistry
 from agentflow_grpc.observability.error_reporting import configure_error_reporting
@@ -36,6 +37,8 @@ from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.observability.tracing import Tracing, TracingConfigError, configure_tracing
 from agentflow_grpc.queue.coordination import Coordination
+from agentflow_grpc.services.audit import AuditService
+from agentflow_grpc.services.authentication import Authenticator
 from agentflow_grpc.services.error_groups import ErrorGroupService
 from agentflow_grpc.services.executions import ExecutionService
 from agentflow_grpc.services.health import HealthService
@@ -68,6 +71,8 @@ class App:
     limiter: Limiter  # rate limits and quotas, in Redis; fail open when it is down
     keyring: Keyring
     tenants: TenantService
+    authenticator: Authenticator  # API keys (cached while revocations reach it) and sign-ins
+    audit: AuditService  # the audit log: listed, recorded outside a change, verified, exported
     workflows: WorkflowService
     sources: SourceService
     executions: ExecutionService
@@ -151,8 +156,26 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
             metrics.watch_database_pool(database.pool_use)
             nodes = NodeRegistry.from_entry_points()
             keys = RedisKeys(settings.redis_prefix)  # every Redis key, under one prefix
+            # What every replica must forget at once: revoked keys, tenants' changed limits.
+            invalidations = Invalidations(redis_client[0], keys)
+            tenants = TenantService(database, invalidations=invalidations)
             limiter = Limiter(
-                redis_client[0], LimitPolicy.from_settings(settings), keys=keys, metrics=metrics
+                redis_client[0],
+                LimitPolicy.from_settings(settings),
+                keys=keys,
+                metrics=metrics,
+                tenant_limits=tenants.tenant_limits,
+                invalidations=invalidations,
+            )
+            audit = AuditService(database)
+            oidc = OidcConfig.from_settings(settings)
+            verifier = None if oidc is None else OidcVerifier(oidc)
+            authenticator = Authenticator(
+                database,
+                invalidations=invalidations,
+                cache_seconds=settings.api_key_cache_seconds,
+                verifier=verifier,
+                on_sign_in=audit.signed_in,
             )
             source_registry = SourceRegistry.default(
                 metrics=metrics,
@@ -199,7 +222,9 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                 redis_embedded=redis_client[1],
                 limiter=limiter,
                 keyring=keyring,
-                tenants=TenantService(database),
+                tenants=tenants,
+                authenticator=authenticator,
+                audit=audit,
                 workflows=WorkflowService(
                     database, plugins=nodes.catalog, limits=limits, versions=versions
                 ),
@@ -215,11 +240,16 @@ async def open_app(settings: Settings, *, migrate: bool = False) -> AsyncIterato
                 webhooks=WebhookService(database),
                 webhook_dispatcher=dispatcher,
             )
+            invalidations.start()
             try:
                 yield app
             finally:
                 await app.workers.stop()
                 await app.executions.shutdown(grace=0)  # no-op after a server's drain
+                await authenticator.close()
+                await invalidations.close()
+                if verifier is not None:
+                    await verifier.aclose()
         finally:
             await database.close()
 

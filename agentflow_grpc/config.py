@@ -223,6 +223,47 @@ class Settings(BaseSettings):
         0, ge=0, le=10**15, description="LLM tokens a tenant may use per UTC day."
     )
 
+    # Identity (docs/security.md): API keys, and people signed in through OpenID Connect.
+    api_key_cache_seconds: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="Seconds a server keeps an API key it has looked up (0: look up every call). "
+        "A revoked key is dropped from every server's cache at once through Redis; while Redis "
+        "cannot tell it so, a server looks every key up.",
+    )
+    oidc_issuer: str | None = Field(
+        None,
+        description="OpenID Connect issuer whose access tokens (`authorization: Bearer <JWT>`) "
+        "sign people in; unset: API keys only.",
+    )
+    oidc_audience: str | None = Field(
+        None, description="The `aud` the issuer's tokens must carry for this API."
+    )
+    oidc_client_id: str | None = Field(
+        None, description="The page's public client id at the issuer (sign-in with PKCE)."
+    )
+    oidc_scopes: str = Field(
+        "openid profile", description="Scopes the page asks for when it signs someone in."
+    )
+    oidc_role_claim: str = Field(
+        "groups", description="The token claim (a string or a list) mapped to a role."
+    )
+    oidc_roles: dict[str, Literal["viewer", "runner", "editor", "admin"]] = Field(
+        default_factory=dict,
+        description="JSON object: a value of the role claim → viewer, runner, editor or admin "
+        '(e.g. `{"agentflow-admins": "admin"}`); the strongest match wins, none: refused.',
+    )
+    oidc_tenant_claim: str | None = Field(
+        None, description="The token claim naming the caller's tenant; unset: OIDC_TENANT."
+    )
+    oidc_tenant: str | None = Field(
+        None, description="The tenant every signed-in person belongs to, when no claim says."
+    )
+    oidc_clock_skew: float = Field(
+        30.0, ge=0, le=600, description="Seconds of clock skew allowed on `exp`, `nbf`, `iat`."
+    )
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

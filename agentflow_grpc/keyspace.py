@@ -14,6 +14,7 @@ so a key's form never changes (tests/test_keyspace.py pins each one).
   share the hash tag `{tenant}` and a source's `{source}`, so each limit script touches keys of
   one cluster slot only: a tenant and its API keys are decided together)
 - caches: `{p}:llmcache:{tenant}:{sha256}`, `{p}:wf:{tenant}:{workflow}:v{n}` and `…:current`
+- identity: `{p}:invalidate` (pub/sub: API keys revoked or rotated, tenants' limits changed)
 """
 
 from __future__ import annotations
@@ -109,3 +110,11 @@ class RedisKeys:
     def workflow_current(self, tenant_id: Id, workflow_id: Id) -> str:
         """The workflow's current version number (deleted whenever it changes)."""
         return f"{self.prefix}:wf:{tenant_id}:{workflow_id}:current"
+
+    # --- identity ---
+
+    @property
+    def invalidation_channel(self) -> str:
+        """Pub/sub: what every replica must forget at once (an API key revoked or rotated, a
+        tenant's limits changed), so their caches of keys and limits hold nothing stale."""
+        return f"{self.prefix}:invalidate"

@@ -45,6 +45,7 @@ pytest_plugins = [
     "support.gateway_fixtures",
     "support.prometheus_fixtures",
     "support.mariadb_fixtures",
+    "support.oidc_fixtures",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

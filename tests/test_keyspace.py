@@ -37,6 +37,7 @@ def every_key(keys: RedisKeys) -> dict[str, str]:
         "llm_response": keys.llm_response(str(TENANT), SHA),
         "workflow_version": keys.workflow_version(TENANT, WORKFLOW, 7),
         "workflow_current": keys.workflow_current(TENANT, WORKFLOW),
+        "invalidation_channel": keys.invalidation_channel,
     }
 
 
@@ -68,6 +69,8 @@ def test_every_key_keeps_its_exact_form(prefix: str) -> None:
         "llm_response": f"{p}:llmcache:{T}:{SHA}",
         "workflow_version": f"{p}:wf:{T}:{W}:v7",
         "workflow_current": f"{p}:wf:{T}:{W}:current",
+        # what every replica must forget at once: revoked keys, changed tenant limits
+        "invalidation_channel": f"{p}:invalidate",
     }
 
 

@@ -19,6 +19,7 @@ from agentflow_grpc.model.errors import (
     ConfigurationError,
     ConflictError,
     EtagMismatchError,
+    FailedPreconditionError,
     InvalidArgumentError,
     InvalidInputsError,
     InvalidSpecError,
@@ -48,6 +49,7 @@ STATUS_CODES: dict[type[AgentFlowError], grpc.StatusCode] = {
     SourceConfigError: grpc.StatusCode.INVALID_ARGUMENT,
     SecretDecryptionError: grpc.StatusCode.FAILED_PRECONDITION,
     ConfigurationError: grpc.StatusCode.FAILED_PRECONDITION,
+    FailedPreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
     UnavailableError: grpc.StatusCode.UNAVAILABLE,
     ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }

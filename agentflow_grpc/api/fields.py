@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from google.protobuf import field_mask_pb2
 from google.protobuf.descriptor import FieldDescriptor
@@ -92,3 +94,18 @@ def _scalar_problem(value: object, path: str) -> tuple[str, str] | None:
     if isinstance(value, str) and "\x00" in value:
         return path, "text must not contain U+0000 (NUL)"
     return None
+
+
+@contextmanager
+def fields_named(renamed: Mapping[str, str]) -> Iterator[None]:
+    """Re-raise a domain InvalidArgumentError about field `a` as one about the request's field
+    `renamed[a]` (e.g. `expires_at` → `api_key.expire_time`), message included."""
+    try:
+        yield
+    except InvalidArgumentError as exc:
+        name = renamed.get(exc.field)
+        if name is None:
+            raise
+        raise InvalidArgumentError(
+            exc.message.replace(exc.field, name), field=name, code=exc.code
+        ) from None

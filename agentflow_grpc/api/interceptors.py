@@ -12,15 +12,21 @@ its status, a stream ends with it before any message. In order, for each call:
 2. A request that did not parse (bad wire bytes, nesting beyond protobuf's limit) is
    INVALID_ARGUMENT, never INTERNAL: the deserializer hands a marker to the wrapper instead of
    raising inside gRPC. So is one holding what no field may (NUL characters, NaN).
-3. API key from `x-api-key` or `authorization: Bearer …` → the key's tenant and role; no key or
-   an unknown or revoked one is UNAUTHENTICATED. Health checks and reflection need none.
+3. Credential from `x-api-key` or `authorization: Bearer …` (an API key, or an OpenID Connect
+   access token) → the caller's tenant and role; none, or one that is unknown, revoked or expired,
+   is UNAUTHENTICATED. Then the method's row of the roles table (api/access.py): a role too weak,
+   or a restricted key reaching beyond its workflows, is PERMISSION_DENIED. Public methods
+   (health checks, reflection, the sign-in config) need no credential.
 4. Rate limits (`admit`, the limiter's requests per second per tenant and per key, right after
    authentication; public methods are exempt): over them, RESOURCE_EXHAUSTED with the reason
    and a RetryInfo carrying the real retry-after.
 5. AgentFlowError → its status (api/errors.py); anything else → INTERNAL with the request id, the
    traceback logged, never sent; and reported to the error tracker and recorded in the tenant's
    error groups, in the background (api/internal_errors.py).
-6. One structured access-log line per call: method, code, duration, tenant, request id; and
+6. The audit log (docs/security.md): every call's request id, trace id and peer address are the
+   origin of the rows its changes write (model/audit_origin.py); a refused credential, a refused
+   call and a change that failed are recorded here, as the change itself is not (`CallAudit`).
+7. One structured access-log line per call: method, code, duration, tenant, request id; and
    the call in the metrics, `agentflow_rpc_requests_total{method,code}` and
    `agentflow_rpc_duration_seconds{method}` (every method the server serves, health checks and
    reflection included; a stream's duration runs to its status).
@@ -37,11 +43,14 @@ from typing import Any, TypeAlias
 import grpc
 from grpc_status.rpc_status import GRPC_DETAILS_METADATA_KEY
 
+from agentflow_grpc.api import access
 from agentflow_grpc.api import context as call_context
+from agentflow_grpc.api.call_audit import CallAudit
 from agentflow_grpc.api.context import Context
 from agentflow_grpc.api.errors import internal_status, status_code, status_of
 from agentflow_grpc.api.fields import check_request
 from agentflow_grpc.api.internal_errors import InternalErrorRecorder, InternalErrors
+from agentflow_grpc.model.audit_origin import AuditOrigin, set_origin
 from agentflow_grpc.model.errors import AgentFlowError, InvalidArgumentError, UnauthenticatedError
 from agentflow_grpc.model.records import Principal
 from agentflow_grpc.observability import spans
@@ -71,16 +80,16 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         self,
         authenticate: Authenticator,
         *,
-        public_prefixes: tuple[str, ...],
         metrics: Metrics,
         admit: Admission | None = None,
         record_internal_error: InternalErrorRecorder | None = None,
+        audit: CallAudit | None = None,
     ) -> None:
         self._authenticate = authenticate
         self._admit = admit
         self.internal_errors = InternalErrors(record_internal_error)
-        self._public = public_prefixes
         self._metrics = metrics
+        self._audit = audit
 
     async def intercept_service(
         self,
@@ -92,7 +101,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             return None
         method = handler_call_details.method
         metadata = dict(handler_call_details.invocation_metadata or ())
-        public = method.startswith(self._public)
+        public = access.is_public(method)
         deserialize = _tolerant(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
@@ -112,13 +121,18 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         self, behavior: Any, method: str, metadata: Mapping[str, Any], public: bool
     ) -> Callable[[Any, Context], Awaitable[Any]]:
         rpc = self._metrics.rpc(method)
+        audited_by_call = self._audit is not None and access.rule_for(method).audited_by_call
 
         async def handle(request: Any, context: Context) -> Any:
             call = _Call(method, metadata, rpc, self.internal_errors)
             try:
                 await call.begin(context, request, self._authenticate, self._admit, public)
-                return await behavior(request, context)
+                response = await behavior(request, context)
+                if audited_by_call:
+                    await self._succeeded(call, request, response)
+                return response
             except BaseException as exc:
+                await self._audited(call, request, exc)
                 await call.fail(context, exc)
             finally:
                 call.log()
@@ -129,6 +143,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         self, behavior: Any, method: str, metadata: Mapping[str, Any], public: bool
     ) -> Callable[[Any, Context], AsyncIterator[Any]]:
         rpc = self._metrics.rpc(method)
+        audited_by_call = self._audit is not None and access.rule_for(method).audited_by_call
 
         async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
             call = _Call(method, metadata, rpc, self.internal_errors)
@@ -141,17 +156,60 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
                     public,
                     send_request_id=False,
                 )
-                async for response in behavior(request, context):
+                responses = behavior(request, context)
+                if not hasattr(responses, "__aiter__"):  # it writes with context.write()
+                    await call.send_request_id(context)
+                    await responses
+                    return
+                async for response in responses:
                     if not call.messages:
                         await call.send_request_id(context)
+                        if audited_by_call:
+                            await self._succeeded(call, request, response)
                     call.messages += 1
                     yield response
             except BaseException as exc:
+                await self._audited(call, request, exc)
                 await call.fail(context, exc)
             finally:
                 call.log()
 
         return handle
+
+    async def audit_written(self) -> None:
+        """Wait for the audit rows still being written in the background."""
+        if self._audit is not None:
+            await self._audit.close()
+
+    async def _succeeded(self, call: _Call, request: Any, response: Any) -> None:
+        """Record a call the roles table marks `audited_by_call`, about the execution it names
+        (a stream's first event, an Execution, or the request's `name`)."""
+        if self._audit is None or call.principal is None:
+            return
+        resource = (
+            getattr(response, "execution", "")
+            or getattr(response, "name", "")
+            or getattr(request, "name", "")
+        )
+        await self._audit.succeeded(
+            method=call.method,
+            principal=call.principal,
+            resource=str(resource),
+            metadata=call.metadata,
+        )
+
+    async def _audited(self, call: _Call, request: Any, exc: BaseException) -> None:
+        """Record a refused credential, a refused call or a failed change (never fails the call)."""
+        if self._audit is None or not isinstance(exc, Exception):
+            return
+        await self._audit.failed_call(
+            method=call.method,
+            request=request,
+            principal=call.principal,
+            error=exc,
+            metadata=call.metadata,
+            peer=call.peer,
+        )
 
 
 # Standard health checks: Envoy and load balancers ask every few seconds.
@@ -200,6 +258,7 @@ class _Call:
         # Read now: asking a call that has ended (a client that reset its stream) for its peer
         # crashes the process inside grpc's C core.
         self.peer = context.peer()
+        set_origin(AuditOrigin(self.request_id, self.trace_id, self.peer))
         if send_request_id:
             await self.send_request_id(context)
         if isinstance(request, Malformed):
@@ -212,13 +271,15 @@ class _Call:
         key = _api_key(self.metadata)
         if key is None:
             raise UnauthenticatedError(
-                "no API key: send it as `x-api-key: <key>` or `authorization: Bearer <key>`"
+                "no credential: send an API key as `x-api-key: <key>` or "
+                "`authorization: Bearer <key>`, or an access token as `authorization: Bearer <JWT>`"
             )
         self.principal = await authenticate(key)
         call_context.bind(self.principal)
         bind_context(tenant_id=str(self.principal.tenant_id))
         if rpc_span.is_recording():
             rpc_span.set_attribute("agentflow.tenant.id", str(self.principal.tenant_id))
+        access.check(self.method, self.principal, request)
         if admit is not None:
             await admit(self.principal)
 
@@ -277,7 +338,9 @@ class _Call:
         }
         if self.principal is not None:
             fields["tenant_id"] = str(self.principal.tenant_id)
-            fields["api_key_id"] = str(self.principal.api_key_id)
+            fields["actor"] = self.principal.actor
+            if self.principal.api_key_id is not None:
+                fields["api_key_id"] = str(self.principal.api_key_id)
         if self.messages:
             fields["messages"] = self.messages
         if self.code is grpc.StatusCode.INTERNAL:

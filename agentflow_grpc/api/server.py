@@ -17,13 +17,16 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer as StandardHealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
 from agentflow_grpc._gen.agentflow.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
     execution_pb2,
     execution_pb2_grpc,
+    identity_pb2,
+    identity_pb2_grpc,
     observability_pb2,
     observability_pb2_grpc,
     source_pb2,
@@ -37,11 +40,15 @@ from agentflow_grpc._gen.agentflow.v1 import (
 from agentflow_grpc._gen.agentflow.v1 import (
     health_pb2_grpc as agentflow_health_pb2_grpc,
 )
+from agentflow_grpc.api.call_audit import CallAudit
 from agentflow_grpc.api.interceptors import ApiInterceptor
+from agentflow_grpc.api.servicers.admin import AdminServicer
 from agentflow_grpc.api.servicers.executions import ExecutionServicer
 from agentflow_grpc.api.servicers.health import HealthServicer
+from agentflow_grpc.api.servicers.identity import IdentityServicer
 from agentflow_grpc.api.servicers.observability import ObservabilityServicer
 from agentflow_grpc.api.servicers.sources import SourceServicer
+from agentflow_grpc.api.servicers.standard_health import StandardHealth
 from agentflow_grpc.api.servicers.workflows import WorkflowServicer
 from agentflow_grpc.app import App
 from agentflow_grpc.model.records import Principal
@@ -55,15 +62,10 @@ SERVICE_NAMES = (
     execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
     observability_pb2.DESCRIPTOR.services_by_name["ObservabilityService"].full_name,
     agentflow_health_pb2.DESCRIPTOR.services_by_name["HealthService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
 )
 _RECORDING_SPARE = 5.0  # seconds for cancelled runs to store their last events
-
-# Calls that need no API key: health checks (ours and the standard one) and reflection.
-PUBLIC_METHOD_PREFIXES = (
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.",
-    "/agentflow.v1.HealthService/",
-)
 
 
 @dataclass
@@ -71,7 +73,7 @@ class ApiServer:
     server: grpc.aio.Server
     app: App
     address: str  # host:port actually bound
-    health: StandardHealthServicer
+    health: StandardHealth
     interceptor: ApiInterceptor
 
     @classmethod
@@ -92,11 +94,11 @@ class ApiServer:
             await app.limiter.admit_request(principal.tenant_id, principal.api_key_id)
 
         interceptor = ApiInterceptor(
-            app.tenants.authenticate,
-            public_prefixes=PUBLIC_METHOD_PREFIXES,
+            app.authenticator.authenticate,
             metrics=app.metrics,
             admit=admit,
             record_internal_error=app.error_groups.record_internal,
+            audit=CallAudit(app.audit.record),
         )
         tracing = aio_server_interceptor(  # type: ignore[no-untyped-call]
             tracer_provider=app.tracing.provider,
@@ -120,10 +122,16 @@ class ApiServer:
         observability_pb2_grpc.add_ObservabilityServiceServicer_to_server(
             ObservabilityServicer(app.error_groups, app.stats, app.profiler), server
         )
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            AdminServicer(app.tenants, app.audit, app.limiter.policy), server
+        )
+        identity_pb2_grpc.add_IdentityServiceServicer_to_server(
+            IdentityServicer(app.tenants, app.settings), server
+        )
         agentflow_health_pb2_grpc.add_HealthServiceServicer_to_server(
             HealthServicer(app.health), server
         )
-        health = StandardHealthServicer()
+        health = StandardHealth()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -155,6 +163,7 @@ class ApiServer:
         await self.app.executions.shutdown(grace)
         await stopping
         await self.interceptor.internal_errors.wait()  # internal errors still being recorded
+        await self.interceptor.audit_written()  # audit rows of the last calls
         log.info("server.stopped")
 
     async def wait(self) -> None:

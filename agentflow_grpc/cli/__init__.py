@@ -15,6 +15,8 @@ from typing import Any
 import click
 
 from agentflow_grpc import __version__
+from agentflow_grpc.cli.apikeys import REMOTE_COMMANDS as APIKEY_COMMANDS
+from agentflow_grpc.cli.audit import audit
 from agentflow_grpc.cli.common import (
     EXIT_INVALID,
     EXIT_USAGE,
@@ -27,6 +29,7 @@ from agentflow_grpc.cli.profile import profile
 from agentflow_grpc.cli.run import run
 from agentflow_grpc.cli.serve import serve
 from agentflow_grpc.cli.storage import COMMANDS as STORAGE_COMMANDS
+from agentflow_grpc.cli.storage import apikey
 from agentflow_grpc.config import Settings, load_settings
 from agentflow_grpc.model.errors import AgentFlowError, SpecReadError
 from agentflow_grpc.observability.logging import configure_logging, get_logger
@@ -165,8 +168,11 @@ cli.add_command(serve)
 cli.add_command(dev)
 cli.add_command(gateway_config_command)
 cli.add_command(profile)
+cli.add_command(audit)
 for command in STORAGE_COMMANDS:
     cli.add_command(command)
+for command in APIKEY_COMMANDS:  # beside `apikey create`, on a running server's AdminService
+    apikey.add_command(command)
 
 
 def main() -> None:

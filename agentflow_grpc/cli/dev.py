@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import signal
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,6 +65,16 @@ class DevKey:
     created: bool  # made by this start (else: the one kept from an earlier start)
 
 
+def _origins(*urls: str | None) -> tuple[str, ...]:
+    """scheme://host[:port] of each URL given."""
+    origins = []
+    for url in urls:
+        if url:
+            parts = urllib.parse.urlsplit(url)
+            origins.append(f"{parts.scheme}://{parts.netloc}")
+    return tuple(origins)
+
+
 def gateway_config(settings: Settings, upstreams: list[Upstream]) -> GatewayConfig:
     return GatewayConfig(
         upstreams=upstreams,
@@ -71,6 +82,7 @@ def gateway_config(settings: Settings, upstreams: list[Upstream]) -> GatewayConf
         rest_port=settings.rest_port,
         admin_port=settings.gateway_admin_port,
         cors_origins=settings.cors_origins,
+        page_connect_origins=_origins(settings.oidc_issuer),
         stream_idle_timeout=settings.gateway_stream_idle_timeout,
         unary_timeout=settings.gateway_unary_timeout,
         max_request_bytes=settings.max_message_bytes,

@@ -6,30 +6,19 @@ What a script needs (a new key, a tenant id) is printed alone on stdout; notes g
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import click
 
-from agentflow_grpc.cli.common import fail
+from agentflow_grpc.cli.common import Duration, fail, run_coroutine
 from agentflow_grpc.config import Settings
-from agentflow_grpc.model.errors import AgentFlowError
 
 T = TypeVar("T")
 
 OPERATOR = "operator:cli"
-
-
-def _run(coroutine: Awaitable[T]) -> T:
-    async def main() -> T:
-        return await coroutine
-
-    try:
-        return asyncio.run(main())
-    except AgentFlowError as exc:
-        raise fail(exc.message) from None
 
 
 @click.command()
@@ -52,7 +41,7 @@ def migrate(settings: Settings, revision: str, show_status: bool) -> None:
                 return await migrations.status(dsn)
             return await migrations.migrate_to(dsn, revision)
 
-    result = _run(apply())
+    result = run_coroutine(apply())
     current = result.current or "base (empty)"
     state = "up to date" if result.up_to_date else f"newest is {result.head}"
     click.echo(f"database at revision {current} ({state})")
@@ -74,7 +63,7 @@ def tenant_create(settings: Settings, name: str) -> None:
         async with open_app(settings) as app:
             return await app.tenants.create_tenant(name, actor=OPERATOR)
 
-    created = _run(create())
+    created = run_coroutine(create())
     click.echo(f"created tenant {created.name}", err=True)
     click.echo(str(created.id))
 
@@ -93,22 +82,50 @@ def apikey() -> None:
     help="admin: everything; editor: change workflows and sources; runner: run; viewer: read.",
 )
 @click.option("--description", default="", help="What the key is for (shown in listings).")
+@click.option(
+    "--expires-in",
+    type=Duration(),
+    default=None,
+    help="The key stops working after this long, e.g. 30d, 12h, 45m (default: never).",
+)
+@click.option(
+    "--workflow",
+    "workflow_ids",
+    type=click.UUID,
+    multiple=True,
+    help="Restrict the key to this workflow (its id; repeat for several). Default: every "
+    "workflow of the tenant.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the key and its record as JSON.")
 @click.pass_obj
 def apikey_create(
-    settings: Settings, tenant_name: str, role: str, description: str, as_json: bool
+    settings: Settings,
+    tenant_name: str,
+    role: str,
+    description: str,
+    expires_in: timedelta | None,
+    workflow_ids: tuple[uuid.UUID, ...],
+    as_json: bool,
 ) -> None:
     """Create an API key and print it, once: only its hash is stored."""
     from agentflow_grpc.app import open_app
     from agentflow_grpc.model.records import Role
 
+    if expires_in is not None and expires_in <= timedelta(0):
+        raise click.BadParameter("must be longer than 0", param_hint="'--expires-in'")
+
     async def create() -> Any:
         async with open_app(settings) as app:
             return await app.tenants.create_api_key(
-                tenant_name, role=Role(role), description=description, actor=OPERATOR
+                tenant_name,
+                role=Role(role),
+                description=description,
+                expires_at=None if expires_in is None else datetime.now(UTC) + expires_in,
+                workflow_ids=workflow_ids or None,
+                actor=OPERATOR,
             )
 
-    record, key = _run(create())
+    record, key = run_coroutine(create())
     if as_json:
         document = {
             "key": key,
@@ -116,11 +133,20 @@ def apikey_create(
             "tenant_id": str(record.tenant_id),
             "role": record.role.value,
             "prefix": record.prefix,
+            "expires_at": None if record.expires_at is None else record.expires_at.isoformat(),
+            "workflow_ids": (
+                None if record.workflow_ids is None else [str(w) for w in record.workflow_ids]
+            ),
         }
         click.echo(json.dumps(document))
         return
     click.echo(f"API key {record.prefix}… for tenant {tenant_name}, role {role}:", err=True)
     click.echo(key)
+    if record.expires_at is not None:
+        click.echo(f"It expires at {record.expires_at.isoformat(timespec='seconds')}.", err=True)
+    if record.workflow_ids is not None:
+        count = len(record.workflow_ids)
+        click.echo(f"It may use {count} workflow{'s' if count != 1 else ''} only.", err=True)
     click.echo("Keep it now: it cannot be shown again.", err=True)
 
 
@@ -140,7 +166,7 @@ def rotate_keys(settings: Settings, batch: int) -> None:
         async with open_app(settings) as app:
             return await rotate_secrets(app.database, app.keyring, batch=batch), app.keyring
 
-    report, keyring = _run(rotate())
+    report, keyring = run_coroutine(rotate())
     click.echo(
         f"re-encrypted {report.resealed} source secret(s) under key {keyring.newest_key_id}; "
         f"secrets by key now: {json.dumps(report.by_key_after, sort_keys=True)}"

@@ -52,6 +52,16 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
+
+
+def content_security_policy(connect_origins: Sequence[str] = ()) -> str:
+    """The page's policy; `connect_origins` may also be fetched (the sign-in issuer)."""
+    if not connect_origins:
+        return CONTENT_SECURITY_POLICY
+    extra = " ".join(sorted(set(connect_origins)))
+    return CONTENT_SECURITY_POLICY.replace("connect-src 'self'", f"connect-src 'self' {extra}")
+
+
 # Replies Envoy makes itself, by HTTP status → the gRPC code their JSON body carries.
 LOCAL_REPLY_CODES: tuple[tuple[int, int], ...] = (
     (400, 3),  # INVALID_ARGUMENT: a body or query the transcoder cannot read
@@ -87,6 +97,9 @@ class GatewayConfig:
     admin_host: str = "127.0.0.1"
     admin_port: int = 0
     cors_origins: Sequence[str] = ()
+    # Origins the page itself calls besides its own: the OpenID Connect issuer it signs people
+    # in with (discovery, token endpoint), added to its Content-Security-Policy's connect-src.
+    page_connect_origins: Sequence[str] = ()
     stream_idle_timeout: float = 900.0
     unary_timeout: float = 60.0
     max_request_bytes: int = 4 * 1024 * 1024
@@ -166,7 +179,7 @@ def render(config: GatewayConfig) -> str:
         streaming_methods=streams,
         pages=pages,
         local_reply_codes=LOCAL_REPLY_CODES,
-        content_security_policy=CONTENT_SECURITY_POLICY,
+        content_security_policy=content_security_policy(config.page_connect_origins),
     )
 
 

@@ -6,6 +6,11 @@
 - `check_tokens(tenant_id)` / `add_tokens(tenant_id, n)`: tokens per day per tenant.
 - `providers`: the ProviderLimiter given to source adapters (sources' own `config.limits`).
 
+Each tenant's limits are the server's (`policy`, from the settings) where the tenant has not set
+its own (`Tenant.limits`, read through the `tenant_limits` lookup the limiter is given and kept
+for `limits_cache_seconds`; dropped at once when an `Invalidation` of the tenant arrives, from
+this server or another). A lookup that fails leaves the server's limits in force.
+
 Refusals are ResourceExhaustedError (RESOURCE_EXHAUSTED, with RetryInfo carrying
 `retry_after`) whose `code` names the limit; each is counted in the metrics
 (`agentflow_rate_limit_refusals_total{scope}`, the scope by the code, `SCOPES`), and so is a
@@ -17,14 +22,18 @@ open (allows; a warning at most once a minute) — never an error, never a wait 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import redis.asyncio as redis
+from cachetools import TTLCache
 
 from agentflow_grpc.keyspace import Id, RedisKeys
 from agentflow_grpc.limits.guard import FailOpen
+from agentflow_grpc.limits.invalidations import Invalidation, Invalidations
 from agentflow_grpc.limits.policy import LimitPolicy
 from agentflow_grpc.limits.providers import RedisProviderLimiter
 from agentflow_grpc.limits.quotas import TOKENS_PER_DAY, TokenQuota
@@ -37,9 +46,18 @@ from agentflow_grpc.limits.slots import (
     ExecutionSlots,
 )
 from agentflow_grpc.model.errors import ResourceExhaustedError
+from agentflow_grpc.model.records import TenantLimits
+from agentflow_grpc.observability.logging import get_logger
 from agentflow_grpc.observability.metrics import Metrics
 
+log = get_logger("agentflow.limits")
+
 T = TypeVar("T")
+
+# A tenant's own limits, by its id (TenantService.tenant_limits): its stored `Tenant.limits`.
+TenantLimitsLookup = Callable[[uuid.UUID], Awaitable[TenantLimits]]
+
+_TENANTS_CACHED = 10_000
 
 # The scope a refusal is counted under, by its code.
 SCOPES = {
@@ -62,25 +80,62 @@ class Limiter:
         timeout: float = 1.0,
         pause: float = 5.0,
         warn_every: float = 60.0,
+        tenant_limits: TenantLimitsLookup | None = None,
+        invalidations: Invalidations | None = None,
+        limits_cache_seconds: float = 5.0,
     ) -> None:
         """No I/O: the scripts are loaded on first use. `keys` names every key (under
         `AGENTFLOW_REDIS_PREFIX`); refusals are counted in `metrics`; `timeout` bounds each
         Redis call; after a failure Redis is left alone for `pause` seconds (limits allow
-        meanwhile)."""
+        meanwhile). `policy` holds the server's limits; `tenant_limits` (None: none) looks up
+        a tenant's own, kept `limits_cache_seconds` or until `invalidations` says they
+        changed."""
         scripts = Scripts.register(client)
         self.policy = policy
         self._metrics = metrics
         self.guard = FailOpen(timeout=timeout, pause=pause, warn_every=warn_every)
-        self._requests = RequestLimits(scripts, self.guard, keys, policy)
-        self._slots = ExecutionSlots(scripts, self.guard, keys, policy)
-        self._tokens = TokenQuota(scripts, self.guard, keys, policy.tenant_tokens_per_day)
+        self._requests = RequestLimits(scripts, self.guard, keys)
+        self._slots = ExecutionSlots(scripts, self.guard, keys)
+        self._tokens = TokenQuota(scripts, self.guard, keys)
         self.providers = RedisProviderLimiter(scripts, self.guard, keys, metrics)
+        self._tenant_limits = tenant_limits
+        self._invalidations = invalidations
+        self._warn_every = warn_every
+        self._next_warning = 0.0
+        # Each tenant's policy (the server's, with its own limits in place), by tenant id.
+        self._policies: TTLCache[str, LimitPolicy] = TTLCache(
+            _TENANTS_CACHED, limits_cache_seconds, timer=time.monotonic
+        )
+        if invalidations is not None:
+            invalidations.on_invalidation(self._forget)
+
+    async def policy_for(self, tenant_id: Id) -> LimitPolicy:
+        """The limits in force for the tenant: its own where it set them, the server's
+        elsewhere (the server's alone without a lookup, or when it fails)."""
+        if self._tenant_limits is None:
+            return self.policy
+        cached = self._policies.get(str(tenant_id))
+        if cached is not None:
+            return cached
+        generation = 0 if self._invalidations is None else self._invalidations.generation
+        try:
+            limits = await self._tenant_limits(
+                tenant_id if isinstance(tenant_id, uuid.UUID) else uuid.UUID(tenant_id)
+            )
+        except Exception as exc:  # whatever the lookup met: limits fail open, to the defaults
+            self._lookup_failed(tenant_id, exc)
+            return self.policy
+        policy = self.policy.for_tenant(limits)
+        if self._invalidations is None or self._invalidations.generation == generation:
+            self._policies[str(tenant_id)] = policy
+        return policy
 
     async def admit_request(self, tenant_id: Id, api_key_id: Id | None) -> None:
         """Count one API call. Raises ResourceExhaustedError `rate_limited.tenant` or
         `rate_limited.api_key` (retry_after: seconds until it would be admitted) when the
         tenant's or the key's rate is used up; a refused call counts against neither."""
-        await self._counted(self._requests.admit(tenant_id, api_key_id))
+        policy = await self.policy_for(tenant_id)
+        await self._counted(self._requests.admit(tenant_id, api_key_id, policy))
 
     async def acquire_execution_slot(
         self, tenant_id: Id, api_key_id: Id | None, execution_id: Id
@@ -94,7 +149,8 @@ class Limiter:
         execution has ended (it is idempotent; the slot is also an async context manager). If
         this process dies, the slot frees itself when its lease ends (60 s). `api_key_id`
         None: only the tenant's limit applies."""
-        return await self._counted(self._slots.acquire(tenant_id, api_key_id, execution_id))
+        policy = await self.policy_for(tenant_id)
+        return await self._counted(self._slots.acquire(tenant_id, api_key_id, execution_id, policy))
 
     @asynccontextmanager
     async def execution_slot(
@@ -102,7 +158,7 @@ class Limiter:
     ) -> AsyncIterator[ExecutionSlot]:
         """`async with limiter.execution_slot(t, k, e):` runs the body holding the slot (see
         `acquire_execution_slot`), released on the way out, however it is left."""
-        slot = await self._counted(self._slots.acquire(tenant_id, api_key_id, execution_id))
+        slot = await self.acquire_execution_slot(tenant_id, api_key_id, execution_id)
         try:
             yield slot
         finally:
@@ -114,18 +170,24 @@ class Limiter:
         """Give an execution's slot back from a process that does not hold its
         ExecutionSlot (e.g. another replica that saw it end). A holder that still renews it
         does not put it back."""
-        await self._slots.release_for(tenant_id, api_key_id, execution_id)
+        policy = await self.policy_for(tenant_id)
+        await self._slots.release_for(tenant_id, api_key_id, execution_id, policy)
 
     async def check_tokens(self, tenant_id: Id) -> None:
         """Raises ResourceExhaustedError `quota_exceeded.tokens_per_day` (retry_after: seconds
         until midnight UTC) once the tenant has used `AGENTFLOW_TENANT_TOKENS_PER_DAY` tokens
-        today (UTC). Call it before a run starts (and, if wanted, before each model call)."""
-        await self._counted(self._tokens.check(tenant_id))
+        today (UTC), or the tenant's own `tokens_per_day`. Call it before a run starts (and,
+        if wanted, before each model call)."""
+        policy = await self.policy_for(tenant_id)
+        await self._counted(self._tokens.check(tenant_id, policy.tenant_tokens_per_day))
 
     async def add_tokens(self, tenant_id: Id, tokens: int) -> int | None:
         """Count tokens the tenant used (a call's or a run's `usage.total_tokens`); the day's
         total, or None when not counted (no quota, nothing to add, or Redis unavailable)."""
-        return await self._tokens.add(tenant_id, tokens)
+        if tokens <= 0:
+            return None
+        policy = await self.policy_for(tenant_id)
+        return await self._tokens.add(tenant_id, tokens, policy.tenant_tokens_per_day)
 
     async def tokens_used(self, tenant_id: Id) -> int | None:
         """Tokens the tenant used today (UTC), or None when Redis cannot say."""
@@ -138,3 +200,21 @@ class Limiter:
         except ResourceExhaustedError as exc:
             self._metrics.limit_refused(SCOPES[exc.code])
             raise
+
+    def _forget(self, invalidation: Invalidation | None) -> None:
+        """Drop the tenant's cached policy when its limits changed (everything: None)."""
+        if invalidation is None:
+            self._policies.clear()
+        elif invalidation.api_key_id is None:
+            self._policies.pop(str(invalidation.tenant_id), None)
+
+    def _lookup_failed(self, tenant_id: Id, exc: Exception) -> None:
+        now = time.monotonic()
+        if now >= self._next_warning:
+            self._next_warning = now + self._warn_every
+            log.warning(
+                "limits.tenant_limits_unavailable",
+                tenant_id=str(tenant_id),
+                error=f"{type(exc).__name__}: {exc}",
+                effect="the server's default limits apply until the tenant's can be read",
+            )

@@ -1,10 +1,24 @@
-"""The limits every tenant and API key get, from the settings (0: unlimited)."""
+"""The limits every tenant and API key get, from the settings (0: unlimited); and a tenant's
+own, where it has set them (`for_tenant`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from agentflow_grpc.config import Settings
+from agentflow_grpc.model.records import TenantLimits
+
+# TenantLimits field → the LimitPolicy field it overrides.
+OVERRIDES = {
+    "requests_per_second": "tenant_requests_per_second",
+    "request_burst": "tenant_request_burst",
+    "key_requests_per_second": "key_requests_per_second",
+    "key_request_burst": "key_request_burst",
+    "max_concurrent_executions": "tenant_max_concurrent_executions",
+    "key_max_concurrent_executions": "key_max_concurrent_executions",
+    "tokens_per_day": "tenant_tokens_per_day",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,3 +46,16 @@ class LimitPolicy:
             key_max_concurrent_executions=settings.key_max_concurrent_executions,
             tenant_tokens_per_day=settings.tenant_tokens_per_day,
         )
+
+    def for_tenant(self, limits: TenantLimits) -> LimitPolicy:
+        """This policy with the tenant's own limits in place of the defaults they override."""
+        changes = {
+            OVERRIDES[name]: value
+            for name, value in dataclasses.asdict(limits).items()
+            if value is not None
+        }
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def tenant_limits(self) -> TenantLimits:
+        """This policy's limits as a tenant's (each one set): the limits in force."""
+        return TenantLimits(**{name: getattr(self, field) for name, field in OVERRIDES.items()})

@@ -29,14 +29,12 @@ class TokenQuota:
         scripts: Scripts,
         guard: FailOpen,
         keys: RedisKeys,
-        tokens_per_day: int,
         *,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._scripts = scripts
         self._keys = keys
         self._guard = guard
-        self.tokens_per_day = tokens_per_day
         self._clock = clock
 
     async def used(self, tenant_id: Id) -> int | None:
@@ -48,26 +46,27 @@ class TokenQuota:
             await self._scripts.client.get(self._keys.tenant_tokens(tenant_id, now.date())) or 0
         )
 
-    async def check(self, tenant_id: Id) -> None:
+    async def check(self, tenant_id: Id, tokens_per_day: int) -> None:
         """ResourceExhaustedError (`quota_exceeded.tokens_per_day`, retry after the next UTC
-        midnight) when the tenant has used its tokens for today."""
-        if self.tokens_per_day <= 0:
+        midnight) when the tenant has used its `tokens_per_day` (0: unlimited) for today."""
+        if tokens_per_day <= 0:
             return
         now = self._clock()
         used = await self._guard.call("check_tokens", lambda: self._count(tenant_id, now))
-        if used is None or used < self.tokens_per_day:
+        if used is None or used < tokens_per_day:
             return
         midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
         raise ResourceExhaustedError(
-            f"the tenant has used its {self.tokens_per_day:,} tokens for today (UTC); the "
+            f"the tenant has used its {tokens_per_day:,} tokens for today (UTC); the "
             "quota is renewed at midnight UTC",
             retry_after=max(1.0, (midnight - now).total_seconds()),
             code=TOKENS_PER_DAY,
         )
 
-    async def add(self, tenant_id: Id, tokens: int) -> int | None:
-        """Count `tokens` more for today; the day's total (None: Redis could not count)."""
-        if tokens <= 0 or self.tokens_per_day <= 0:
+    async def add(self, tenant_id: Id, tokens: int, tokens_per_day: int) -> int | None:
+        """Count `tokens` more for today; the day's total (None: not counted, the tenant having
+        no quota (`tokens_per_day` 0), or Redis could not count)."""
+        if tokens <= 0 or tokens_per_day <= 0:
             return None
         key = self._keys.tenant_tokens(tenant_id, self._clock().date())
         reply = await self._guard.call(

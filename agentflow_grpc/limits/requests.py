@@ -19,18 +19,15 @@ KEY_RATE_LIMITED = "rate_limited.api_key"
 
 
 class RequestLimits:
-    def __init__(
-        self, scripts: Scripts, guard: FailOpen, keys: RedisKeys, policy: LimitPolicy
-    ) -> None:
+    def __init__(self, scripts: Scripts, guard: FailOpen, keys: RedisKeys) -> None:
         self._scripts = scripts
         self._guard = guard
         self._keys = keys
-        self._policy = policy
 
-    async def admit(self, tenant_id: Id, api_key_id: Id | None) -> None:
-        """Count one request; ResourceExhaustedError (`rate_limited.tenant` or
-        `rate_limited.api_key`, with the seconds until it would be admitted) when over."""
-        policy = self._policy
+    async def admit(self, tenant_id: Id, api_key_id: Id | None, policy: LimitPolicy) -> None:
+        """Count one request under the tenant's `policy`; ResourceExhaustedError
+        (`rate_limited.tenant` or `rate_limited.api_key`, with the seconds until it would be
+        admitted) when over."""
         buckets: list[Bucket] = []
         reasons: list[tuple[str, str]] = []
         if policy.tenant_requests_per_second > 0:

@@ -85,16 +85,12 @@ class _Limit:
 
 
 class ExecutionSlots:
-    def __init__(
-        self, scripts: Scripts, guard: FailOpen, keys: RedisKeys, policy: LimitPolicy
-    ) -> None:
+    def __init__(self, scripts: Scripts, guard: FailOpen, keys: RedisKeys) -> None:
         self._scripts = scripts
         self._guard = guard
         self._keys = keys
-        self._policy = policy
 
-    def _limits(self, tenant_id: Id, api_key_id: Id | None) -> list[_Limit]:
-        policy = self._policy
+    def _limits(self, tenant_id: Id, api_key_id: Id | None, policy: LimitPolicy) -> list[_Limit]:
         limits = []
         if policy.tenant_max_concurrent_executions > 0:
             limits.append(
@@ -117,13 +113,14 @@ class ExecutionSlots:
         return limits
 
     async def acquire(
-        self, tenant_id: Id, api_key_id: Id | None, execution_id: Id
+        self, tenant_id: Id, api_key_id: Id | None, execution_id: Id, policy: LimitPolicy
     ) -> ExecutionSlot:
-        """A slot in the tenant's and the key's sets, or ResourceExhaustedError naming the
-        full one (`concurrency_limited.tenant`, `concurrency_limited.api_key`)."""
-        limits = self._limits(tenant_id, api_key_id)
+        """A slot in the tenant's and the key's sets under the tenant's `policy`, or
+        ResourceExhaustedError naming the full one (`concurrency_limited.tenant`,
+        `concurrency_limited.api_key`)."""
+        limits = self._limits(tenant_id, api_key_id, policy)
         holder = str(execution_id)
-        lease = self._policy.slot_lease
+        lease = policy.slot_lease
         if not limits:
             return ExecutionSlot(self, holder, [], lease=lease)
         slot_keys = [limit.key for limit in limits]
@@ -141,7 +138,7 @@ class ExecutionSlots:
         runs = f"{full.most} execution{'s' if full.most != 1 else ''}"
         raise ResourceExhaustedError(
             f"{full.whom} already runs {runs} at once, its limit; retry when one has ended",
-            retry_after=min(self._policy.slot_retry_after, wait_ms / 1000),
+            retry_after=min(policy.slot_retry_after, wait_ms / 1000),
             code=full.code,
         )
 
@@ -162,8 +159,10 @@ class ExecutionSlots:
 
         await self._guard.call("release_slot", remove)
 
-    async def release_for(self, tenant_id: Id, api_key_id: Id | None, execution_id: Id) -> None:
+    async def release_for(
+        self, tenant_id: Id, api_key_id: Id | None, execution_id: Id, policy: LimitPolicy
+    ) -> None:
         """Give back an execution's slot from anywhere (another replica, a clean-up)."""
-        slot_keys = [limit.key for limit in self._limits(tenant_id, api_key_id)]
+        slot_keys = [limit.key for limit in self._limits(tenant_id, api_key_id, policy)]
         if slot_keys:
             await self.release(str(execution_id), slot_keys)

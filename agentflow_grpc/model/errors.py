@@ -108,6 +108,12 @@ class ConflictError(AgentFlowError):
     code = "conflict"
 
 
+class FailedPreconditionError(AgentFlowError):
+    """The resource is not in a state that allows this (rotating a revoked key)."""
+
+    code = "failed_precondition"
+
+
 class EtagMismatchError(ConflictError):
     """The caller's etag is not the resource's current one: someone else changed it first."""
 

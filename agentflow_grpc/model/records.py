@@ -70,10 +70,31 @@ class ExecutionStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class TenantLimits:
+    """A tenant's own limits, each overriding the server's default (docs/security.md); None
+    keeps the default, 0 means unlimited, as in the settings."""
+
+    requests_per_second: float | None = None
+    request_burst: int | None = None
+    key_requests_per_second: float | None = None
+    key_request_burst: int | None = None
+    max_concurrent_executions: int | None = None
+    key_max_concurrent_executions: int | None = None
+    tokens_per_day: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Tenant:
     id: uuid.UUID
     name: str
     created_at: datetime
+    limits: TenantLimits = field(default_factory=TenantLimits)
+
+
+class ApiKeyState(StrEnum):
+    ACTIVE = "active"
+    EXPIRED = "expired"  # past its expiry (a rotated key, once its grace period is over)
+    REVOKED = "revoked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,20 +107,63 @@ class ApiKey:
     created_at: datetime
     created_by: str
     revoked_at: datetime | None
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    # The workflows the key may use (a restricted key); None: every workflow of its tenant.
+    workflow_ids: tuple[uuid.UUID, ...] | None = None
+    rotated_from: uuid.UUID | None = None  # the key this one replaced (RotateApiKey)
+
+    def state(self, now: datetime) -> ApiKeyState:
+        if self.revoked_at is not None:
+            return ApiKeyState.REVOKED
+        if self.expires_at is not None and self.expires_at <= now:
+            return ApiKeyState.EXPIRED
+        return ApiKeyState.ACTIVE
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the tenant and role of an authenticated API key."""
+    """Who is calling: the tenant and role of an authenticated API key, or of a person signed
+    in through OpenID Connect (`subject`, and no key)."""
 
     tenant_id: uuid.UUID
     role: Role
-    api_key_id: uuid.UUID
+    api_key_id: uuid.UUID | None = None
+    subject: str | None = None  # an OpenID Connect sign-in: `{issuer}#{sub}`
+    # A restricted key's workflows; None: every workflow of the tenant.
+    workflow_ids: frozenset[uuid.UUID] | None = None
+    expires_at: datetime | None = None  # when the credential stops being valid
 
     @property
     def actor(self) -> str:
         """How the audit log names this caller."""
-        return f"api_key:{self.api_key_id}"
+        if self.api_key_id is not None:
+            return f"api_key:{self.api_key_id}"
+        return f"oidc:{self.subject}"
+
+    @property
+    def restricted(self) -> bool:
+        return self.workflow_ids is not None
+
+    def may_use_workflow(self, workflow_id: uuid.UUID) -> bool:
+        return self.workflow_ids is None or workflow_id in self.workflow_ids
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """A person signed in through OpenID Connect: what a verified access token says about them
+    once its claims are mapped (identity/oidc.py); the tenant is named, not yet looked up."""
+
+    issuer: str
+    subject: str  # the token's `sub`
+    tenant_name: str
+    role: Role
+    expires_at: datetime
+    token_id: str | None = None  # `jti`, when the token has one
+
+    @property
+    def actor(self) -> str:
+        return f"oidc:{self.issuer}#{self.subject}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +253,11 @@ class Execution:
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
+    """One row of the audit log (storage/audit.py): who did what to which resource, from
+    where, with what outcome; chained by hash to the row before it in its tenant's chain."""
+
     id: int
-    tenant_id: uuid.UUID
+    tenant_id: uuid.UUID | None  # None: the system's chain (a credential of no known tenant)
     occurred_at: datetime
     actor: str
     action: str
@@ -199,3 +266,10 @@ class AuditEntry:
     before_hash: str | None
     after_hash: str | None
     details: dict[str, Any]
+    request_id: str | None = None
+    trace_id: str | None = None
+    source_address: str | None = None
+    outcome: str = "ok"  # "ok", or the refusal's code (e.g. "permission_denied")
+    chain_seq: int = 0
+    prev_hash: str | None = None
+    row_hash: str | None = None

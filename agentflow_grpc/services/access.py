@@ -1,16 +1,19 @@
-"""Who may do what: roles in order of power, each allowing what the ones below it allow."""
+"""What a restricted key (one limited to named workflows) may see of the runs it loads.
+
+Roles are checked once, for every call, by the API's roles table (api/access.py); what it cannot
+check from the request alone, a run's workflow, is checked here by the services that load runs.
+A run of another workflow is NOT_FOUND, as another tenant's is: nothing about it leaks.
+"""
 
 from __future__ import annotations
 
-from agentflow_grpc.model.errors import PermissionDeniedError
-from agentflow_grpc.model.records import Principal, Role
-
-_RANK = {Role.VIEWER: 0, Role.RUNNER: 1, Role.EDITOR: 2, Role.ADMIN: 3}
+from agentflow_grpc.model.errors import NotFoundError
+from agentflow_grpc.model.records import Execution, Principal
 
 
-def require(principal: Principal, role: Role, action: str) -> None:
-    """PermissionDeniedError unless `principal` has `role` or a stronger one."""
-    if _RANK[principal.role] < _RANK[role]:
-        raise PermissionDeniedError(
-            f"{action} needs the {role.value} role; this key has {principal.role.value}"
-        )
+def check_visible(principal: Principal, execution: Execution) -> Execution:
+    """`execution`, if `principal` may see it; NotFoundError otherwise."""
+    allowed = principal.workflow_ids
+    if allowed is not None and execution.workflow_id not in allowed:  # inline specs: None
+        raise NotFoundError(f"execution {execution.id} not found")
+    return execution

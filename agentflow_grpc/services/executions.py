@@ -42,11 +42,11 @@ from agentflow_grpc.engine.execution import ExecutionEngine
 from agentflow_grpc.limits import Limiter
 from agentflow_grpc.model.errors import InvalidArgumentError
 from agentflow_grpc.model.events import ExecutionEvent
-from agentflow_grpc.model.records import Execution, ExecutionStatus, Principal, Role
+from agentflow_grpc.model.records import Execution, ExecutionStatus, Principal
 from agentflow_grpc.observability.metrics import Metrics
 from agentflow_grpc.queue.coordination import Coordination
 from agentflow_grpc.queue.jobs import Delivery
-from agentflow_grpc.services.access import require
+from agentflow_grpc.services.access import check_visible
 from agentflow_grpc.services.admission import Admission
 from agentflow_grpc.services.heartbeats import Heartbeats
 from agentflow_grpc.services.live_runs import LiveRuns
@@ -124,7 +124,6 @@ class ExecutionService:
         """A run for the caller to drive by iterating `events()` (a `request_id` plays no part:
         a repeated streamed run is a new run). A caller that stops reading cancels it, unless
         `keep_running`: then it runs on, followed and cancelled like a background run."""
-        require(principal, Role.RUNNER, "running a workflow")
         self._admission.enter()  # one of this server's run slots, given back as the run ends
         try:
             run = await self._preparer.new_run(
@@ -142,13 +141,12 @@ class ExecutionService:
         """Record a run and queue it for a worker on any replica; return its record at once.
         A `request_id` seen before returns the execution that request started, and starts
         nothing. Redis down: UnavailableError, and nothing is kept."""
-        require(principal, Role.RUNNER, "running a workflow")
         return await self._queued.enqueue(principal, request)
 
     async def get(self, principal: Principal, execution_id: uuid.UUID) -> ExecutionDetail:
         """The execution with its per-node trace, from the stored events, and its profile."""
-        require(principal, Role.VIEWER, "reading an execution")
         execution, events = await self._records.with_events(principal.tenant_id, execution_id)
+        check_visible(principal, execution)
         trace = build_trace(events)
         profile = run_profile(execution, trace, now=datetime.now(UTC))
         return ExecutionDetail(execution, trace, profile)
@@ -157,8 +155,8 @@ class ExecutionService:
         self, principal: Principal, execution_id: uuid.UUID, *, after_sequence: int = 0
     ) -> list[ExecutionEvent]:
         """The stored events after `after_sequence`."""
-        require(principal, Role.VIEWER, "reading an execution")
         _check_sequence(after_sequence)
+        check_visible(principal, await self._records.get(principal.tenant_id, execution_id))
         return await self._records.events(
             principal.tenant_id, execution_id, after_sequence=after_sequence
         )
@@ -167,11 +165,10 @@ class ExecutionService:
         self, principal: Principal, execution_id: uuid.UUID, *, after_sequence: int = 0
     ) -> AsyncIterator[ExecutionEvent]:
         """The events after `after_sequence`, stored then live, until the terminal one."""
-        require(principal, Role.VIEWER, "reading an execution")
         _check_sequence(after_sequence)
         tenant_id = principal.tenant_id
         last = after_sequence
-        await self._records.get(tenant_id, execution_id)  # NotFound, if so
+        check_visible(principal, await self._records.get(tenant_id, execution_id))  # or NotFound
         followed_here = False
 
         def run_here() -> RecordedRun | None:
@@ -208,9 +205,10 @@ class ExecutionService:
         self, principal: Principal, execution_id: uuid.UUID, *, reason: str = ""
     ) -> Execution:
         """Stop a run; it ends with `execution_cancelled`. A run already over is left as it is."""
-        require(principal, Role.RUNNER, "cancelling an execution")
         reason = reason or f"cancelled by {principal.actor}"
-        execution = await self._records.get(principal.tenant_id, execution_id)
+        execution = check_visible(
+            principal, await self._records.get(principal.tenant_id, execution_id)
+        )
         run = self._live.get(execution_id)
         if run is not None and not execution.status.is_final:
             run.cancel(reason)
@@ -230,7 +228,6 @@ class ExecutionService:
         created_after: datetime | None = None,
         created_before: datetime | None = None,
     ) -> Page[Execution]:
-        require(principal, Role.VIEWER, "listing executions")
         return await self._records.list(
             principal.tenant_id,
             page_size=page_size,

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import uuid
 
-from agentflow_grpc.model.records import Principal, Role
+from agentflow_grpc.model.records import Principal
 from agentflow_grpc.model.webhooks import WebhookDelivery
-from agentflow_grpc.services.access import require
+from agentflow_grpc.services.access import check_visible
 from agentflow_grpc.storage import executions as execution_store
 from agentflow_grpc.storage import webhooks as store
 from agentflow_grpc.storage.database import Database
@@ -24,7 +24,9 @@ class WebhookService:
     ) -> list[WebhookDelivery]:
         """The execution's deliveries, oldest first, with their attempts; NotFoundError for an
         execution the tenant does not have."""
-        require(principal, Role.VIEWER, "reading an execution's webhook deliveries")
         async with self._database.tenant(principal.tenant_id) as connection:
-            await execution_store.get(connection, principal.tenant_id, execution_id)
+            check_visible(
+                principal,
+                await execution_store.get(connection, principal.tenant_id, execution_id),
+            )
             return await store.list_for_execution(connection, principal.tenant_id, execution_id)

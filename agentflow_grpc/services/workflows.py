@@ -7,8 +7,7 @@ from typing import Any
 
 from agentflow_grpc.caching.workflows import WorkflowVersionCache
 from agentflow_grpc.model.errors import InvalidSpecError
-from agentflow_grpc.model.records import Principal, Role, Workflow, WorkflowVersion
-from agentflow_grpc.services.access import require
+from agentflow_grpc.model.records import Principal, Workflow, WorkflowVersion
 from agentflow_grpc.spec import Limits, PluginCatalog, ValidationResult, WorkflowSpec, validate_spec
 from agentflow_grpc.storage import sources as source_store
 from agentflow_grpc.storage import workflows as store
@@ -32,7 +31,6 @@ class WorkflowService:
 
     async def validate(self, principal: Principal, document: Any) -> ValidationResult:
         """Every violation of `document`, source references checked against the tenant's."""
-        require(principal, Role.VIEWER, "validating a workflow")
         async with self._database.tenant(principal.tenant_id) as connection:
             return await self._validate(connection, principal, document)
 
@@ -40,7 +38,6 @@ class WorkflowService:
         self, principal: Principal, document: Any, *, request_id: str | None = None
     ) -> Workflow:
         """Version 1 of a new workflow; a `request_id` seen before returns what it created."""
-        require(principal, Role.EDITOR, "creating a workflow")
         async with self._database.tenant(principal.tenant_id) as connection:
             spec = _valid(await self._validate(connection, principal, document))
             return await store.create(
@@ -54,7 +51,6 @@ class WorkflowService:
             )
 
     async def get(self, principal: Principal, workflow_id: uuid.UUID) -> Workflow:
-        require(principal, Role.VIEWER, "reading a workflow")
         async with self._database.tenant(principal.tenant_id) as connection:
             return await store.get(connection, principal.tenant_id, workflow_id)
 
@@ -67,7 +63,6 @@ class WorkflowService:
         name: str | None = None,
         show_deleted: bool = False,
     ) -> Page[Workflow]:
-        require(principal, Role.VIEWER, "listing workflows")
         async with self._database.tenant(principal.tenant_id) as connection:
             return await store.list_workflows(
                 connection,
@@ -82,7 +77,6 @@ class WorkflowService:
         self, principal: Principal, workflow_id: uuid.UUID, document: Any, *, etag: str | None
     ) -> Workflow:
         """A new version with `document` as its spec (none if the spec is unchanged)."""
-        require(principal, Role.EDITOR, "updating a workflow")
         async with self._database.tenant(principal.tenant_id) as connection:
             spec = _valid(await self._validate(connection, principal, document))
             updated = await store.update(
@@ -101,7 +95,6 @@ class WorkflowService:
     async def delete(
         self, principal: Principal, workflow_id: uuid.UUID, *, etag: str | None
     ) -> Workflow:
-        require(principal, Role.EDITOR, "deleting a workflow")
         async with self._database.tenant(principal.tenant_id) as connection:
             deleted = await store.delete(
                 connection, principal.tenant_id, workflow_id, etag=etag, actor=principal.actor
@@ -120,7 +113,6 @@ class WorkflowService:
         page_size: int = 0,
         page_token: str = "",
     ) -> Page[WorkflowVersion]:
-        require(principal, Role.VIEWER, "listing workflow versions")
         async with self._database.tenant(principal.tenant_id) as connection:
             return await store.list_versions(
                 connection, principal.tenant_id, workflow_id, size=page_size, token=page_token

@@ -125,12 +125,12 @@ async def test_a_revoked_key_is_unauthenticated(
     client: Client, api: RunningApi, owner: asyncpg.Connection
 ) -> None:
     editor = key(api.keys[Role.EDITOR])
-    await client.workflows.ListWorkflows(wf.ListWorkflowsRequest(), metadata=editor)
-    revoked = await owner.execute(
-        "UPDATE api_keys SET revoked_at = now() WHERE key_hash = $1",
-        hash_key(api.keys[Role.EDITOR]),
+    await client.workflows.ListWorkflows(wf.ListWorkflowsRequest(), metadata=editor)  # cached
+    row = await owner.fetchrow(
+        "SELECT id, tenant_id FROM api_keys WHERE key_hash = $1", hash_key(api.keys[Role.EDITOR])
     )
-    assert revoked == "UPDATE 1"
+    # Revoked as AdminService and the CLI do it: every server drops the key from its cache.
+    await api.server.app.tenants.revoke_api_key(row["tenant_id"], row["id"], actor="test")
     error = await rpc_error(
         client.workflows.ListWorkflows(wf.ListWorkflowsRequest(), metadata=editor)
     )
@@ -343,6 +343,15 @@ async def test_health_needs_no_key(client: Client) -> None:
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
     unknown = await rpc_error(standard.Check(health_pb2.HealthCheckRequest(service="nope.Nope")))
     assert unknown.code() is grpc.StatusCode.NOT_FOUND
+    watch = standard.Watch(health_pb2.HealthCheckRequest(service=""))
+    first = await watch.read()  # the servicer writes with context.write(), not by yielding
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
+    watch.cancel()
+    listed = await standard.List(health_pb2.HealthListRequest())
+    assert {"", "agentflow.v1.WorkflowService", "agentflow.v1.AdminService"} <= set(listed.statuses)
+    assert {answer.status for answer in listed.statuses.values()} == {
+        health_pb2.HealthCheckResponse.SERVING
+    }
 
 
 async def test_reflection_lists_our_services_and_describes_them(client: Client) -> None:

@@ -8,62 +8,18 @@ asyncio (a blocking call would stop the server from answering).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from support.api_fixtures import RunningApi
+from support.cli_process import agentflow, assert_refused
 
 from agentflow_grpc.model.records import Role
 
 pytestmark = pytest.mark.slow  # each test starts `agentflow` processes
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-async def agentflow(
-    *args: str, home: Path, cwd: Path, api_key: str | None = None, grpc_port: int | None = None
-) -> Result:
-    environment = {
-        name: value
-        for name, value in os.environ.items()
-        if name != "DATABASE_URL" and not name.startswith("AGENTFLOW_")
-    }
-    environment.update(AGENTFLOW_HOME=str(home), AGENTFLOW_LOG_FORMAT="json")
-    if api_key is not None:
-        environment["AGENTFLOW_API_KEY"] = api_key
-    if grpc_port is not None:
-        environment["AGENTFLOW_GRPC_PORT"] = str(grpc_port)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "agentflow_grpc",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=environment,
-        cwd=cwd,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=90)
-    assert process.returncode is not None
-    return Result(process.returncode, stdout.decode(), stderr.decode())
-
-
-def assert_refused(result: Result, fragment: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert fragment in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr
-    assert result.stdout == ""
 
 
 async def test_it_writes_an_html_profile_of_the_server_and_says_where_and_how_many_samples(
@@ -134,7 +90,7 @@ async def test_it_refuses_without_a_key_with_a_viewers_key_and_with_a_bad_durati
         api_key=api.keys[Role.VIEWER],
         grpc_port=port,  # AGENTFLOW_GRPC_HOST:PORT when no dev stack runs
     )
-    assert_refused(viewer, "PERMISSION_DENIED: profiling the server needs the admin role")
+    assert_refused(viewer, "PERMISSION_DENIED: ProfileServer needs the admin role")
 
     too_long = await agentflow(
         "profile", "--seconds", "120", home=home, cwd=tmp_path, api_key=api.keys[Role.ADMIN]

@@ -17,13 +17,14 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 from support.storage import ACTOR, create_database
 
-from agentflow_grpc.storage import migrations, sources, tenants
+from agentflow_grpc.storage import migrations, sources, tenants, workflows
 from agentflow_grpc.storage.crypto import Keyring
 from agentflow_grpc.storage.database import Database
 
@@ -245,7 +246,17 @@ async def test_apikey_create_json_gives_the_key_and_its_record(
 
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert set(document) == {"key", "id", "tenant_id", "role", "prefix"}
+    assert set(document) == {
+        "key",
+        "id",
+        "tenant_id",
+        "role",
+        "prefix",
+        "expires_at",
+        "workflow_ids",
+    }
+    assert document["expires_at"] is None
+    assert document["workflow_ids"] is None
     assert document["key"].startswith("af_")
     assert document["tenant_id"] == str(tenant_id)
     assert document["role"] == "runner"
@@ -254,6 +265,77 @@ async def test_apikey_create_json_gives_the_key_and_its_record(
     assert row["tenant_id"] == tenant_id
     assert row["description"] == "ci deploys"
     assert row["key_hash"] == hashlib.sha256(document["key"].encode()).digest()
+
+
+async def test_apikey_create_with_an_expiry_and_workflows_stores_both(
+    dsn: str, home: Path, database: Database, owner: asyncpg.Connection
+) -> None:
+    tenant_id = await new_tenant(database, "limited-co")
+    async with database.tenant(tenant_id) as connection:
+        made = [
+            await workflows.create(
+                connection, tenant_id, name=name, spec={"name": name}, spec_hash=name, actor=ACTOR
+            )
+            for name in ("first", "second")
+        ]
+    before = datetime.now(UTC)
+
+    result = agentflow(
+        "apikey",
+        "create",
+        "--tenant",
+        "limited-co",
+        "--role",
+        "runner",
+        "--expires-in",
+        "12h",
+        "--workflow",
+        str(made[0].id),
+        "--workflow",
+        str(made[1].id),
+        "--json",
+        dsn=dsn,
+        home=home,
+    )
+
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    row = await owner.fetchrow("SELECT * FROM api_keys WHERE id = $1", uuid.UUID(document["id"]))
+    assert before + timedelta(hours=12) <= row["expires_at"]
+    assert row["expires_at"] <= datetime.now(UTC) + timedelta(hours=12)
+    assert document["expires_at"] == row["expires_at"].isoformat()
+    assert row["workflow_ids"] == [made[0].id, made[1].id]
+    assert document["workflow_ids"] == [str(made[0].id), str(made[1].id)]
+
+    plain = agentflow(
+        "apikey", "create", "--tenant", "limited-co", "--role", "viewer", "--expires-in", "30d",
+        "--workflow", str(made[0].id), dsn=dsn, home=home,
+    )  # fmt: skip
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.startswith("af_")
+    assert "It expires at " in plain.stderr
+    assert "It may use 1 workflow only." in plain.stderr
+
+
+async def test_apikey_create_refuses_a_bad_expiry_or_an_unknown_workflow(
+    dsn: str, home: Path, database: Database
+) -> None:
+    for duration in ("soon", "0s"):
+        bad = agentflow(
+            "apikey", "create", "--tenant", "nope", "--role", "viewer", "--expires-in", duration,
+            dsn=dsn, home=home,
+        )  # fmt: skip
+        assert bad.returncode == 2, bad.stderr
+        assert "Traceback" not in bad.stderr
+        assert "Invalid value for '--expires-in'" in bad.stderr
+        assert bad.stdout == ""
+    await new_tenant(database, "workflowless")
+    unknown = str(uuid.uuid4())
+    result = agentflow(
+        "apikey", "create", "--tenant", "workflowless", "--role", "viewer", "--workflow", unknown,
+        dsn=dsn, home=home,
+    )  # fmt: skip
+    assert_clean_failure(result, f"workflow_ids: no workflow {unknown} in this tenant")
 
 
 def test_apikey_create_for_an_unknown_tenant_or_role_fails_clearly(dsn: str, home: Path) -> None:

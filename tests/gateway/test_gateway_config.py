@@ -61,8 +61,10 @@ def test_the_template_in_the_package_is_the_one_in_envoy_folder() -> None:
 def test_it_transcodes_every_service_of_protos_and_knows_which_methods_stream() -> None:
     services, streams = transcoded_methods(DESCRIPTOR_SET)
     assert services == [
+        "agentflow.v1.AdminService",
         "agentflow.v1.ExecutionService",
         "agentflow.v1.HealthService",
+        "agentflow.v1.IdentityService",
         "agentflow.v1.ObservabilityService",
         "agentflow.v1.SourceService",
         "agentflow.v1.WorkflowService",
@@ -256,3 +258,26 @@ def test_gateway_config_command_prints_a_config_for_each_upstream() -> None:
     bad = CliRunner().invoke(cli, ["gateway-config", "--upstream", "nope"])
     assert bad.exit_code != 0
     assert "not HOST:PORT" in bad.output
+
+
+def test_the_page_may_call_its_sign_in_issuer_and_nothing_else() -> None:
+    def connect_sources(rendered: dict[str, Any]) -> set[str]:
+        (policy,) = {
+            _headers(route)["content-security-policy"]
+            for route in _routes(rendered)
+            if "direct_response" in route
+        }
+        (directive,) = [d for d in policy.split("; ") if d.startswith("connect-src")]
+        return set(directive.split()[1:])
+
+    assert connect_sources(_rendered()) == {"'self'"}
+    issuer = ("https://login.example.com",)
+    assert connect_sources(_rendered(page_connect_origins=issuer)) == {"'self'", *issuer}
+    # `agentflow gateway-config` takes the origin from the issuer the settings name.
+    result = CliRunner().invoke(
+        cli,
+        ["gateway-config", "--upstream", "10.0.0.1:50051"],
+        env={"AGENTFLOW_OIDC_ISSUER": "https://login.example.com/realms/acme"},
+    )
+    assert result.exit_code == 0, result.output
+    assert connect_sources(yaml.safe_load(result.output)) == {"'self'", *issuer}

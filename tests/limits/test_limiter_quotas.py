@@ -39,16 +39,16 @@ async def test_each_utc_day_has_its_own_count(redis_url: str) -> None:
     client = client_of(redis_url)
     try:
         day = datetime(2030, 1, 1, 23, 59, 30, tzinfo=UTC)
-        quota = TokenQuota(Scripts.register(client), FailOpen(), KEYS, 100, clock=lambda: day)
+        quota = TokenQuota(Scripts.register(client), FailOpen(), KEYS, clock=lambda: day)
         tenant = new_id()
-        await quota.add(tenant, 100)
+        await quota.add(tenant, 100, 100)
         with pytest.raises(ResourceExhaustedError) as refused:
-            await quota.check(tenant)
+            await quota.check(tenant, 100)
         assert refused.value.retry_after == 30  # until 2030-01-02 00:00 UTC
         key = KEYS.tenant_tokens(tenant, day.date())
         assert 86_400 < await client.ttl(key) <= 2 * 86_400  # yesterday's count goes away
         day = datetime(2030, 1, 2, 0, 0, 1, tzinfo=UTC)
-        await quota.check(tenant)
+        await quota.check(tenant, 100)
         assert await quota.used(tenant) == 0
     finally:
         await client.aclose()

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from agentflow_grpc.model.errors import InvalidArgumentError, PermissionDeniedError
+from agentflow_grpc.model.errors import InvalidArgumentError
 from agentflow_grpc.model.records import Principal, Role
 from agentflow_grpc.services.profiling import ProfileFormat, ServerProfiler
 
@@ -57,11 +57,3 @@ async def test_a_profile_that_cannot_fit_is_refused_naming_the_duration(busy_loo
         await ServerProfiler(max_message_bytes=ENVELOPE).profile(ADMIN, 0.2, ProfileFormat.HTML)
     assert refused.value.field == "duration"
     assert "too large" in refused.value.message
-
-
-async def test_the_role_is_checked_before_anything_is_sampled() -> None:
-    profiler = ServerProfiler()
-    editor = Principal(uuid.uuid4(), Role.EDITOR, uuid.uuid4())
-    with pytest.raises(PermissionDeniedError):
-        await profiler.profile(editor, 999.0)  # the role first, the duration after
-    assert not profiler.busy

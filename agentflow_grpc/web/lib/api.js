@@ -1,7 +1,8 @@
-// The REST client: calls the public API (Envoy's gRPC-JSON transcoder) with the API key sent as
-// `x-api-key`, and turns error replies (google.rpc.Status bodies) into ApiError.
+// The REST client: calls the public API (Envoy's gRPC-JSON transcoder) with this tab's credential
+// (an API key as `x-api-key`, or a signed-in person's token as `authorization: Bearer`), and turns
+// error replies (google.rpc.Status bodies) into ApiError.
 
-import { apiKey } from './session.js';
+import { authHeaders } from './session.js';
 
 export const GRPC_CODES = [
   'OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND',
@@ -39,8 +40,7 @@ export class ApiError extends Error {
 }
 
 export async function api(path, { method = 'GET', body, signal, auth = true, accept = 'application/json' } = {}) {
-  const headers = { Accept: accept };
-  if (auth) headers['x-api-key'] = apiKey();
+  const headers = { Accept: accept, ...(auth ? authHeaders() : {}) };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let response;
   try {

@@ -8,7 +8,7 @@ import { api } from '../lib/api.js';
 import { $, cssToken, h, truncate } from '../lib/dom.js';
 import { formatMs, fullTime, relativeTime } from '../lib/format.js';
 import { executionHref } from '../lib/routes.js';
-import { apiKey } from '../lib/session.js';
+import { hasCredential } from '../lib/session.js';
 import { drawRunsChart, durationMs, formatWidth, STATES } from './stats-chart.js';
 
 const REFRESH_MS = 5_000;
@@ -88,8 +88,8 @@ function table(name, columns) {
 async function load() {
   if (!board.shown) return;
   const generation = ++board.generation;
-  if (!apiKey()) {
-    setMessage('Enter your API key above to see the dashboard.');
+  if (!hasCredential()) {
+    setMessage('Sign in, or enter your API key above, to see the dashboard.');
     return;
   }
   const choice = WINDOWS.find((w) => w.value === board.window) ?? WINDOWS[1];

@@ -3,7 +3,7 @@
 
 import { api, ApiError, GRPC_CODES } from '../lib/api.js';
 import { $, truncate } from '../lib/dom.js';
-import { apiKey } from '../lib/session.js';
+import { hasCredential } from '../lib/session.js';
 import { readEventStream } from '../lib/sse.js';
 import { state } from '../lib/state.js';
 import { hideError, showBanner, showError } from './banner.js';
@@ -18,8 +18,8 @@ export async function onRunSubmit(event) {
   if (!state.selected || state.run?.active) return;
   hideError();
   clearFieldErrors();
-  if (!apiKey()) {
-    showBanner('No API key', 'Enter your API key above before running a workflow.');
+  if (!hasCredential()) {
+    showBanner('Not signed in', 'Sign in, or enter your API key above, before running a workflow.');
     return;
   }
   const { values, problems } = readInputs(state.selected.spec?.inputs);

@@ -3,7 +3,7 @@
 import { api } from '../lib/api.js';
 import { $, h } from '../lib/dom.js';
 import { fullTime, relativeTime } from '../lib/format.js';
-import { apiKey } from '../lib/session.js';
+import { hasCredential } from '../lib/session.js';
 import { state } from '../lib/state.js';
 import { showError } from './banner.js';
 
@@ -36,8 +36,8 @@ export async function loadWorkflows({ more = false } = {}) {
     $('workflow-items').replaceChildren();
     $('workflows-more').hidden = true;
   }
-  if (!apiKey()) {
-    setListMessage('Enter your API key above to list workflows.');
+  if (!hasCredential()) {
+    setListMessage('Sign in, or enter your API key above, to list workflows.');
     return;
   }
   setListMessage(more ? '' : 'Loading…');

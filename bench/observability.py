@@ -1,7 +1,7 @@
 """Benchmark: the cost of seeing — the server's CPU per execution with traces exported and
 metrics served and scraped, against both off, measured in one run.
 
-    python bench/observability.py [--runs 300] [--concurrency 10] [--rounds 5]
+    python bench/observability.py [--runs 300] [--concurrency 10] [--rounds 5] [--warmup 100]
                                   [--latency 0.05] [--scrape 1.0] [--pool 20]
 
 The set-up is `bench/grpc.py`'s (its server process, workflow and client are reused): an
@@ -18,7 +18,7 @@ one streaming llm node. Two configurations, each a fresh server process on a fre
 
 Two more show where the cost is: `traces` (export only) and `metrics` (served and scraped
 only). The modes (`--modes`, all four by default) take turns, `--rounds` times, so that drift on
-a shared machine hits each alike. Each round: a warm-up of twice `--concurrency` executions,
+a shared machine hits each alike. Each round: a warm-up of `--warmup` executions (100),
 then `--runs` ExecuteWorkflow calls from `--concurrency` callers, each read to its terminal
 event; the server process's CPU time over them, per run. Prints every round, the medians and
 their growth over off (the median over rounds of each round's own growth, the modes of a round
@@ -221,7 +221,7 @@ async def one_round(
                 scrape_every(bench.server.metrics_url, args.scrape, scrapes)
             )
         try:
-            await base.execute_level(bench, args.concurrency, 2 * args.concurrency)  # warm-up
+            await base.execute_level(bench, args.concurrency, args.warmup)
             await bench.meter.start()
             wall, _ = await base.execute_level(bench, args.concurrency, args.runs)
             cpu = await bench.meter.per(args.runs)
@@ -282,6 +282,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300, help="measured executions per round")
     parser.add_argument("--concurrency", type=int, default=10, help="concurrent callers")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=100,
+        help="executions a fresh server runs before it is measured (its caches filled)",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="rounds of every mode")
     parser.add_argument("--latency", type=float, default=0.05, help="provider latency, seconds")
     parser.add_argument("--scrape", type=float, default=1.0, help="seconds between scrapes")

@@ -36,8 +36,9 @@ ANONYMOUS = "anonymous"
 _REFUSALS_WINDOW = 60.0
 _BACKGROUND_WRITES = 256  # success rows being written at once before calls wait for theirs
 _REFUSALS_TRACKED = 10_000
-# Request fields that name the resource a call is about, in the order they are looked for.
-_RESOURCE_FIELDS = ("name", "parent", "workflow")
+# Fields of a request or answer that name the resource a call is about, in the order they are
+# looked for (`execution`: a run's event).
+_RESOURCE_FIELDS = ("execution", "name", "parent", "workflow")
 
 
 class AuditRecorder(Protocol):
@@ -89,16 +90,23 @@ class CallAudit:
             log.exception("audit.write_failed", method=method)
 
     async def succeeded(
-        self, *, method: str, principal: Principal, resource: str, metadata: Mapping[str, Any]
+        self,
+        *,
+        method: str,
+        principal: Principal,
+        request: Any,
+        response: Any,
+        metadata: Mapping[str, Any],
     ) -> None:
-        """Record a successful call to `method` about `resource` (`executions/{id}`)."""
-        collection, _, resource_id = resource.partition("/")
+        """Record a successful call to `method` about the resource its answer names (a run's
+        event or Execution: `executions/{id}`), else its request."""
+        resource_type, resource_id = _resource(method, response, request)
         write = self._write_quietly(
             principal.tenant_id,
             actor=principal.actor,
             action=_action(method),
-            resource_type=collection.removesuffix("s") or "method",
-            resource_id=resource_id or _action(method),
+            resource_type=resource_type,
+            resource_id=resource_id,
             outcome="ok",
             details=_details(method, None, metadata),
         )
@@ -168,13 +176,15 @@ def _action(method: str) -> str:
     return f"{service.rpartition('.')[2]}.{name}"
 
 
-def _resource(method: str, request: Any) -> tuple[str, str]:
-    """The resource the request names (`workflows/{id}` → workflow, id), else the method."""
-    for field in _RESOURCE_FIELDS:
-        value = getattr(request, field, None)
-        if isinstance(value, str) and "/" in value:
-            collection, _, resource_id = value.partition("/")
-            return collection.removesuffix("s"), resource_id
+def _resource(method: str, *messages: Any) -> tuple[str, str]:
+    """The resource the first of `messages` to name one names (`workflows/{id}` → workflow,
+    id), else the method."""
+    for message in messages:
+        for field in _RESOURCE_FIELDS:
+            value = getattr(message, field, None)
+            if isinstance(value, str) and "/" in value:
+                collection, _, resource_id = value.partition("/")
+                return collection.removesuffix("s"), resource_id
     return "method", _action(method)
 
 

@@ -182,19 +182,14 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             await self._audit.close()
 
     async def _succeeded(self, call: _Call, request: Any, response: Any) -> None:
-        """Record a call the roles table marks `audited_by_call`, about the execution it names
-        (a stream's first event, an Execution, or the request's `name`)."""
+        """Record a call the roles table marks `audited_by_call` (a run started or cancelled)."""
         if self._audit is None or call.principal is None:
             return
-        resource = (
-            getattr(response, "execution", "")
-            or getattr(response, "name", "")
-            or getattr(request, "name", "")
-        )
         await self._audit.succeeded(
             method=call.method,
             principal=call.principal,
-            resource=str(resource),
+            request=request,
+            response=response,
             metadata=call.metadata,
         )
 

@@ -170,8 +170,7 @@ class Limiter:
         """Give an execution's slot back from a process that does not hold its
         ExecutionSlot (e.g. another replica that saw it end). A holder that still renews it
         does not put it back."""
-        policy = await self.policy_for(tenant_id)
-        await self._slots.release_for(tenant_id, api_key_id, execution_id, policy)
+        await self._slots.release_for(tenant_id, api_key_id, execution_id)
 
     async def check_tokens(self, tenant_id: Id) -> None:
         """Raises ResourceExhaustedError `quota_exceeded.tokens_per_day` (retry_after: seconds

@@ -159,10 +159,11 @@ class ExecutionSlots:
 
         await self._guard.call("release_slot", remove)
 
-    async def release_for(
-        self, tenant_id: Id, api_key_id: Id | None, execution_id: Id, policy: LimitPolicy
-    ) -> None:
-        """Give back an execution's slot from anywhere (another replica, a clean-up)."""
-        slot_keys = [limit.key for limit in self._limits(tenant_id, api_key_id, policy)]
-        if slot_keys:
-            await self.release(str(execution_id), slot_keys)
+    async def release_for(self, tenant_id: Id, api_key_id: Id | None, execution_id: Id) -> None:
+        """Give back an execution's slot from anywhere (another replica, a clean-up): from the
+        tenant's set and the key's, whatever the limits are now (the tenant's may have changed
+        since the slot was taken; a set that does not hold it is left as it is)."""
+        slot_keys = [self._keys.tenant_executions(tenant_id)]
+        if api_key_id is not None:
+            slot_keys.append(self._keys.key_executions(tenant_id, api_key_id))
+        await self.release(str(execution_id), slot_keys)

@@ -8,7 +8,7 @@ committed (`Invalidations.publish`), so none goes on using what it cached of the
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 from agentflow_grpc.limits.invalidations import Invalidation, Invalidations
@@ -44,12 +44,20 @@ class TenantService:
             return await store.tenant_limits(connection, tenant_id)
 
     async def update_tenant_limits(
-        self, tenant_id: uuid.UUID, limits: TenantLimits, *, actor: str
+        self,
+        tenant_id: uuid.UUID,
+        limits: TenantLimits,
+        *,
+        only: Collection[str] | None = None,
+        actor: str,
     ) -> Tenant:
-        """Set all of the tenant's own limits (None: the server's default). InvalidArgumentError
-        (field `limits.<name>`) for a limit out of range: a burst below 1, anything below 0."""
+        """Set the tenant's own limits: all of them (None: the server's default), or `only`
+        those named. InvalidArgumentError (field `limits.<name>`) for a limit out of range: a
+        burst below 1, anything below 0."""
         async with self._database.tenant(tenant_id) as connection:
-            tenant = await store.update_tenant_limits(connection, tenant_id, limits, actor=actor)
+            tenant = await store.update_tenant_limits(
+                connection, tenant_id, limits, only=only, actor=actor
+            )
         await self._announce(Invalidation(tenant_id))
         return tenant
 
@@ -67,22 +75,11 @@ class TenantService:
         """A new key for the tenant (its id; or its name, for an operator's CLI): its record,
         and the key, shown once. InvalidArgumentError for an `expires_at` not in the future
         (field `expires_at`) or a workflow the tenant does not have (`workflow_ids`)."""
-        if isinstance(tenant, uuid.UUID):
-            async with self._database.tenant(tenant) as connection:
-                return await store.create_api_key(
-                    connection,
-                    tenant,
-                    role=role,
-                    description=description,
-                    expires_at=expires_at,
-                    workflow_ids=workflow_ids,
-                    actor=actor,
-                )
-        async with self._database.system() as connection:
-            found = await store.find_tenant(connection, tenant)
+        tenant_id = tenant if isinstance(tenant, uuid.UUID) else (await self.find_tenant(tenant)).id
+        async with self._database.tenant(tenant_id) as connection:
             return await store.create_api_key(
                 connection,
-                found.id,
+                tenant_id,
                 role=role,
                 description=description,
                 expires_at=expires_at,
@@ -110,7 +107,7 @@ class TenantService:
     ) -> tuple[ApiKey, str, ApiKey]:
         """A new key like the old one (role, description, workflows) and its secret; the old
         key now ends `grace` (0 to 30 days, else InvalidArgumentError `grace_period`) from now,
-        or sooner. ConflictError `api_key.revoked` for a revoked key, NotFoundError for
+        or sooner. FailedPreconditionError `api_key.revoked` for a revoked key, NotFoundError for
         another tenant's."""
         async with self._database.tenant(tenant_id) as connection:
             new, secret, old = await store.rotate_api_key(

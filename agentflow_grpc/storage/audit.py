@@ -53,25 +53,6 @@ FILTER_LIMIT = 200  # characters of a text filter
 # The rows a streaming read (verify, export) fetches from its cursor at a time.
 STREAM_PREFETCH = 500
 
-DOCUMENT_FIELDS = (
-    "id",
-    "tenant_id",
-    "chain_seq",
-    "prev_hash",
-    "occurred_at",
-    "actor",
-    "action",
-    "resource_type",
-    "resource_id",
-    "before_hash",
-    "after_hash",
-    "details",
-    "request_id",
-    "trace_id",
-    "source_address",
-    "outcome",
-)
-
 
 def state_hash(state: dict[str, Any] | None) -> str | None:
     if state is None:

@@ -18,7 +18,7 @@ import math
 import re
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,7 +30,7 @@ from agentflow_grpc.model.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
-from agentflow_grpc.model.records import ApiKey, ApiKeyState, Principal, Role, Tenant, TenantLimits
+from agentflow_grpc.model.records import ApiKey, Principal, Role, Tenant, TenantLimits
 from agentflow_grpc.storage import audit
 from agentflow_grpc.storage.database import Connection
 
@@ -132,13 +132,24 @@ def check_limits(limits: TenantLimits) -> None:
 
 
 async def update_tenant_limits(
-    connection: Connection, tenant_id: uuid.UUID, limits: TenantLimits, *, actor: str
+    connection: Connection,
+    tenant_id: uuid.UUID,
+    limits: TenantLimits,
+    *,
+    only: Collection[str] | None = None,
+    actor: str,
 ) -> Tenant:
-    """Set the tenant's own limits, all of them: a limit None goes back to the default."""
-    check_limits(limits)
+    """Set the tenant's own limits: all of them (a limit None goes back to the default), or
+    `only` those named, the others kept as they are (read under the row's lock, so two changes
+    of different limits at once both hold)."""
     before = await connection.fetchrow("SELECT * FROM tenants WHERE id = $1 FOR UPDATE", tenant_id)
     if before is None:
         raise NotFoundError(f"tenant {tenant_id} not found")
+    if only is not None:
+        limits = dataclasses.replace(
+            _limits(before["limits"]), **{name: getattr(limits, name) for name in only}
+        )
+    check_limits(limits)
     row = await connection.fetchrow(
         "UPDATE tenants SET limits = $2 WHERE id = $1 RETURNING *", tenant_id, _document(limits)
     )
@@ -213,14 +224,6 @@ def principal_of(key: ApiKey) -> Principal:
         workflow_ids=None if key.workflow_ids is None else frozenset(key.workflow_ids),
         expires_at=key.expires_at,
     )
-
-
-async def authenticate(connection: Connection, key: str) -> Principal | None:
-    """The principal of a live key; None for an unknown, revoked or expired one. System scope."""
-    record = await find_api_key(connection, key)
-    if record is None or record.state(datetime.now(UTC)) is not ApiKeyState.ACTIVE:
-        return None
-    return principal_of(record)
 
 
 async def list_api_keys(connection: Connection, tenant_id: uuid.UUID) -> list[ApiKey]:

@@ -112,6 +112,32 @@ async def test_a_tenants_own_limits_decide_where_set_and_the_servers_elsewhere(
     await limiter.check_tokens(tenant_b.id)
 
 
+async def test_a_slot_is_given_back_after_the_tenants_limit_changed(
+    client: redis.Redis, database: Database, tenant_a: Tenant
+) -> None:
+    tenants = TenantService(database)
+    limit_one = TenantLimits(max_concurrent_executions=1, key_max_concurrent_executions=1)
+    await tenants.update_tenant_limits(tenant_a.id, limit_one, actor=ACTOR)
+    limiter = Limiter(
+        client,
+        SERVER,
+        keys=KEYS,
+        metrics=Metrics(),
+        tenant_limits=tenants.tenant_limits,
+        limits_cache_seconds=0,
+    )
+    key, running = new_id(), new_id()
+    await limiter.acquire_execution_slot(tenant_a.id, key, running)
+    # Lifted (unlimited) while the run holds its slot, then put back: another replica that
+    # saw the run end gives its slot back from both sets all the same.
+    unlimited = TenantLimits(max_concurrent_executions=0, key_max_concurrent_executions=0)
+    await tenants.update_tenant_limits(tenant_a.id, unlimited, actor=ACTOR)
+    await limiter.release_execution_slot(tenant_a.id, key, running)
+    await tenants.update_tenant_limits(tenant_a.id, limit_one, actor=ACTOR)
+    async with limiter.execution_slot(tenant_a.id, key, new_id()):
+        pass
+
+
 async def test_a_tenant_may_be_given_more_than_the_server_default(
     client: redis.Redis, database: Database, tenant_a: Tenant
 ) -> None:

@@ -207,8 +207,9 @@ async def test_system_scope_authenticates_keys_across_tenants(
     database: Database, tenant_a: Tenant, owned: Owned
 ) -> None:
     async with database.system() as connection:
-        principal = await tenants.authenticate(connection, owned.api_key)
-    assert principal is not None
+        record = await tenants.find_api_key(connection, owned.api_key)
+    assert record is not None
+    principal = tenants.principal_of(record)
     assert (principal.tenant_id, principal.role, principal.api_key_id) == (
         tenant_a.id,
         Role.ADMIN,
@@ -216,7 +217,7 @@ async def test_system_scope_authenticates_keys_across_tenants(
     )
     # A tenant-scoped transaction cannot look keys up by hash (the lookup is the system's).
     async with database.tenant(uuid.uuid4()) as connection:
-        assert await tenants.authenticate(connection, owned.api_key) is None
+        assert await tenants.find_api_key(connection, owned.api_key) is None
 
 
 async def test_the_runtime_role_cannot_delete_rows(database: Database, tenant_a: Tenant) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -17,7 +18,7 @@ from agentflow_grpc.model.errors import (
     InvalidArgumentError,
     SecretDecryptionError,
 )
-from agentflow_grpc.model.records import Role, StoredSource, Tenant
+from agentflow_grpc.model.records import ApiKeyState, Role, StoredSource, Tenant
 from agentflow_grpc.services.keys import rotate_secrets
 from agentflow_grpc.storage import audit, sources, tenants
 from agentflow_grpc.storage.crypto import Keyring
@@ -181,11 +182,12 @@ async def test_api_keys_store_only_a_hash_and_can_be_revoked(
     assert row["key_hash"] == hashlib.sha256(key.encode()).digest()
     assert key not in " ".join(str(value) for value in row.values())
     async with database.system() as connection:
-        principal = await tenants.authenticate(connection, key)
-        assert principal is not None
-        assert principal.role is Role.RUNNER
-        assert await tenants.authenticate(connection, key + "x") is None
-        assert await tenants.authenticate(connection, "not-a-key") is None
+        found = await tenants.find_api_key(connection, key)
+        assert found is not None
+        assert found.role is Role.RUNNER
+        assert found.state(datetime.now(UTC)) is ApiKeyState.ACTIVE
+        assert await tenants.find_api_key(connection, key + "x") is None
+        assert await tenants.find_api_key(connection, "not-a-key") is None
     async with database.tenant(tenant_a.id) as connection:
         revoked = await tenants.revoke_api_key(connection, tenant_a.id, record.id, actor=ACTOR)
         assert revoked.revoked_at is not None
@@ -194,7 +196,9 @@ async def test_api_keys_store_only_a_hash_and_can_be_revoked(
         actions = [e.action for e in await audit.list_entries(connection, tenant_a.id)]
     assert actions == ["tenant.create", "api_key.create", "api_key.revoke"]
     async with database.system() as connection:
-        assert await tenants.authenticate(connection, key) is None
+        found = await tenants.find_api_key(connection, key)
+        assert found is not None
+        assert found.state(datetime.now(UTC)) is ApiKeyState.REVOKED
 
 
 async def test_tenant_names_are_checked_and_unique(database: Database, tenant_a: Tenant) -> None:

@@ -272,6 +272,31 @@ async def test_a_tenants_limits_are_set_read_back_and_reset(
     assert await service.tenant_limits(uuid.uuid4()) == TenantLimits()  # no such tenant
 
 
+async def test_changes_of_different_limits_at_once_both_hold(
+    service: TenantService, tenant_a: Tenant
+) -> None:
+    await service.update_tenant_limits(tenant_a.id, TenantLimits(request_burst=9), actor=ACTOR)
+    # Each names one limit; what it leaves unset is kept, read under the row's lock.
+    await asyncio.gather(
+        *(
+            service.update_tenant_limits(tenant_a.id, limits, only={name}, actor=ACTOR)
+            for name, limits in (
+                ("tokens_per_day", TenantLimits(tokens_per_day=100)),
+                ("max_concurrent_executions", TenantLimits(max_concurrent_executions=4)),
+            )
+        )
+    )
+    assert await service.tenant_limits(tenant_a.id) == TenantLimits(
+        request_burst=9, tokens_per_day=100, max_concurrent_executions=4
+    )
+    # A limit the change does not name is neither set nor checked.
+    ignored = TenantLimits(request_burst=0, tokens_per_day=None)
+    await service.update_tenant_limits(tenant_a.id, ignored, only={"tokens_per_day"}, actor=ACTOR)
+    assert await service.tenant_limits(tenant_a.id) == TenantLimits(
+        request_burst=9, max_concurrent_executions=4
+    )
+
+
 @pytest.mark.parametrize(
     ("limits", "field"),
     [

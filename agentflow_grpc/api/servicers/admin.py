@@ -11,7 +11,6 @@ from agentflow_grpc.api.context import Context, current_principal
 from agentflow_grpc.api.fields import check_mask, fields_named
 from agentflow_grpc.limits import LimitPolicy
 from agentflow_grpc.model.errors import InvalidArgumentError
-from agentflow_grpc.model.records import TenantLimits
 from agentflow_grpc.services.audit import AuditService
 from agentflow_grpc.services.tenants import TenantService
 
@@ -93,20 +92,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             request.update_mask, allowed=TENANT_UPDATABLE, field="update_mask", required=True
         )
         principal = current_principal()
-        given = convert_admin.limits_from_proto(request.tenant.limits)
-        if "limits" in paths:
-            limits = given
-        else:  # only the named limits change; the others keep the tenant's current values
-            current = (await self._tenants.get_tenant(principal.tenant_id)).limits
-            changed = {path.removeprefix("limits.") for path in paths}
-            limits = TenantLimits(
-                **{
-                    name: getattr(given if name in changed else current, name)
-                    for name in convert_admin.LIMIT_FIELDS
-                }
-            )
+        # `limits` sets them all; `limits.<name>` only those, the others kept as they are.
+        only = None if "limits" in paths else {path.removeprefix("limits.") for path in paths}
         tenant = await self._tenants.update_tenant_limits(
-            principal.tenant_id, limits, actor=principal.actor
+            principal.tenant_id,
+            convert_admin.limits_from_proto(request.tenant.limits),
+            only=only,
+            actor=principal.actor,
         )
         return convert_admin.tenant_to_proto(tenant, self._defaults)
 

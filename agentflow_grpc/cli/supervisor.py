@@ -249,6 +249,8 @@ class ServerProcesses:
 
     def _environment_of(self, slot: _Slot) -> dict[str, str]:
         environment = {**os.environ, **self._environment}
+        if self._settings.allow_plaintext:  # `--allow-plaintext` given to the supervisor
+            environment["AGENTFLOW_ALLOW_PLAINTEXT"] = "true"
         if self._settings.metrics_port > 0:
             environment["AGENTFLOW_METRICS_PORT"] = str(self._settings.metrics_port + slot.index)
         return environment

@@ -19,6 +19,7 @@ import pytest
 from pydantic import SecretStr
 
 from agentflow_grpc.api.server import ApiServer
+from agentflow_grpc.api.tls import ReloadingServerTls
 from agentflow_grpc.app import open_app
 from agentflow_grpc.config import Settings
 from agentflow_grpc.model.records import Role
@@ -75,10 +76,15 @@ def md(api: RunningApi) -> tuple[tuple[str, str], ...]:
 
 
 @asynccontextmanager
-async def running_api(settings: Settings) -> AsyncIterator[RunningApi]:
-    """A server on `settings`, with tenant `acme` (a key of each role) and `globex` (admin)."""
+async def running_api(
+    settings: Settings, tls: ReloadingServerTls | None = None
+) -> AsyncIterator[RunningApi]:
+    """A server on `settings`, with tenant `acme` (a key of each role) and `globex` (admin);
+    `tls`: it serves TLS only."""
     async with open_app(settings) as app:
-        server = await ApiServer.start(app, port=0, max_message_bytes=settings.max_message_bytes)
+        server = await ApiServer.start(
+            app, port=0, max_message_bytes=settings.max_message_bytes, tls=tls
+        )
         try:
             acme = await app.tenants.create_tenant("acme", actor="operator:test")
             keys = {}
